@@ -1,0 +1,106 @@
+//! The subcommands behind the `zonegate` binary, returning process exit codes.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use tracing::{error, info};
+
+use crate::config::{self, EXIT_CONFIG};
+use crate::events::EventSink;
+use crate::reload::SnapshotStore;
+use crate::{devpki, server};
+
+/// Exit code for a failure that is not the config's fault (EX_SOFTWARE).
+pub const EXIT_FAILURE: i32 = 70;
+
+pub fn init_logging(format: &str) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    let _ = if format == "json" {
+        builder.json().try_init()
+    } else {
+        builder.try_init()
+    };
+}
+
+/// `zonegate run`: serve until a shutdown signal.
+pub fn run(config_path: &Path) -> i32 {
+    let store = match SnapshotStore::open(config_path) {
+        Ok(store) => Arc::new(store),
+        Err(errors) => {
+            eprintln!("{errors}");
+            eprintln!("zonegate: {} error(s) in the configuration; not started", errors.len());
+            return EXIT_CONFIG;
+        }
+    };
+    let snapshot = store.load();
+    let events = match EventSink::start(&snapshot.config.events) {
+        Ok(events) => events,
+        Err(e) => {
+            eprintln!("{}: events: cannot open the event sink: {e}", config_path.display());
+            return EXIT_CONFIG;
+        }
+    };
+    let server = match server::build(store.clone(), events) {
+        Ok(server) => server,
+        Err(e) => {
+            error!(error = %e, "cannot build the gateway");
+            return EXIT_FAILURE;
+        }
+    };
+    let listeners: Vec<String> = snapshot.config.listeners.iter().map(|l| l.address.to_string()).collect();
+    info!(zone = %snapshot.config.zone, listeners = ?listeners, generation = snapshot.generation, "zonegate starting");
+    drop(snapshot);
+    server::run(server);
+    0
+}
+
+/// `zonegate check`: validate and report every error at once.
+pub fn check(config_path: &Path) -> i32 {
+    let checked = config::load(config_path).and_then(|c| crate::reload::Snapshot::build(c, 0));
+    match checked {
+        Ok(snapshot) => {
+            let c = &snapshot.config;
+            println!(
+                "{}: ok: zone `{}`, {} listener(s), {} trust domain(s), {} route(s), {} upstream(s), {} rule(s) from {} policy file(s)",
+                config_path.display(),
+                c.zone,
+                c.listeners.len(),
+                c.trust_domains.len(),
+                c.routes.len(),
+                c.upstreams.len(),
+                c.rules.len(),
+                c.policy_files.len()
+            );
+            0
+        }
+        Err(errors) => {
+            eprintln!("{errors}");
+            eprintln!("{}: {} error(s)", config_path.display(), errors.len());
+            EXIT_CONFIG
+        }
+    }
+}
+
+/// `zonegate dev-certs`: mint a development PKI.
+pub fn dev_certs(out: &Path, trust_domain: &str) -> i32 {
+    if let Err(e) = crate::identity::spiffe::validate_trust_domain(trust_domain) {
+        eprintln!("--trust-domain: `{trust_domain}`: {e}");
+        return EXIT_CONFIG;
+    }
+    match devpki::write_dev_pki(out, trust_domain) {
+        Ok(files) => {
+            for f in files {
+                println!("wrote {}", f.display());
+            }
+            0
+        }
+        Err(e) => {
+            eprintln!("cannot write the dev PKI into {}: {e}", out.display());
+            EXIT_FAILURE
+        }
+    }
+}

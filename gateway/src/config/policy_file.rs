@@ -1,0 +1,121 @@
+//! Policy files: TOML lists of rules, read from files or directories (`*.toml`, in name order).
+
+use std::collections::HashSet;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use super::error::ConfigErrors;
+use super::raw::{RawPolicyFile, RawRule};
+use super::{parse_id_patterns, validate_name};
+use crate::policy::{Effect, Mode, PathPattern, Rule};
+
+/// Reads every policy file under `paths`, returning the rules in order and the files read.
+/// Rule ids are unique across all files.
+pub fn load_policy_files(paths: &[PathBuf], errors: &mut ConfigErrors) -> (Vec<Rule>, Vec<PathBuf>) {
+    let mut files = Vec::new();
+    for path in paths {
+        if path.is_dir() {
+            match std::fs::read_dir(path) {
+                Ok(entries) => {
+                    let mut found: Vec<PathBuf> = entries
+                        .filter_map(|e| e.ok().map(|e| e.path()))
+                        .filter(|p| p.extension().is_some_and(|ext| ext == "toml") && p.is_file())
+                        .collect();
+                    found.sort();
+                    files.extend(found);
+                }
+                Err(e) => errors.push(path, "", format!("cannot read policy directory: {e}")),
+            }
+        } else {
+            files.push(path.clone());
+        }
+    }
+    let mut rules = Vec::new();
+    let mut ids = HashSet::new();
+    for file in &files {
+        let source = match std::fs::read_to_string(file) {
+            Ok(s) => s,
+            Err(e) => {
+                errors.push(file, "", format!("cannot read policy file: {e}"));
+                continue;
+            }
+        };
+        let parsed: RawPolicyFile = match toml::from_str(&source) {
+            Ok(p) => p,
+            Err(e) => {
+                errors.push_toml(file, &source, &e);
+                continue;
+            }
+        };
+        for (i, raw) in parsed.rule.iter().enumerate() {
+            let key = format!("rule[{i}]");
+            if !ids.insert(raw.id.clone()) {
+                errors.push(file, format!("{key}.id"), format!("duplicate rule id `{}`", raw.id));
+            }
+            if let Some(rule) = convert_rule(file, &key, raw, errors) {
+                rules.push(rule);
+            }
+        }
+    }
+    (rules, files)
+}
+
+fn convert_rule(file: &Path, key: &str, raw: &RawRule, errors: &mut ConfigErrors) -> Option<Rule> {
+    let before = errors.len();
+    if let Err(reason) = validate_name(&raw.id) {
+        errors.push(file, format!("{key}.id"), reason);
+    }
+    let effect = match raw.effect.as_str() {
+        "allow" => Effect::Allow,
+        "deny" => Effect::Deny,
+        other => {
+            errors.push(file, format!("{key}.effect"), format!("`{other}` is not \"allow\" or \"deny\""));
+            Effect::Deny
+        }
+    };
+    let mode = match raw.mode.as_deref().unwrap_or("enforce") {
+        "enforce" => Mode::Enforce,
+        "audit" => Mode::Audit,
+        other => {
+            errors.push(file, format!("{key}.mode"), format!("`{other}` is not \"enforce\" or \"audit\""));
+            Mode::Enforce
+        }
+    };
+    let identities = parse_id_patterns(file, &format!("{key}.identities"), &raw.identities, errors);
+    for (i, zone) in raw.zones.iter().enumerate() {
+        if let Err(reason) = validate_name(zone) {
+            errors.push(file, format!("{key}.zones[{i}]"), reason);
+        }
+    }
+    for (i, route) in raw.routes.iter().enumerate() {
+        if let Err(reason) = validate_name(route) {
+            errors.push(file, format!("{key}.routes[{i}]"), reason);
+        }
+    }
+    let mut methods = Vec::new();
+    for (i, m) in raw.methods.iter().enumerate() {
+        let ok = !m.is_empty() && m.bytes().all(|b| b.is_ascii_alphabetic());
+        if ok {
+            methods.push(m.to_ascii_uppercase());
+        } else {
+            errors.push(file, format!("{key}.methods[{i}]"), format!("`{m}` is not an HTTP method name"));
+        }
+    }
+    let mut paths = Vec::new();
+    for (i, p) in raw.paths.iter().enumerate() {
+        match PathPattern::parse(p) {
+            Ok(pattern) => paths.push(pattern),
+            Err(e) => errors.push(file, format!("{key}.paths[{i}]"), format!("`{p}`: {e}")),
+        }
+    }
+    (errors.len() == before).then(|| Rule {
+        id: Arc::from(raw.id.as_str()),
+        effect,
+        mode,
+        identities,
+        zones: raw.zones.clone(),
+        routes: raw.routes.iter().map(|r| Arc::from(r.as_str())).collect(),
+        methods,
+        paths,
+    })
+}

@@ -1,0 +1,67 @@
+//! Identity events: the record of every cross-zone attempt and every in-zone refusal, and the
+//! bounded, non-blocking sink that writes them as JSON lines.
+//!
+//! The schema is versioned (`schema` field) and documented in docs/events.md; fields are only
+//! ever added within a version.
+
+mod sink;
+
+pub use sink::{EventSink, SinkStats};
+
+use serde::Serialize;
+
+/// The schema identifier written in every event.
+pub const SCHEMA: &str = "zonegate.identity/v1";
+
+/// One request's identity event. Absent facts are `null`, never guessed.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct IdentityEvent {
+    pub schema: &'static str,
+    /// RFC 3339 UTC with milliseconds.
+    pub time: String,
+    pub event_id: String,
+    pub request_id: String,
+    /// `allow` or `deny`: what the gateway enforced.
+    pub decision: &'static str,
+    /// A stable reason category (see docs/events.md).
+    pub reason: &'static str,
+    /// Free-text detail for operators (never sent to the client).
+    pub detail: Option<String>,
+    /// The rule that decided; `null` for the default deny or when no policy ran.
+    pub rule_id: Option<String>,
+    /// The audit rule that would have changed the decision, and to what.
+    pub audit_rule_id: Option<String>,
+    pub audit_decision: Option<&'static str>,
+    pub cross_zone: bool,
+    pub credential: Option<&'static str>,
+    pub source_spiffe_id: Option<String>,
+    pub source_zone: Option<String>,
+    pub peer_addr: Option<String>,
+    pub cert_serial: Option<String>,
+    /// RFC 3339 UTC.
+    pub cert_not_after: Option<String>,
+    pub destination_zone: String,
+    pub route: Option<String>,
+    pub upstream: Option<String>,
+    pub method: String,
+    pub host: Option<String>,
+    /// The normalised path (what policy saw and the upstream received); for a path that could
+    /// not be normalised, `null`, with `raw_path` set instead.
+    pub path: Option<String>,
+    pub raw_path: Option<String>,
+    pub http_version: &'static str,
+    pub status: u16,
+    pub duration_ms: f64,
+    pub policy_generation: u64,
+}
+
+/// Formats a Unix timestamp (seconds) as RFC 3339 UTC.
+pub fn rfc3339_seconds(unix: i64) -> Option<String> {
+    chrono::DateTime::from_timestamp(unix, 0)
+        .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true))
+}
+
+/// The current time as RFC 3339 UTC with milliseconds.
+pub fn now_rfc3339() -> String {
+    chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+}

@@ -1,0 +1,98 @@
+//! The decision cache: bounded, and owned by one compiled policy.
+//!
+//! Entries are never invalidated: a policy change builds a new `Policy` with an empty cache.
+//! When full, new decisions are computed but not stored, so hostile traffic with endless
+//! distinct paths costs evaluation time, never unbounded memory.
+
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+
+use dashmap::DashMap;
+
+use super::{Decision, RequestFacts};
+
+#[derive(Debug)]
+pub struct DecisionCache {
+    entries: DashMap<Box<str>, Decision>,
+    len: AtomicUsize,
+    capacity: usize,
+    hits: AtomicU64,
+    misses: AtomicU64,
+}
+
+impl DecisionCache {
+    pub fn new(capacity: usize) -> Self {
+        DecisionCache {
+            entries: DashMap::new(),
+            len: AtomicUsize::new(0),
+            capacity,
+            hits: AtomicU64::new(0),
+            misses: AtomicU64::new(0),
+        }
+    }
+
+    /// The cache key. NUL cannot occur in a SPIFFE ID, zone, route, method or normalised path,
+    /// so the joined key is unambiguous.
+    pub fn key(facts: &RequestFacts<'_>) -> Box<str> {
+        let id = facts.spiffe_id.as_str();
+        let mut key = String::with_capacity(
+            id.len()
+                + facts.source_zone.len()
+                + facts.route.len()
+                + facts.method.len()
+                + facts.path.len()
+                + 4,
+        );
+        for (i, part) in [
+            id,
+            facts.source_zone,
+            facts.route,
+            facts.method,
+            facts.path,
+        ]
+        .into_iter()
+        .enumerate()
+        {
+            if i > 0 {
+                key.push('\0');
+            }
+            key.push_str(part);
+        }
+        key.into_boxed_str()
+    }
+
+    pub fn lookup(&self, key: &str) -> Option<Decision> {
+        let hit = self.entries.get(key).map(|d| d.value().clone());
+        let counter = if hit.is_some() {
+            &self.hits
+        } else {
+            &self.misses
+        };
+        counter.fetch_add(1, Ordering::Relaxed);
+        hit
+    }
+
+    pub fn store(&self, key: Box<str>, decision: Decision) {
+        if self.len.load(Ordering::Relaxed) >= self.capacity {
+            return;
+        }
+        if self.entries.insert(key, decision).is_none() {
+            self.len.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        self.len.load(Ordering::Relaxed)
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    pub fn hits(&self) -> u64 {
+        self.hits.load(Ordering::Relaxed)
+    }
+
+    pub fn misses(&self) -> u64 {
+        self.misses.load(Ordering::Relaxed)
+    }
+}

@@ -1,0 +1,100 @@
+//! The one place where failures become HTTP answers.
+//!
+//! Every refusal carries a stable reason category for the identity event and a coarse error
+//! name for the client; the client never sees rule ids, patterns or other policy internals.
+
+use bytes::Bytes;
+use pingora_http::ResponseHeader;
+use serde::Serialize;
+
+/// Why the gateway answered instead of the upstream.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Refusal {
+    /// No client certificate reached the request (should not pass the handshake).
+    NoCredential,
+    /// The connection's SVID has expired since the handshake.
+    CredentialExpired,
+    /// The SVID is not yet valid (clock skew against the handshake).
+    CredentialNotYetValid,
+    BadPath,
+    BadRequest,
+    NoRoute,
+    /// An enforced deny rule matched.
+    PolicyDenied,
+    /// No allow rule matched.
+    DefaultDeny,
+    UpstreamUnavailable,
+    UpstreamTimeout,
+    Internal,
+}
+
+impl Refusal {
+    pub fn status(self) -> u16 {
+        match self {
+            Refusal::NoCredential | Refusal::CredentialExpired | Refusal::CredentialNotYetValid => 401,
+            Refusal::BadPath | Refusal::BadRequest => 400,
+            Refusal::NoRoute => 404,
+            Refusal::PolicyDenied | Refusal::DefaultDeny => 403,
+            Refusal::UpstreamUnavailable => 502,
+            Refusal::UpstreamTimeout => 504,
+            Refusal::Internal => 500,
+        }
+    }
+
+    /// The reason category written in identity events (docs/events.md).
+    pub fn reason(self) -> &'static str {
+        match self {
+            Refusal::NoCredential => "no_credential",
+            Refusal::CredentialExpired => "credential_expired",
+            Refusal::CredentialNotYetValid => "credential_not_yet_valid",
+            Refusal::BadPath => "bad_path",
+            Refusal::BadRequest => "bad_request",
+            Refusal::NoRoute => "no_route",
+            Refusal::PolicyDenied => "policy_denied",
+            Refusal::DefaultDeny => "default_deny",
+            Refusal::UpstreamUnavailable => "upstream_unavailable",
+            Refusal::UpstreamTimeout => "upstream_timeout",
+            Refusal::Internal => "internal_error",
+        }
+    }
+
+    /// The error name the client sees.
+    fn error(self) -> &'static str {
+        match self.status() {
+            401 => "unauthenticated",
+            400 => "bad_request",
+            403 => "forbidden",
+            404 => "not_found",
+            502 => "bad_gateway",
+            504 => "gateway_timeout",
+            _ => "internal_error",
+        }
+    }
+
+    /// Whether the verdict on the identity was a deny (as opposed to a failure after allow).
+    pub fn is_denial(self) -> bool {
+        !matches!(self, Refusal::UpstreamUnavailable | Refusal::UpstreamTimeout)
+    }
+}
+
+#[derive(Serialize)]
+struct Body<'a> {
+    error: &'static str,
+    request_id: &'a str,
+}
+
+/// The response header and JSON body for `refusal`.
+pub fn response(refusal: Refusal, request_id: &str) -> pingora_error::Result<(ResponseHeader, Bytes)> {
+    let body = serde_json::to_vec(&Body {
+        error: refusal.error(),
+        request_id,
+    })
+    .map(Bytes::from)
+    .unwrap_or_default();
+    let mut header = ResponseHeader::build(refusal.status(), Some(5))?;
+    header.insert_header("content-type", "application/json")?;
+    header.insert_header("content-length", body.len().to_string())?;
+    header.insert_header("x-request-id", request_id)?;
+    header.insert_header("cache-control", "no-store")?;
+    Ok((header, body))
+}

@@ -1,0 +1,221 @@
+//! The Pingora `ProxyHttp` implementation: the one place that speaks HTTP to clients.
+//!
+//! Each phase hands off to a named component: identity from the connection, route selection,
+//! the compiled policy, the event sink. Errors become status codes in [`answer`] only.
+
+pub mod answer;
+mod ctx;
+pub mod headers;
+pub mod ids;
+pub mod route;
+pub mod tls;
+pub mod upstream;
+
+pub use ctx::RequestCtx;
+
+use std::sync::Arc;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use async_trait::async_trait;
+use pingora_core::upstreams::peer::HttpPeer;
+use pingora_error::{Error, ErrorSource, ErrorType, Result};
+use pingora_http::RequestHeader;
+use pingora_proxy::{FailToProxy, ProxyHttp, Session};
+
+use crate::events::EventSink;
+use crate::identity::{Credential, Identity};
+use crate::policy::{self, RequestFacts, Verdict};
+use crate::reload::SnapshotStore;
+use answer::Refusal;
+use tls::PeerSvid;
+
+/// The gateway's proxy logic.
+pub struct Gateway {
+    store: Arc<SnapshotStore>,
+    events: EventSink,
+}
+
+impl Gateway {
+    pub fn new(store: Arc<SnapshotStore>, events: EventSink) -> Self {
+        Gateway { store, events }
+    }
+
+    /// Authenticates, routes and authorizes one request, filling `ctx`; `Err` is the refusal.
+    fn admit(&self, session: &Session, ctx: &mut RequestCtx) -> std::result::Result<(), Refusal> {
+        let snapshot = ctx.snapshot.clone();
+        let config = &snapshot.config;
+
+        let svid = session
+            .digest()
+            .and_then(|d| d.ssl_digest.as_ref())
+            .and_then(|tls| tls.extension.get::<PeerSvid>())
+            .map(|peer| peer.0.clone())
+            .ok_or(Refusal::NoCredential)?;
+        ctx.identity = Some(Identity {
+            spiffe_id: svid.spiffe_id.clone(),
+            credential: Credential::X509Svid(svid.clone()),
+        });
+        let zone = config.zone_of(&svid.spiffe_id).to_string();
+        ctx.cross_zone = zone != config.zone;
+        ctx.source_zone = Some(zone);
+
+        // The SVID was valid at the handshake; connections outlive certificates.
+        let now = unix_now();
+        if now > svid.not_after_unix {
+            return Err(Refusal::CredentialExpired);
+        }
+        if now < svid.not_before_unix {
+            return Err(Refusal::CredentialNotYetValid);
+        }
+
+        let target = policy::normalize(&ctx.raw_target).map_err(|e| {
+            ctx.detail = Some(e.to_string());
+            Refusal::BadPath
+        })?;
+        let route = snapshot
+            .routes
+            .select(ctx.host.as_deref(), &target.path)
+            .ok_or(Refusal::NoRoute)?;
+        ctx.route = Some(route.name.clone());
+        ctx.upstream = Some(route.upstream.clone());
+
+        let decision = snapshot.policy.decide(&RequestFacts {
+            spiffe_id: &svid.spiffe_id,
+            source_zone: ctx.source_zone.as_deref().unwrap_or_default(),
+            route: &route.name,
+            method: session.req_header().method.as_str(),
+            path: &target.path,
+        });
+        ctx.target = Some(target);
+        let verdict = decision.verdict;
+        let by_rule = decision.rule.is_some();
+        ctx.decision = Some(decision);
+        match (verdict, by_rule) {
+            (Verdict::Allow, _) => Ok(()),
+            (Verdict::Deny, true) => Err(Refusal::PolicyDenied),
+            (Verdict::Deny, false) => Err(Refusal::DefaultDeny),
+        }
+    }
+
+    async fn refuse(&self, session: &mut Session, ctx: &mut RequestCtx, refusal: Refusal) -> Result<bool> {
+        ctx.refusal = Some(refusal);
+        let (header, body) = answer::response(refusal, &ctx.request_id)?;
+        if matches!(refusal, Refusal::CredentialExpired | Refusal::NoCredential) {
+            // The connection's credential is the problem: make the client handshake again.
+            session.set_keepalive(None);
+        }
+        session.write_response_header(Box::new(header), false).await?;
+        session.write_response_body(Some(body), true).await?;
+        Ok(true)
+    }
+}
+
+#[async_trait]
+impl ProxyHttp for Gateway {
+    type CTX = RequestCtx;
+
+    fn new_ctx(&self) -> RequestCtx {
+        RequestCtx::new(self.store.load())
+    }
+
+    async fn request_filter(&self, session: &mut Session, ctx: &mut RequestCtx) -> Result<bool> {
+        ctx.describe_request(session.req_header());
+        match self.admit(session, ctx) {
+            Ok(()) => Ok(false),
+            Err(refusal) => self.refuse(session, ctx, refusal).await,
+        }
+    }
+
+    async fn upstream_peer(&self, _session: &mut Session, ctx: &mut RequestCtx) -> Result<Box<HttpPeer>> {
+        let pool = ctx
+            .upstream
+            .as_deref()
+            .and_then(|name| ctx.snapshot.upstreams.get(name))
+            .ok_or_else(|| Error::explain(ErrorType::InternalError, "route has no upstream pool"))?;
+        let addr = pool.select().ok_or_else(|| {
+            let mut e = Error::explain(ErrorType::ConnectNoRoute, "no healthy upstream address");
+            e.esource = ErrorSource::Upstream;
+            e
+        })?;
+        ctx.upstream_addr = Some(addr);
+        Ok(Box::new(pool.peer(addr)))
+    }
+
+    async fn upstream_request_filter(
+        &self,
+        _session: &mut Session,
+        upstream: &mut RequestHeader,
+        ctx: &mut RequestCtx,
+    ) -> Result<()> {
+        let (Some(identity), Some(target)) = (&ctx.identity, &ctx.target) else {
+            return Error::e_explain(ErrorType::InternalError, "upstream request before admission");
+        };
+        // The upstream receives exactly the path policy was evaluated on.
+        let uri = target
+            .to_request_target()
+            .parse::<http::Uri>()
+            .map_err(|e| Error::because(ErrorType::InvalidHTTPHeader, "normalised target", e))?;
+        upstream.set_uri(uri);
+        let config = &ctx.snapshot.config;
+        headers::strip_client_identity(upstream, &config.strip_headers);
+        headers::add_verified_identity(
+            upstream,
+            identity,
+            config.tls.spiffe_id.as_ref().map(|id| id.as_str()),
+            ctx.source_zone.as_deref().unwrap_or_default(),
+            &ctx.request_id,
+        )
+    }
+
+    async fn fail_to_proxy(&self, session: &mut Session, e: &Error, ctx: &mut RequestCtx) -> FailToProxy {
+        let refusal = match e.etype() {
+            ErrorType::ConnectTimedout | ErrorType::ReadTimedout | ErrorType::WriteTimedout => {
+                Refusal::UpstreamTimeout
+            }
+            ErrorType::HTTPStatus(400) | ErrorType::InvalidHTTPHeader => Refusal::BadRequest,
+            _ => match e.esource() {
+                ErrorSource::Upstream => Refusal::UpstreamUnavailable,
+                ErrorSource::Downstream => Refusal::BadRequest,
+                ErrorSource::Internal | ErrorSource::Unset => Refusal::Internal,
+            },
+        };
+        ctx.refusal.get_or_insert(refusal);
+        ctx.detail.get_or_insert_with(|| e.to_string());
+        let downstream_gone = e.esource() == &ErrorSource::Downstream
+            && matches!(
+                e.etype(),
+                ErrorType::WriteError | ErrorType::ReadError | ErrorType::ConnectionClosed
+            );
+        if !downstream_gone && session.response_written().is_none() {
+            if let Ok((header, body)) = answer::response(refusal, &ctx.request_id) {
+                let _ = session.write_response_header(Box::new(header), false).await;
+                let _ = session.write_response_body(Some(body), true).await;
+            }
+        }
+        FailToProxy {
+            error_code: if downstream_gone { 0 } else { refusal.status() },
+            can_reuse_downstream: false,
+        }
+    }
+
+    async fn logging(&self, session: &mut Session, _e: Option<&Error>, ctx: &mut RequestCtx) {
+        if !self.events.is_enabled() || !ctx.is_event_worthy() {
+            return;
+        }
+        let status = session
+            .response_written()
+            .map(|r| r.status.as_u16())
+            .unwrap_or_else(|| ctx.refusal.map(Refusal::status).unwrap_or(0));
+        let peer_addr = session.client_addr().map(|a| a.to_string());
+        let version = session.req_header().version;
+        self.events
+            .emit(ctx.to_event(status, peer_addr, version, ctx.started.elapsed()));
+    }
+}
+
+fn unix_now() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0)
+}

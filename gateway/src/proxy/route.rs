@@ -1,0 +1,72 @@
+//! Route selection: host and path prefix pick the route, longest prefix first.
+
+use crate::config::Route;
+
+/// Routes ordered for selection: longest path prefix first, then config order.
+#[derive(Debug)]
+pub struct RouteTable {
+    routes: Vec<Route>,
+}
+
+impl RouteTable {
+    pub fn new(routes: &[Route]) -> RouteTable {
+        let mut routes = routes.to_vec();
+        // Stable sort keeps config order among equal prefixes.
+        routes.sort_by_key(|r| std::cmp::Reverse(r.path_prefix.len()));
+        RouteTable { routes }
+    }
+
+    /// The route for `host` (lower-case, no port; `None` when the request named none) and the
+    /// normalised `path`.
+    pub fn select(&self, host: Option<&str>, path: &str) -> Option<&Route> {
+        self.routes.iter().find(|r| {
+            let host_ok = r.hosts.is_empty() || host.is_some_and(|h| r.hosts.iter().any(|x| x == h));
+            host_ok && prefix_matches(&r.path_prefix, path)
+        })
+    }
+}
+
+/// Segment-boundary prefix: `/pay` matches `/pay` and `/pay/x`, never `/payroll`.
+fn prefix_matches(prefix: &str, path: &str) -> bool {
+    if prefix == "/" {
+        return true;
+    }
+    path.strip_prefix(prefix)
+        .is_some_and(|rest| rest.is_empty() || rest.starts_with('/'))
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use super::*;
+
+    fn route(name: &str, hosts: &[&str], prefix: &str) -> Route {
+        Route {
+            name: Arc::from(name),
+            hosts: hosts.iter().map(|h| h.to_string()).collect(),
+            path_prefix: prefix.to_string(),
+            upstream: "u".into(),
+        }
+    }
+
+    #[test]
+    fn longest_prefix_and_host_win() {
+        let table = RouteTable::new(&[
+            route("all", &[], "/"),
+            route("pay", &[], "/payments"),
+            route("refunds", &[], "/payments/refunds"),
+            route("admin", &["admin.internal"], "/payments"),
+        ]);
+        let pick = |host, path| table.select(host, path).map(|r| &*r.name);
+        assert_eq!(pick(None, "/payments/refunds/1"), Some("refunds"));
+        assert_eq!(pick(None, "/payments/charge"), Some("pay"));
+        assert_eq!(pick(None, "/payments"), Some("pay"));
+        assert_eq!(pick(None, "/paymentsx"), Some("all"));
+        assert_eq!(pick(Some("admin.internal"), "/payments/x"), Some("pay"));
+        let only_host = RouteTable::new(&[route("admin", &["admin.internal"], "/")]);
+        assert_eq!(only_host.select(Some("admin.internal"), "/x").map(|r| &*r.name), Some("admin"));
+        assert!(only_host.select(Some("other"), "/x").is_none());
+        assert!(only_host.select(None, "/x").is_none());
+    }
+}

@@ -1,0 +1,152 @@
+//! Assembles the running gateway: Pingora server, TLS listeners with the SPIFFE verifier, the
+//! proxy service, and background services; and runs it until a shutdown signal.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use pingora_core::listeners::tls::TlsSettings;
+use pingora_core::protocols::ALPN;
+use pingora_core::server::configuration::ServerConf;
+use pingora_core::server::{RunArgs, Server, ShutdownSignal, ShutdownSignalWatch, ShutdownWatch};
+use pingora_core::services::background::{background_service, BackgroundService};
+use tokio::sync::watch;
+
+use crate::events::EventSink;
+use crate::identity::SpiffeClientVerifier;
+use crate::proxy::tls::PeerSvidRecorder;
+use crate::proxy::Gateway;
+use crate::reload::SnapshotStore;
+
+/// Default interval between upstream health-check rounds when no pool sets a faster one.
+const HEALTH_TICK: Duration = Duration::from_millis(500);
+
+/// Builds the Pingora server for the snapshot in `store`. Listeners bind when it runs.
+pub fn build(store: Arc<SnapshotStore>, events: EventSink) -> Result<Server, String> {
+    let snapshot = store.load();
+    let config = &snapshot.config;
+    let threads = config.workers.unwrap_or_else(|| {
+        std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(1)
+    });
+    let conf = ServerConf {
+        threads,
+        grace_period_seconds: Some(0),
+        graceful_shutdown_timeout_seconds: Some(5),
+        ..ServerConf::default()
+    };
+    let mut server = Server::new_with_opt_and_conf(None, conf);
+    server.bootstrap();
+
+    let mut proxy = pingora_proxy::http_proxy_service_with_name(
+        &server.configuration,
+        Gateway::new(store.clone(), events),
+        "zonegate",
+    );
+    for listener in &config.listeners {
+        let mut tls = TlsSettings::with_callbacks(Box::new(PeerSvidRecorder))
+            .map_err(|e| format!("listener {}: {e}", listener.address))?;
+        tls.set_cert_resolver(store.clone());
+        tls.set_client_cert_verifier(Arc::new(SpiffeClientVerifier::new(store.clone())));
+        tls.set_alpn(if listener.http2 { ALPN::H2H1 } else { ALPN::H1 });
+        proxy.add_tls_with_settings(&listener.address.to_string(), None, tls);
+    }
+    server.add_service(proxy);
+    server.add_service(background_service("upstream health", UpstreamHealth { store }));
+    Ok(server)
+}
+
+/// Runs `server` until SIGTERM/SIGINT/SIGQUIT (Pingora's Unix signal handling).
+pub fn run(server: Server) {
+    server.run(RunArgs::default());
+}
+
+/// A handle that stops a gateway started by [`spawn`].
+pub struct Running {
+    stop: watch::Sender<bool>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Running {
+    /// Stops the gateway and waits for its threads.
+    pub fn stop(mut self) {
+        self.shutdown();
+    }
+
+    fn shutdown(&mut self) {
+        let _ = self.stop.send(true);
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        self.shutdown();
+    }
+}
+
+/// Runs `server` on its own thread until the returned handle stops it (tests, `demo`).
+pub fn spawn(server: Server) -> std::io::Result<Running> {
+    let (stop, rx) = watch::channel(false);
+    let thread = std::thread::Builder::new()
+        .name("zonegate-server".into())
+        .spawn(move || {
+            server.run(RunArgs {
+                shutdown_signal: Box::new(StopSignal(rx)),
+            })
+        })?;
+    Ok(Running {
+        stop,
+        thread: Some(thread),
+    })
+}
+
+struct StopSignal(watch::Receiver<bool>);
+
+#[async_trait]
+impl ShutdownSignalWatch for StopSignal {
+    async fn recv(&self) -> ShutdownSignal {
+        let mut rx = self.0.clone();
+        let _ = rx.wait_for(|stop| *stop).await;
+        ShutdownSignal::FastShutdown
+    }
+}
+
+/// Health-checks the pools of whichever snapshot is current, so pools built by a reload are
+/// checked from the next round on.
+struct UpstreamHealth {
+    store: Arc<SnapshotStore>,
+}
+
+#[async_trait]
+impl BackgroundService for UpstreamHealth {
+    async fn start(&self, mut shutdown: ShutdownWatch) {
+        let mut last_run: std::collections::HashMap<String, tokio::time::Instant> = Default::default();
+        loop {
+            let snapshot = self.store.load();
+            let now = tokio::time::Instant::now();
+            for (name, pool) in &snapshot.upstreams {
+                let Some(every) = pool.config.health_check_interval else { continue };
+                let due = last_run.get(name).is_none_or(|at| now.duration_since(*at) >= every);
+                if due {
+                    pool.check_health().await;
+                    last_run.insert(name.clone(), now);
+                }
+            }
+            let tick = snapshot
+                .upstreams
+                .values()
+                .filter_map(|p| p.config.health_check_interval)
+                .min()
+                .unwrap_or(HEALTH_TICK)
+                .min(HEALTH_TICK);
+            tokio::select! {
+                _ = tokio::time::sleep(tick) => {}
+                _ = shutdown.changed() => return,
+            }
+        }
+    }
+}
