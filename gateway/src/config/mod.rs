@@ -406,7 +406,7 @@ fn convert_upstream(
             None
         }
     };
-    let ms = |field: &str, value: Option<u64>, default: u64| -> Duration {
+    let mut ms = |field: &str, value: Option<u64>, default: u64| -> Duration {
         match value {
             Some(0) => {
                 errors.push(file, format!("{key}.{field}"), "must be greater than 0");

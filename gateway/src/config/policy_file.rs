@@ -110,6 +110,7 @@ fn convert_rule(file: &Path, key: &str, raw: &RawRule, errors: &mut ConfigErrors
     }
     (errors.len() == before).then(|| Rule {
         id: Arc::from(raw.id.as_str()),
+        description: raw.description.clone(),
         effect,
         mode,
         identities,

@@ -24,6 +24,8 @@ pub enum Mode {
 #[derive(Clone, Debug)]
 pub struct Rule {
     pub id: Arc<str>,
+    /// Why the rule exists, for reviewers and `policy explain`.
+    pub description: Option<String>,
     pub effect: Effect,
     pub mode: Mode,
     pub identities: Vec<IdPattern>,
