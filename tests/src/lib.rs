@@ -140,6 +140,11 @@ pub struct Gateway {
 
 impl Gateway {
     pub async fn start(setup: Setup) -> Gateway {
+        // RUST_LOG=debug shows the gateway's own log while a test runs.
+        let _ = tracing_subscriber::fmt()
+            .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+            .with_test_writer()
+            .try_init();
         let pki = Pki::new();
         let upstream = match setup.upstream {
             Some(addr) => addr,

@@ -37,7 +37,9 @@ async fn normalisation_bypass_attempts_are_refused() {
         }
     }
     // Every refused attempt left an event with the raw path for the investigator.
-    let events = gw.events(11).await;
+    // 3 allowed + 4 denied + 8 refused, all cross-zone (checkout is in `shop`).
+    let events = gw.events(15).await;
+    assert_eq!(events.len(), 15);
     let bad: Vec<_> = events.iter().filter(|e| e["reason"] == "bad_path").collect();
     assert_eq!(bad.len(), 8, "{events:?}");
     assert!(bad.iter().all(|e| e["raw_path"].is_string() && e["path"].is_null()));

@@ -107,10 +107,10 @@ async fn federated_trust_domains_each_use_their_own_bundle() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_svid_that_expires_on_an_open_connection_is_refused() {
     let gw = Gateway::start(Setup::default()).await;
-    let mut spec = LeafSpec::svid(CHECKOUT);
-    spec.not_after = OffsetDateTime::now_utc() + time::Duration::seconds(2);
-    let short = gw.pki.ca.issue(&spec).unwrap();
     for h2 in [false, true] {
+        let mut spec = LeafSpec::svid(CHECKOUT);
+        spec.not_after = OffsetDateTime::now_utc() + time::Duration::seconds(2);
+        let short = gw.pki.ca.issue(&spec).unwrap();
         let mut client = Client::connect(gw.addr(), &gw.pki, &short, h2).await.unwrap();
         assert_eq!(client.get("/payments/charge").await.status, StatusCode::OK);
         let remaining = spec.not_after - OffsetDateTime::now_utc();

@@ -88,14 +88,23 @@ impl PathPattern {
         // reachable[j]: the first i pattern segments can consume exactly the first j path segments.
         let mut reachable = vec![false; parts.len() + 1];
         reachable[0] = true;
-        for segment in &self.segments {
+        let last = self.segments.len().saturating_sub(1);
+        for (index, segment) in self.segments.iter().enumerate() {
             let mut next = vec![false; parts.len() + 1];
             match segment {
+                // A trailing `**` needs at least one (possibly empty) segment: `/v1/**` is the
+                // prefix form and does not match `/v1`. Elsewhere it may match none.
                 Segment::Any => {
+                    let strict = index == last;
                     let mut any = false;
                     for j in 0..=parts.len() {
-                        any |= reachable[j];
+                        if !strict {
+                            any |= reachable[j];
+                        }
                         next[j] = any;
+                        if strict {
+                            any |= reachable[j];
+                        }
                     }
                 }
                 Segment::Literal(lit) => {

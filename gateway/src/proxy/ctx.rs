@@ -64,11 +64,9 @@ impl RequestCtx {
         self.started = Instant::now();
         self.request_id = next_id();
         self.method = req.method.as_str().to_string();
-        self.raw_target = req
-            .uri
-            .path_and_query()
-            .map(|pq| pq.as_str().to_string())
-            .unwrap_or_else(|| req.uri.to_string());
+        // The target exactly as the client sent it: normalisation must see every byte, not a
+        // parser's reading of it. Invalid UTF-8 becomes U+FFFD, which normalisation refuses.
+        self.raw_target = String::from_utf8_lossy(req.raw_path()).into_owned();
         // HTTP/2 carries the authority in the URI; HTTP/1.1 in the Host header.
         let host = req
             .uri

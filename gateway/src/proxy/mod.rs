@@ -151,10 +151,29 @@ impl ProxyHttp for Gateway {
             return Error::e_explain(ErrorType::InternalError, "upstream request before admission");
         };
         // The upstream receives exactly the path policy was evaluated on.
-        let uri = target
+        let path_and_query = target
             .to_request_target()
-            .parse::<http::Uri>()
+            .parse::<http::uri::PathAndQuery>()
             .map_err(|e| Error::because(ErrorType::InvalidHTTPHeader, "normalised target", e))?;
+        let mut parts = upstream.uri.clone().into_parts();
+        parts.path_and_query = Some(path_and_query);
+        let h2_upstream = ctx
+            .upstream
+            .as_deref()
+            .and_then(|name| ctx.snapshot.upstreams.get(name))
+            .is_some_and(|pool| pool.config.http2);
+        if h2_upstream && parts.authority.is_none() {
+            // HTTP/2 carries the authority in the request; an HTTP/1.1 client put it in Host.
+            let host = upstream
+                .headers
+                .get(http::header::HOST)
+                .and_then(|h| h.to_str().ok())
+                .and_then(|h| h.parse::<http::uri::Authority>().ok());
+            parts.authority = host;
+            parts.scheme = Some(http::uri::Scheme::HTTP);
+        }
+        let uri = http::Uri::from_parts(parts)
+            .map_err(|e| Error::because(ErrorType::InvalidHTTPHeader, "upstream request target", e))?;
         upstream.set_uri(uri);
         let config = &ctx.snapshot.config;
         headers::strip_client_identity(upstream, &config.strip_headers);
@@ -165,6 +184,16 @@ impl ProxyHttp for Gateway {
             ctx.source_zone.as_deref().unwrap_or_default(),
             &ctx.request_id,
         )
+    }
+
+    async fn response_filter(
+        &self,
+        _session: &mut Session,
+        response: &mut pingora_http::ResponseHeader,
+        ctx: &mut RequestCtx,
+    ) -> Result<()> {
+        // The client can quote this id to find the request's identity event.
+        response.insert_header(headers::REQUEST_ID, &ctx.request_id)
     }
 
     async fn fail_to_proxy(&self, session: &mut Session, e: &Error, ctx: &mut RequestCtx) -> FailToProxy {
