@@ -32,7 +32,10 @@ pub fn run(config_path: &Path) -> i32 {
         Ok(store) => Arc::new(store),
         Err(errors) => {
             eprintln!("{errors}");
-            eprintln!("zonegate: {} error(s) in the configuration; not started", errors.len());
+            eprintln!(
+                "zonegate: {} error(s) in the configuration; not started",
+                errors.len()
+            );
             return EXIT_CONFIG;
         }
     };
@@ -40,7 +43,10 @@ pub fn run(config_path: &Path) -> i32 {
     let events = match EventSink::start(&snapshot.config.events) {
         Ok(events) => events,
         Err(e) => {
-            eprintln!("{}: events: cannot open the event sink: {e}", config_path.display());
+            eprintln!(
+                "{}: events: cannot open the event sink: {e}",
+                config_path.display()
+            );
             return EXIT_CONFIG;
         }
     };
@@ -51,7 +57,12 @@ pub fn run(config_path: &Path) -> i32 {
             return EXIT_FAILURE;
         }
     };
-    let listeners: Vec<String> = snapshot.config.listeners.iter().map(|l| l.address.to_string()).collect();
+    let listeners: Vec<String> = snapshot
+        .config
+        .listeners
+        .iter()
+        .map(|l| l.address.to_string())
+        .collect();
     info!(zone = %snapshot.config.zone, listeners = ?listeners, generation = snapshot.generation, "zonegate starting");
     drop(snapshot);
     server::run(server);

@@ -100,7 +100,8 @@ pub fn run(dir: &Path, port: u16) -> i32 {
 fn start(dir: &Path, port: u16) -> Result<i32, String> {
     let certs = dir.join("certs");
     if !certs.join("ca.crt").exists() || !certs.join("gateway.key").exists() {
-        devpki::write_dev_pki(&certs, TRUST_DOMAIN).map_err(|e| format!("cannot mint the dev PKI: {e}"))?;
+        devpki::write_dev_pki(&certs, TRUST_DOMAIN)
+            .map_err(|e| format!("cannot mint the dev PKI: {e}"))?;
     }
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(1)
@@ -123,7 +124,8 @@ fn start(dir: &Path, port: u16) -> Result<i32, String> {
             return Ok(EXIT_CONFIG);
         }
     };
-    let events = EventSink::start(&store.load().config.events).map_err(|e| format!("cannot open events.jsonl: {e}"))?;
+    let events = EventSink::start(&store.load().config.events)
+        .map_err(|e| format!("cannot open events.jsonl: {e}"))?;
     let gateway = server::build(store, events)?;
     let running = server::spawn(gateway).map_err(|e| e.to_string())?;
     wait_listening(port)?;
@@ -142,13 +144,17 @@ fn wait_listening(port: u16) -> Result<(), String> {
         }
         std::thread::sleep(std::time::Duration::from_millis(25));
     }
-    Err(format!("the gateway did not start listening on 127.0.0.1:{port} (is the port in use? try --port)"))
+    Err(format!(
+        "the gateway did not start listening on 127.0.0.1:{port} (is the port in use? try --port)"
+    ))
 }
 
 fn print_instructions(dir: &Path, port: u16) {
     let d = dir.display();
     let curl = |who: &str| {
-        format!("curl --cacert {d}/certs/ca.crt --cert {d}/certs/{who}.crt --key {d}/certs/{who}.key")
+        format!(
+            "curl --cacert {d}/certs/ca.crt --cert {d}/certs/{who}.crt --key {d}/certs/{who}.key"
+        )
     };
     println!(
         r#"

@@ -51,7 +51,10 @@ impl LeafSpec {
             dns_sans: Vec::new(),
             ip_sans: Vec::new(),
             is_ca: false,
-            key_usages: vec![KeyUsagePurpose::DigitalSignature, KeyUsagePurpose::KeyEncipherment],
+            key_usages: vec![
+                KeyUsagePurpose::DigitalSignature,
+                KeyUsagePurpose::KeyEncipherment,
+            ],
             not_before: now - Duration::minutes(5),
             not_after: now + Duration::days(1),
         }
@@ -68,8 +71,13 @@ impl DevCa {
         dn.push(DnType::CommonName, format!("{trust_domain} dev CA"));
         params.distinguished_name = dn;
         params.is_ca = IsCa::Ca(BasicConstraints::Constrained(1));
-        params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign, KeyUsagePurpose::DigitalSignature];
-        params.subject_alt_names = vec![SanType::URI(format!("spiffe://{trust_domain}").try_into()?)];
+        params.key_usages = vec![
+            KeyUsagePurpose::KeyCertSign,
+            KeyUsagePurpose::CrlSign,
+            KeyUsagePurpose::DigitalSignature,
+        ];
+        params.subject_alt_names =
+            vec![SanType::URI(format!("spiffe://{trust_domain}").try_into()?)];
         let now = OffsetDateTime::now_utc();
         params.not_before = now - Duration::hours(1);
         params.not_after = now + Duration::days(365);
@@ -105,7 +113,9 @@ impl DevCa {
         let mut dn = DistinguishedName::new();
         dn.push(DnType::OrganizationName, "SPIFFE");
         params.distinguished_name = dn;
-        params.serial_number = Some(SerialNumber::from(rand::random::<[u8; 16]>().map(|b| b & 0x7f).to_vec()));
+        params.serial_number = Some(SerialNumber::from(
+            rand::random::<[u8; 16]>().map(|b| b & 0x7f).to_vec(),
+        ));
         let mut sans = Vec::new();
         for uri in &spec.uri_sans {
             sans.push(SanType::URI(uri.as_str().try_into()?));
@@ -121,7 +131,10 @@ impl DevCa {
             IsCa::ExplicitNoCa
         };
         params.key_usages = spec.key_usages.clone();
-        params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth, ExtendedKeyUsagePurpose::ServerAuth];
+        params.extended_key_usages = vec![
+            ExtendedKeyUsagePurpose::ClientAuth,
+            ExtendedKeyUsagePurpose::ServerAuth,
+        ];
         params.not_before = spec.not_before;
         params.not_after = spec.not_after;
         let cert = params.signed_by(&key, &self.cert, &self.key)?;

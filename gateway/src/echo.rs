@@ -40,7 +40,9 @@ type EchoBody = BoxBody<Bytes, std::io::Error>;
 pub async fn serve(listener: TcpListener, tls: Option<Arc<rustls::ServerConfig>>) {
     let acceptor = tls.map(TlsAcceptor::from);
     loop {
-        let Ok((tcp, _)) = listener.accept().await else { continue };
+        let Ok((tcp, _)) = listener.accept().await else {
+            continue;
+        };
         let acceptor = acceptor.clone();
         tokio::spawn(async move {
             let builder = auto::Builder::new(TokioExecutor::new());
@@ -76,7 +78,11 @@ async fn handle(req: Request<Incoming>) -> Result<Response<EchoBody>, Infallible
         return Ok(stream_back(req));
     }
     let (parts, body) = req.into_parts();
-    let body_bytes = body.collect().await.map(|b| b.to_bytes().len()).unwrap_or(0);
+    let body_bytes = body
+        .collect()
+        .await
+        .map(|b| b.to_bytes().len())
+        .unwrap_or(0);
     let echo = Echo {
         method: parts.method.to_string(),
         path: parts
@@ -90,9 +96,10 @@ async fn handle(req: Request<Incoming>) -> Result<Response<EchoBody>, Infallible
     };
     let json = serde_json::to_vec_pretty(&echo).unwrap_or_default();
     let mut response = Response::new(Full::new(Bytes::from(json)).map_err(|e| match e {}).boxed());
-    response
-        .headers_mut()
-        .insert(http::header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    response.headers_mut().insert(
+        http::header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
     Ok(response)
 }
 
@@ -115,9 +122,10 @@ fn stream_back(req: Request<Incoming>) -> Response<EchoBody> {
         let _ = tx.send(Ok(Frame::trailers(trailers))).await;
     });
     let mut response = Response::new(BodyExt::boxed(StreamBody::new(rx)));
-    response
-        .headers_mut()
-        .insert(http::header::CONTENT_TYPE, HeaderValue::from_static("application/grpc"));
+    response.headers_mut().insert(
+        http::header::CONTENT_TYPE,
+        HeaderValue::from_static("application/grpc"),
+    );
     response
 }
 

@@ -8,7 +8,11 @@ use clap::{Parser, Subcommand};
 use zonegate::{cli, demo};
 
 #[derive(Parser)]
-#[command(name = "zonegate", version, about = "Identity-aware east-west gateway: SPIFFE mTLS, per-request zone policy, identity events")]
+#[command(
+    name = "zonegate",
+    version,
+    about = "Identity-aware east-west gateway: SPIFFE mTLS, per-request zone policy, identity events"
+)]
 struct Args {
     /// Log format on stderr.
     #[arg(long, global = true, value_parser = ["text", "json"], default_value = "text")]

@@ -53,7 +53,10 @@ pub fn build(store: Arc<SnapshotStore>, events: EventSink) -> Result<Server, Str
         proxy.add_tls_with_settings(&listener.address.to_string(), None, tls);
     }
     server.add_service(proxy);
-    server.add_service(background_service("upstream health", UpstreamHealth { store }));
+    server.add_service(background_service(
+        "upstream health",
+        UpstreamHealth { store },
+    ));
     Ok(server)
 }
 
@@ -124,13 +127,18 @@ struct UpstreamHealth {
 #[async_trait]
 impl BackgroundService for UpstreamHealth {
     async fn start(&self, mut shutdown: ShutdownWatch) {
-        let mut last_run: std::collections::HashMap<String, tokio::time::Instant> = Default::default();
+        let mut last_run: std::collections::HashMap<String, tokio::time::Instant> =
+            Default::default();
         loop {
             let snapshot = self.store.load();
             let now = tokio::time::Instant::now();
             for (name, pool) in &snapshot.upstreams {
-                let Some(every) = pool.config.health_check_interval else { continue };
-                let due = last_run.get(name).is_none_or(|at| now.duration_since(*at) >= every);
+                let Some(every) = pool.config.health_check_interval else {
+                    continue;
+                };
+                let due = last_run
+                    .get(name)
+                    .is_none_or(|at| now.duration_since(*at) >= every);
                 if due {
                     pool.check_health().await;
                     last_run.insert(name.clone(), now);

@@ -140,12 +140,16 @@ pub struct Gateway {
 
 impl Gateway {
     pub async fn start(setup: Setup) -> Gateway {
+        Gateway::start_with_pki(Pki::new(), setup).await
+    }
+
+    /// Starts a gateway on `pki`; `CA_PATH` in `setup.extra_config` names its CA file.
+    pub async fn start_with_pki(pki: Pki, setup: Setup) -> Gateway {
         // RUST_LOG=debug shows the gateway's own log while a test runs.
         let _ = tracing_subscriber::fmt()
             .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
             .with_test_writer()
             .try_init();
-        let pki = Pki::new();
         let upstream = match setup.upstream {
             Some(addr) => addr,
             None => zonegate::echo::spawn(SocketAddr::from((Ipv4Addr::LOCALHOST, 0)))
@@ -194,7 +198,9 @@ path = "events.jsonl"
 {extra}
 "#,
             h2 = setup.upstream_http2,
-            extra = setup.extra_config,
+            extra = setup
+                .extra_config
+                .replace("CA_PATH", &format!("{certs}/ca.crt")),
         );
         std::fs::write(dir.path().join("policy.toml"), &setup.policy).expect("write policy");
         let config_path = dir.path().join("gateway.toml");
@@ -224,7 +230,9 @@ path = "events.jsonl"
     /// A client presenting a fresh SVID for `spiffe_id`.
     pub async fn client(&self, spiffe_id: &str, h2: bool) -> Client {
         let svid = self.pki.svid(spiffe_id);
-        Client::connect(self.addr(), &self.pki, &svid, h2).await.expect("connect")
+        Client::connect(self.addr(), &self.pki, &svid, h2)
+            .await
+            .expect("connect")
     }
 
     /// Waits until at least `n` events were written, and returns them all.
@@ -237,7 +245,11 @@ path = "events.jsonl"
                 .map(|l| serde_json::from_str(l).expect("event line is JSON"))
                 .collect();
             if events.len() >= n || Instant::now() > deadline {
-                assert!(events.len() >= n, "expected {n} events, got {}: {text}", events.len());
+                assert!(
+                    events.len() >= n,
+                    "expected {n} events, got {}: {text}",
+                    events.len()
+                );
                 return events;
             }
             tokio::time::sleep(Duration::from_millis(20)).await;
@@ -254,7 +266,10 @@ path = "events.jsonl"
 async fn wait_listening(port: u16) {
     let deadline = Instant::now() + Duration::from_secs(20);
     while Instant::now() < deadline {
-        if tokio::net::TcpStream::connect((Ipv4Addr::LOCALHOST, port)).await.is_ok() {
+        if tokio::net::TcpStream::connect((Ipv4Addr::LOCALHOST, port))
+            .await
+            .is_ok()
+        {
             return;
         }
         tokio::time::sleep(Duration::from_millis(10)).await;
@@ -292,7 +307,10 @@ pub async fn handshake(
     use tokio::io::AsyncReadExt;
     let mut byte = [0u8; 1];
     match tokio::time::timeout(Duration::from_millis(300), tls.read(&mut byte)).await {
-        Ok(Ok(0)) => Err(std::io::Error::new(std::io::ErrorKind::ConnectionAborted, "closed after handshake")),
+        Ok(Ok(0)) => Err(std::io::Error::new(
+            std::io::ErrorKind::ConnectionAborted,
+            "closed after handshake",
+        )),
         Ok(Err(e)) => Err(e),
         _ => Ok(tls),
     }
@@ -308,7 +326,8 @@ pub struct Reply {
 
 impl Reply {
     pub fn json(&self) -> serde_json::Value {
-        serde_json::from_slice(&self.body).unwrap_or_else(|e| panic!("body is not JSON ({e}): {:?}", self.body))
+        serde_json::from_slice(&self.body)
+            .unwrap_or_else(|e| panic!("body is not JSON ({e}): {:?}", self.body))
     }
 
     /// The headers the echo upstream received.
@@ -328,7 +347,12 @@ pub struct Client {
 }
 
 impl Client {
-    pub async fn connect(addr: SocketAddr, pki: &Pki, cert: &Issued, h2: bool) -> std::io::Result<Client> {
+    pub async fn connect(
+        addr: SocketAddr,
+        pki: &Pki,
+        cert: &Issued,
+        h2: bool,
+    ) -> std::io::Result<Client> {
         let alpn: &[&[u8]] = if h2 { &[b"h2"] } else { &[b"http/1.1"] };
         let tcp = tokio::net::TcpStream::connect(addr).await?;
         let connector = TlsConnector::from(Arc::new(client_tls(pki, cert, alpn)));
@@ -351,7 +375,9 @@ impl Client {
     }
 
     pub async fn get(&mut self, path: &str) -> Reply {
-        self.send(Method::GET, path, &[], Bytes::new()).await.expect("request failed")
+        self.send(Method::GET, path, &[], Bytes::new())
+            .await
+            .expect("request failed")
     }
 
     pub async fn send(

@@ -11,8 +11,16 @@ async fn normalisation_bypass_attempts_are_refused() {
     // (request target, expected status, path the upstream must see when forwarded)
     let cases: &[(&str, u16, Option<&str>)] = &[
         ("/payments/public/x", 200, Some("/payments/public/x")),
-        ("/payments/public/./a//b?q=%2F", 200, Some("/payments/public/a/b?q=%2F")),
-        ("/payments/public/%7Euser", 200, Some("/payments/public/~user")),
+        (
+            "/payments/public/./a//b?q=%2F",
+            200,
+            Some("/payments/public/a/b?q=%2F"),
+        ),
+        (
+            "/payments/public/%7Euser",
+            200,
+            Some("/payments/public/~user"),
+        ),
         ("/payments/public/../admin/users", 403, None),
         ("/payments/public/%2e%2e/admin/users", 403, None),
         ("/payments/public/%2E%2E/%2e%2E/payments/admin", 403, None),
@@ -27,7 +35,8 @@ async fn normalisation_bypass_attempts_are_refused() {
         ("/payments/../../etc/passwd", 400, None),
     ];
     for (target, status, upstream_path) in cases {
-        let request = format!("GET {target} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n");
+        let request =
+            format!("GET {target} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n");
         let response = raw_request(gw.addr(), &gw.pki, &svid, &request).await;
         assert_eq!(raw_status(&response), *status, "{target}: {response}");
         if let Some(want) = upstream_path {
@@ -40,11 +49,24 @@ async fn normalisation_bypass_attempts_are_refused() {
     // 3 allowed + 4 denied + 8 refused, all cross-zone (checkout is in `shop`).
     let events = gw.events(15).await;
     assert_eq!(events.len(), 15);
-    let bad: Vec<_> = events.iter().filter(|e| e["reason"] == "bad_path").collect();
+    let bad: Vec<_> = events
+        .iter()
+        .filter(|e| e["reason"] == "bad_path")
+        .collect();
     assert_eq!(bad.len(), 8, "{events:?}");
-    assert!(bad.iter().all(|e| e["raw_path"].is_string() && e["path"].is_null()));
-    let denied: Vec<_> = events.iter().filter(|e| e["reason"] == "policy_denied").collect();
-    assert!(denied.iter().all(|e| e["path"].as_str().unwrap().starts_with("/payments/admin")), "{denied:?}");
+    assert!(bad
+        .iter()
+        .all(|e| e["raw_path"].is_string() && e["path"].is_null()));
+    let denied: Vec<_> = events
+        .iter()
+        .filter(|e| e["reason"] == "policy_denied")
+        .collect();
+    assert!(
+        denied
+            .iter()
+            .all(|e| e["path"].as_str().unwrap().starts_with("/payments/admin")),
+        "{denied:?}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

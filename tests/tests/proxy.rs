@@ -12,27 +12,62 @@ async fn allows_and_denies_by_identity_zone_method_and_path() {
         gw.client(CHECKOUT, false).await,
         gw.client(CART, false).await,
         gw.client(LEDGER, false).await,
-        gw.client("spiffe://example.org/ns/data/sa/etl", false).await,
+        gw.client("spiffe://example.org/ns/data/sa/etl", false)
+            .await,
     ];
     let (checkout, cart, ledger, data) = (0, 1, 2, 3);
     let cases = [
         (checkout, Method::POST, "/payments/charge", StatusCode::OK),
-        (checkout, Method::DELETE, "/payments/charge", StatusCode::FORBIDDEN),
-        (checkout, Method::GET, "/payments/ledger", StatusCode::FORBIDDEN),
-        (cart, Method::POST, "/payments/charge", StatusCode::FORBIDDEN),
+        (
+            checkout,
+            Method::DELETE,
+            "/payments/charge",
+            StatusCode::FORBIDDEN,
+        ),
+        (
+            checkout,
+            Method::GET,
+            "/payments/ledger",
+            StatusCode::FORBIDDEN,
+        ),
+        (
+            cart,
+            Method::POST,
+            "/payments/charge",
+            StatusCode::FORBIDDEN,
+        ),
         (ledger, Method::GET, "/payments/ledger", StatusCode::OK),
-        (ledger, Method::POST, "/payments/ledger", StatusCode::FORBIDDEN),
-        (ledger, Method::GET, "/payments/admin/users", StatusCode::FORBIDDEN),
+        (
+            ledger,
+            Method::POST,
+            "/payments/ledger",
+            StatusCode::FORBIDDEN,
+        ),
+        (
+            ledger,
+            Method::GET,
+            "/payments/admin/users",
+            StatusCode::FORBIDDEN,
+        ),
         (data, Method::GET, "/payments/ledger", StatusCode::FORBIDDEN),
         (ledger, Method::GET, "/nothing-here", StatusCode::NOT_FOUND),
     ];
     for (who, method, path, want) in cases {
-        let reply = clients[who].send(method.clone(), path, &[], Bytes::new()).await.unwrap();
+        let reply = clients[who]
+            .send(method.clone(), path, &[], Bytes::new())
+            .await
+            .unwrap();
         assert_eq!(reply.status, want, "{method} {path}: {:?}", reply.body);
         if want != StatusCode::OK {
             let body = reply.json();
-            assert!(body["request_id"].as_str().is_some_and(|id| id.len() == 32), "{body}");
-            assert!(body.get("rule").is_none() && !reply.body.windows(4).any(|w| w == b"rule"), "policy internals leaked: {body}");
+            assert!(
+                body["request_id"].as_str().is_some_and(|id| id.len() == 32),
+                "{body}"
+            );
+            assert!(
+                body.get("rule").is_none() && !reply.body.windows(4).any(|w| w == b"rule"),
+                "policy internals leaked: {body}"
+            );
         } else {
             assert_eq!(reply.json()["path"], path);
         }
@@ -48,7 +83,10 @@ async fn client_identity_headers_never_reach_the_upstream() {
     .await;
     let mut checkout = gw.client(CHECKOUT, false).await;
     let spoofed = [
-        ("x-forwarded-client-cert", "By=spiffe://example.org/x;URI=spiffe://example.org/ns/payments/sa/admin"),
+        (
+            "x-forwarded-client-cert",
+            "By=spiffe://example.org/x;URI=spiffe://example.org/ns/payments/sa/admin",
+        ),
         ("x-zonegate-source-zone", "payments"),
         ("x-zonegate-anything", "1"),
         ("x-spiffe-id", "spiffe://example.org/ns/payments/sa/admin"),
@@ -70,7 +108,10 @@ async fn client_identity_headers_never_reach_the_upstream() {
     assert!(!xfcc.contains("admin"), "{xfcc}");
     assert_eq!(seen["x-zonegate-source-zone"], "shop");
     for gone in ["x-zonegate-anything", "x-spiffe-id", "x-custom-identity"] {
-        assert!(seen.get(gone).is_none(), "{gone} reached the upstream: {seen}");
+        assert!(
+            seen.get(gone).is_none(),
+            "{gone} reached the upstream: {seen}"
+        );
     }
     let request_id = seen["x-request-id"].as_str().unwrap();
     assert_ne!(request_id, "client-chosen");
@@ -88,14 +129,21 @@ async fn http2_end_to_end() {
     for _ in 0..3 {
         let reply = checkout.get("/payments/charge").await;
         assert_eq!(reply.status, StatusCode::OK);
-        assert_eq!(reply.json()["version"], "HTTP/2.0", "upstream was not reached over h2");
+        assert_eq!(
+            reply.json()["version"],
+            "HTTP/2.0",
+            "upstream was not reached over h2"
+        );
     }
     let denied = checkout
         .send(Method::DELETE, "/payments/charge", &[], Bytes::new())
         .await
         .unwrap();
     assert_eq!(denied.status, StatusCode::FORBIDDEN);
-    assert!(checkout.is_open(), "a 403 on one stream closed the HTTP/2 connection");
+    assert!(
+        checkout.is_open(),
+        "a 403 on one stream closed the HTTP/2 connection"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -103,7 +151,12 @@ async fn audit_rules_are_recorded_but_not_enforced() {
     let gw = Gateway::start(Setup::default()).await;
     let mut checkout = gw.client(CHECKOUT, false).await;
     let reply = checkout
-        .send(Method::POST, "/payments/charges/7/refund", &[], Bytes::new())
+        .send(
+            Method::POST,
+            "/payments/charges/7/refund",
+            &[],
+            Bytes::new(),
+        )
         .await
         .unwrap();
     assert_eq!(reply.status, StatusCode::OK, "an audit rule was enforced");
@@ -119,15 +172,26 @@ async fn audit_rules_are_recorded_but_not_enforced() {
 async fn events_carry_the_documented_fields() {
     let gw = Gateway::start(Setup::default()).await;
     let svid = gw.pki.svid(CHECKOUT);
-    let mut checkout = Client::connect(gw.addr(), &gw.pki, &svid, false).await.unwrap();
+    let mut checkout = Client::connect(gw.addr(), &gw.pki, &svid, false)
+        .await
+        .unwrap();
     let mut ledger = gw.client(LEDGER, false).await;
     // In-zone and allowed: no event.
     assert_eq!(ledger.get("/payments/ledger").await.status, StatusCode::OK);
     // Cross-zone allowed, then cross-zone denied.
-    let allowed = checkout.send(Method::POST, "/payments/charge", &[], Bytes::new()).await.unwrap();
-    let denied = checkout.send(Method::DELETE, "/payments/charge", &[], Bytes::new()).await.unwrap();
+    let allowed = checkout
+        .send(Method::POST, "/payments/charge", &[], Bytes::new())
+        .await
+        .unwrap();
+    let denied = checkout
+        .send(Method::DELETE, "/payments/charge", &[], Bytes::new())
+        .await
+        .unwrap();
     // In-zone denied: an event.
-    let in_zone_denied = ledger.send(Method::POST, "/payments/ledger", &[], Bytes::new()).await.unwrap();
+    let in_zone_denied = ledger
+        .send(Method::POST, "/payments/ledger", &[], Bytes::new())
+        .await
+        .unwrap();
     let events = gw.events(3).await;
     assert_eq!(events.len(), 3, "{events:?}");
 
@@ -154,16 +218,38 @@ async fn events_carry_the_documented_fields() {
     assert_eq!(allow["cross_zone"], true);
     assert_eq!(allow["status"], 200);
     assert_eq!(allow["upstream"], gw.upstream.to_string());
-    assert_eq!(allow["request_id"], allowed.headers.get("x-request-id").map_or("", |v| v.to_str().unwrap()));
-    assert!(allow["peer_addr"].as_str().unwrap().starts_with("127.0.0.1:"));
+    assert_eq!(
+        allow["request_id"],
+        allowed
+            .headers
+            .get("x-request-id")
+            .map_or("", |v| v.to_str().unwrap())
+    );
+    assert!(allow["peer_addr"]
+        .as_str()
+        .unwrap()
+        .starts_with("127.0.0.1:"));
     assert!(allow["cert_not_after"].as_str().unwrap().ends_with('Z'));
     assert!(allow["time"].as_str().unwrap().ends_with('Z'));
     assert!(allow["duration_ms"].as_f64().unwrap() > 0.0);
     assert_eq!(allow["event_id"].as_str().unwrap().len(), 32);
 
     let deny = &events[1];
-    assert_eq!((deny["decision"].as_str(), deny["reason"].as_str(), deny["status"].as_u64()), (Some("deny"), Some("default_deny"), Some(403)));
-    assert_eq!(deny["request_id"], denied.headers.get("x-request-id").map_or("", |v| v.to_str().unwrap()));
+    assert_eq!(
+        (
+            deny["decision"].as_str(),
+            deny["reason"].as_str(),
+            deny["status"].as_u64()
+        ),
+        (Some("deny"), Some("default_deny"), Some(403))
+    );
+    assert_eq!(
+        deny["request_id"],
+        denied
+            .headers
+            .get("x-request-id")
+            .map_or("", |v| v.to_str().unwrap())
+    );
     assert!(deny["rule_id"].is_null());
 
     let local = &events[2];
@@ -195,8 +281,13 @@ async fn upstream_down_gives_502_and_an_event() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn unmapped_identities_are_in_the_unknown_zone() {
     let gw = Gateway::start(Setup::default()).await;
-    let mut stranger = gw.client("spiffe://example.org/ns/data/sa/etl", false).await;
-    assert_eq!(stranger.get("/payments/ledger").await.status, StatusCode::FORBIDDEN);
+    let mut stranger = gw
+        .client("spiffe://example.org/ns/data/sa/etl", false)
+        .await;
+    assert_eq!(
+        stranger.get("/payments/ledger").await.status,
+        StatusCode::FORBIDDEN
+    );
     let events = gw.events(1).await;
     assert_eq!(events[0]["source_zone"], "unknown");
     assert_eq!(events[0]["cross_zone"], true);
@@ -205,5 +296,8 @@ async fn unmapped_identities_are_in_the_unknown_zone() {
 /// The serial as the gateway reports it: lower-case hex of the DER serial bytes.
 fn x509_serial_hex(der: &[u8]) -> String {
     let (_, cert) = x509_parser::parse_x509_certificate(der).unwrap();
-    cert.raw_serial().iter().map(|b| format!("{b:02x}")).collect()
+    cert.raw_serial()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
 }

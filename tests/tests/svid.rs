@@ -19,37 +19,76 @@ async fn every_svid_rule_violation_fails_the_handshake() {
         spec
     };
     let cases: Vec<(&str, LeafSpec)> = vec![
-        ("no URI SAN", with(&|s| {
-            s.uri_sans.clear();
-            s.dns_sans = vec!["checkout.shop".into()];
-        })),
+        (
+            "no URI SAN",
+            with(&|s| {
+                s.uri_sans.clear();
+                s.dns_sans = vec!["checkout.shop".into()];
+            }),
+        ),
         ("two URI SANs", with(&|s| s.uri_sans.push(CART.into()))),
-        ("not a spiffe URI", svid("https://example.org/ns/shop/sa/checkout")),
-        ("upper-case scheme", svid("SPIFFE://example.org/ns/shop/sa/checkout")),
-        ("upper-case trust domain", svid("spiffe://EXAMPLE.org/ns/shop/sa/checkout")),
-        ("empty path segment", svid("spiffe://example.org/ns//checkout")),
+        (
+            "not a spiffe URI",
+            svid("https://example.org/ns/shop/sa/checkout"),
+        ),
+        (
+            "upper-case scheme",
+            svid("SPIFFE://example.org/ns/shop/sa/checkout"),
+        ),
+        (
+            "upper-case trust domain",
+            svid("spiffe://EXAMPLE.org/ns/shop/sa/checkout"),
+        ),
+        (
+            "empty path segment",
+            svid("spiffe://example.org/ns//checkout"),
+        ),
         ("dot segment", svid("spiffe://example.org/ns/./checkout")),
-        ("dot-dot segment", svid("spiffe://example.org/ns/../checkout")),
+        (
+            "dot-dot segment",
+            svid("spiffe://example.org/ns/../checkout"),
+        ),
         ("trailing slash", svid("spiffe://example.org/ns/shop/")),
         ("query", svid("spiffe://example.org/ns/shop?x=1")),
         ("fragment", svid("spiffe://example.org/ns/shop#x")),
         ("port", svid("spiffe://example.org:443/ns/shop")),
         ("userinfo", svid("spiffe://user@example.org/ns/shop")),
-        ("bad path character", svid("spiffe://example.org/ns/sh%20op")),
-        ("too long", svid(&format!("spiffe://example.org/{}", "a".repeat(2100)))),
+        (
+            "bad path character",
+            svid("spiffe://example.org/ns/sh%20op"),
+        ),
+        (
+            "too long",
+            svid(&format!("spiffe://example.org/{}", "a".repeat(2100))),
+        ),
         ("leaf is a CA", with(&|s| s.is_ca = true)),
         ("no key usage", with(&|s| s.key_usages.clear())),
-        ("no digitalSignature", with(&|s| s.key_usages = vec![KeyUsagePurpose::KeyEncipherment])),
-        ("keyCertSign", with(&|s| s.key_usages.push(KeyUsagePurpose::KeyCertSign))),
-        ("cRLSign", with(&|s| s.key_usages.push(KeyUsagePurpose::CrlSign))),
-        ("expired", with(&|s| {
-            s.not_before = now - time::Duration::days(2);
-            s.not_after = now - time::Duration::days(1);
-        })),
-        ("not yet valid", with(&|s| {
-            s.not_before = now + time::Duration::days(1);
-            s.not_after = now + time::Duration::days(2);
-        })),
+        (
+            "no digitalSignature",
+            with(&|s| s.key_usages = vec![KeyUsagePurpose::KeyEncipherment]),
+        ),
+        (
+            "keyCertSign",
+            with(&|s| s.key_usages.push(KeyUsagePurpose::KeyCertSign)),
+        ),
+        (
+            "cRLSign",
+            with(&|s| s.key_usages.push(KeyUsagePurpose::CrlSign)),
+        ),
+        (
+            "expired",
+            with(&|s| {
+                s.not_before = now - time::Duration::days(2);
+                s.not_after = now - time::Duration::days(1);
+            }),
+        ),
+        (
+            "not yet valid",
+            with(&|s| {
+                s.not_before = now + time::Duration::days(1);
+                s.not_after = now + time::Duration::days(2);
+            }),
+        ),
     ];
     // The control: a well-formed SVID from the same CA is accepted.
     let good = gw.pki.svid(CHECKOUT);
@@ -59,7 +98,10 @@ async fn every_svid_rule_violation_fails_the_handshake() {
     for (name, spec) in cases {
         let cert = gw.pki.ca.issue(&spec).expect(name);
         let result = handshake(gw.addr(), client_tls(&gw.pki, &cert, &[b"http/1.1"])).await;
-        assert!(result.is_err(), "handshake with SVID violation `{name}` succeeded");
+        assert!(
+            result.is_err(),
+            "handshake with SVID violation `{name}` succeeded"
+        );
     }
 }
 
@@ -69,14 +111,24 @@ async fn svids_chain_only_to_their_own_trust_domain() {
     // Same trust domain, different (untrusted) CA.
     let rogue = DevCa::new(TD).unwrap();
     let forged = rogue.svid(CHECKOUT).unwrap();
-    assert!(handshake(gw.addr(), client_tls(&gw.pki, &forged, &[b"h2"])).await.is_err());
+    assert!(handshake(gw.addr(), client_tls(&gw.pki, &forged, &[b"h2"]))
+        .await
+        .is_err());
     // A trust domain with no bundle configured.
     let partner = DevCa::new("partner.org").unwrap();
-    let foreign = partner.svid("spiffe://partner.org/ns/shop/sa/checkout").unwrap();
-    assert!(handshake(gw.addr(), client_tls(&gw.pki, &foreign, &[b"h2"])).await.is_err());
+    let foreign = partner
+        .svid("spiffe://partner.org/ns/shop/sa/checkout")
+        .unwrap();
+    assert!(
+        handshake(gw.addr(), client_tls(&gw.pki, &foreign, &[b"h2"]))
+            .await
+            .is_err()
+    );
     // The trusted CA signing an ID of another trust domain.
     let cross = gw.pki.svid("spiffe://partner.org/ns/shop/sa/checkout");
-    assert!(handshake(gw.addr(), client_tls(&gw.pki, &cross, &[b"h2"])).await.is_err());
+    assert!(handshake(gw.addr(), client_tls(&gw.pki, &cross, &[b"h2"]))
+        .await
+        .is_err());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -96,12 +148,20 @@ async fn federated_trust_domains_each_use_their_own_bundle() {
         ..Setup::default()
     })
     .await;
-    let svid = partner.svid("spiffe://partner.org/ns/billing/sa/api").unwrap();
-    let mut client = Client::connect(gw.addr(), &gw.pki, &svid, false).await.unwrap();
+    let svid = partner
+        .svid("spiffe://partner.org/ns/billing/sa/api")
+        .unwrap();
+    let mut client = Client::connect(gw.addr(), &gw.pki, &svid, false)
+        .await
+        .unwrap();
     assert_eq!(client.get("/payments/partner").await.status, StatusCode::OK);
     // The partner CA cannot vouch for example.org identities.
     let impostor = partner.svid(CHECKOUT).unwrap();
-    assert!(handshake(gw.addr(), client_tls(&gw.pki, &impostor, &[b"h2"])).await.is_err());
+    assert!(
+        handshake(gw.addr(), client_tls(&gw.pki, &impostor, &[b"h2"]))
+            .await
+            .is_err()
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -111,17 +171,25 @@ async fn an_svid_that_expires_on_an_open_connection_is_refused() {
         let mut spec = LeafSpec::svid(CHECKOUT);
         spec.not_after = OffsetDateTime::now_utc() + time::Duration::seconds(2);
         let short = gw.pki.ca.issue(&spec).unwrap();
-        let mut client = Client::connect(gw.addr(), &gw.pki, &short, h2).await.unwrap();
+        let mut client = Client::connect(gw.addr(), &gw.pki, &short, h2)
+            .await
+            .unwrap();
         assert_eq!(client.get("/payments/charge").await.status, StatusCode::OK);
         let remaining = spec.not_after - OffsetDateTime::now_utc();
         if remaining.is_positive() {
-            tokio::time::sleep(Duration::from_millis(remaining.whole_milliseconds() as u64 + 1100)).await;
+            tokio::time::sleep(Duration::from_millis(
+                remaining.whole_milliseconds() as u64 + 1100,
+            ))
+            .await;
         }
         let reply = client.get("/payments/charge").await;
         assert_eq!(reply.status, StatusCode::UNAUTHORIZED, "h2={h2}");
         assert_eq!(reply.json()["error"], "unauthenticated");
     }
     let events = gw.events(4).await;
-    let expired: Vec<_> = events.iter().filter(|e| e["reason"] == "credential_expired").collect();
+    let expired: Vec<_> = events
+        .iter()
+        .filter(|e| e["reason"] == "credential_expired")
+        .collect();
     assert_eq!(expired.len(), 2, "{events:?}");
 }

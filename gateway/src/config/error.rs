@@ -30,9 +30,12 @@ impl ConfigErrors {
 
     /// Records a TOML syntax or schema error, with the line the parser points at.
     pub fn push_toml(&mut self, file: &Path, source: &str, error: &toml::de::Error) {
-        let line = error
-            .span()
-            .map(|span| source[..span.start.min(source.len())].lines().count().max(1));
+        let line = error.span().map(|span| {
+            source[..span.start.min(source.len())]
+                .lines()
+                .count()
+                .max(1)
+        });
         let key = error
             .message()
             .split('`')

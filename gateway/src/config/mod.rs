@@ -162,7 +162,11 @@ pub fn load(path: &Path) -> Result<GatewayConfig, ConfigErrors> {
         errors.push(file, "zone", reason);
     }
     if raw.zone == UNKNOWN_ZONE {
-        errors.push(file, "zone", "`unknown` is reserved for unmapped identities");
+        errors.push(
+            file,
+            "zone",
+            "`unknown` is reserved for unmapped identities",
+        );
     }
     if raw.workers == Some(0) {
         errors.push(file, "workers", "must be at least 1");
@@ -186,16 +190,29 @@ pub fn load(path: &Path) -> Result<GatewayConfig, ConfigErrors> {
         }
     }
 
-    let tls = load_server_tls(file, &resolve(&raw.tls.cert), &resolve(&raw.tls.key), &mut errors);
+    let tls = load_server_tls(
+        file,
+        &resolve(&raw.tls.cert),
+        &resolve(&raw.tls.key),
+        &mut errors,
+    );
 
     let mut trust_domains = BTreeMap::new();
     if raw.trust_domain.is_empty() {
-        errors.push(file, "trust_domain", "at least one [trust_domain.\"NAME\"] with a bundle is required");
+        errors.push(
+            file,
+            "trust_domain",
+            "at least one [trust_domain.\"NAME\"] with a bundle is required",
+        );
     }
     for (name, td) in &raw.trust_domain {
         let key = format!("trust_domain.\"{name}\"");
         if let Err(e) = validate_trust_domain(name) {
-            errors.push(file, &key, format!("`{name}` is not a valid trust domain name: {e}"));
+            errors.push(
+                file,
+                &key,
+                format!("`{name}` is not a valid trust domain name: {e}"),
+            );
         }
         match read_certificates(&resolve(&td.bundle)) {
             Ok(roots) => {
@@ -210,7 +227,12 @@ pub fn load(path: &Path) -> Result<GatewayConfig, ConfigErrors> {
         if let Err(reason) = validate_name(&m.zone) {
             errors.push(file, format!("zone_map[{i}].zone"), reason);
         }
-        let identities = parse_id_patterns(file, &format!("zone_map[{i}].identities"), &m.identities, &mut errors);
+        let identities = parse_id_patterns(
+            file,
+            &format!("zone_map[{i}].identities"),
+            &m.identities,
+            &mut errors,
+        );
         zone_map.push(ZoneMapping {
             zone: m.zone.clone(),
             identities,
@@ -232,7 +254,11 @@ pub fn load(path: &Path) -> Result<GatewayConfig, ConfigErrors> {
             errors.push(file, format!("{key}.name"), reason);
         }
         if !route_names.insert(r.name.clone()) {
-            errors.push(file, format!("{key}.name"), format!("duplicate route name `{}`", r.name));
+            errors.push(
+                file,
+                format!("{key}.name"),
+                format!("duplicate route name `{}`", r.name),
+            );
         }
         if !r.path_prefix.starts_with('/') {
             errors.push(file, format!("{key}.path_prefix"), "must start with `/`");
@@ -247,7 +273,11 @@ pub fn load(path: &Path) -> Result<GatewayConfig, ConfigErrors> {
         let mut hosts = Vec::new();
         for (h, host) in r.hosts.iter().enumerate() {
             if host.is_empty() || host.contains([':', '/', ' ']) {
-                errors.push(file, format!("{key}.hosts[{h}]"), format!("`{host}` is not a host name (no port, no scheme)"));
+                errors.push(
+                    file,
+                    format!("{key}.hosts[{h}]"),
+                    format!("`{host}` is not a host name (no port, no scheme)"),
+                );
             }
             hosts.push(host.to_ascii_lowercase());
         }
@@ -272,7 +302,10 @@ pub fn load(path: &Path) -> Result<GatewayConfig, ConfigErrors> {
                 errors.push(
                     file,
                     "policy.files",
-                    format!("rule `{}` names route `{route}`, which this gateway does not define", rule.id),
+                    format!(
+                        "rule `{}` names route `{route}`, which this gateway does not define",
+                        rule.id
+                    ),
                 );
             }
         }
@@ -285,7 +318,11 @@ pub fn load(path: &Path) -> Result<GatewayConfig, ConfigErrors> {
     for (i, h) in raw.headers.strip.iter().enumerate() {
         match http::HeaderName::from_bytes(h.as_bytes()) {
             Ok(name) => strip_headers.push(name.as_str().to_string()),
-            Err(_) => errors.push(file, format!("headers.strip[{i}]"), format!("`{h}` is not a header name")),
+            Err(_) => errors.push(
+                file,
+                format!("headers.strip[{i}]"),
+                format!("`{h}` is not a header name"),
+            ),
         }
     }
 
@@ -355,7 +392,9 @@ fn load_server_tls(
         .map_err(|reason| errors.push(file, "tls.key", reason))
         .ok();
     let (chain, key) = (chain?, key?);
-    let spiffe_id = chain.first().and_then(|leaf| svid::leaf_spiffe_id(leaf).ok());
+    let spiffe_id = chain
+        .first()
+        .and_then(|leaf| svid::leaf_spiffe_id(leaf).ok());
     Some(ServerTls {
         cert_file: cert_file.to_path_buf(),
         key_file: key_file.to_path_buf(),
@@ -378,13 +417,21 @@ fn convert_upstream(
         errors.push(file, &key, reason);
     }
     if u.addresses.is_empty() {
-        errors.push(file, format!("{key}.addresses"), "at least one IP:port address is required");
+        errors.push(
+            file,
+            format!("{key}.addresses"),
+            "at least one IP:port address is required",
+        );
     }
     let mut addresses = Vec::new();
     for (i, a) in u.addresses.iter().enumerate() {
         match a.parse::<SocketAddr>() {
             Ok(addr) => addresses.push(addr),
-            Err(_) => errors.push(file, format!("{key}.addresses[{i}]"), format!("`{a}` is not an IP:port socket address")),
+            Err(_) => errors.push(
+                file,
+                format!("{key}.addresses[{i}]"),
+                format!("`{a}` is not an IP:port socket address"),
+            ),
         }
     }
     let tls = match u.tls {
@@ -394,7 +441,11 @@ fn convert_upstream(
     };
     let ca = match (&u.ca, tls) {
         (Some(_), UpstreamTls::None) => {
-            errors.push(file, format!("{key}.ca"), "set only with tls = \"tls\" or \"mtls\"");
+            errors.push(
+                file,
+                format!("{key}.ca"),
+                "set only with tls = \"tls\" or \"mtls\"",
+            );
             None
         }
         (Some(ca), _) => read_certificates(&resolve(ca))
@@ -402,7 +453,11 @@ fn convert_upstream(
             .ok(),
         (None, UpstreamTls::None) => None,
         (None, _) => {
-            errors.push(file, format!("{key}.ca"), "a CA file is required to verify a TLS upstream");
+            errors.push(
+                file,
+                format!("{key}.ca"),
+                "a CA file is required to verify a TLS upstream",
+            );
             None
         }
     };
@@ -457,7 +512,11 @@ fn convert_events(
             EventsSink::Off
         }
         (other, _) => {
-            errors.push(file, "events.sink", format!("`{other}` is not one of \"stdout\", \"file\", \"off\""));
+            errors.push(
+                file,
+                "events.sink",
+                format!("`{other}` is not one of \"stdout\", \"file\", \"off\""),
+            );
             EventsSink::Off
         }
     };

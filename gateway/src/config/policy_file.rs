@@ -11,7 +11,10 @@ use crate::policy::{Effect, Mode, PathPattern, Rule};
 
 /// Reads every policy file under `paths`, returning the rules in order and the files read.
 /// Rule ids are unique across all files.
-pub fn load_policy_files(paths: &[PathBuf], errors: &mut ConfigErrors) -> (Vec<Rule>, Vec<PathBuf>) {
+pub fn load_policy_files(
+    paths: &[PathBuf],
+    errors: &mut ConfigErrors,
+) -> (Vec<Rule>, Vec<PathBuf>) {
     let mut files = Vec::new();
     for path in paths {
         if path.is_dir() {
@@ -50,7 +53,11 @@ pub fn load_policy_files(paths: &[PathBuf], errors: &mut ConfigErrors) -> (Vec<R
         for (i, raw) in parsed.rule.iter().enumerate() {
             let key = format!("rule[{i}]");
             if !ids.insert(raw.id.clone()) {
-                errors.push(file, format!("{key}.id"), format!("duplicate rule id `{}`", raw.id));
+                errors.push(
+                    file,
+                    format!("{key}.id"),
+                    format!("duplicate rule id `{}`", raw.id),
+                );
             }
             if let Some(rule) = convert_rule(file, &key, raw, errors) {
                 rules.push(rule);
@@ -69,7 +76,11 @@ fn convert_rule(file: &Path, key: &str, raw: &RawRule, errors: &mut ConfigErrors
         "allow" => Effect::Allow,
         "deny" => Effect::Deny,
         other => {
-            errors.push(file, format!("{key}.effect"), format!("`{other}` is not \"allow\" or \"deny\""));
+            errors.push(
+                file,
+                format!("{key}.effect"),
+                format!("`{other}` is not \"allow\" or \"deny\""),
+            );
             Effect::Deny
         }
     };
@@ -77,7 +88,11 @@ fn convert_rule(file: &Path, key: &str, raw: &RawRule, errors: &mut ConfigErrors
         "enforce" => Mode::Enforce,
         "audit" => Mode::Audit,
         other => {
-            errors.push(file, format!("{key}.mode"), format!("`{other}` is not \"enforce\" or \"audit\""));
+            errors.push(
+                file,
+                format!("{key}.mode"),
+                format!("`{other}` is not \"enforce\" or \"audit\""),
+            );
             Mode::Enforce
         }
     };
@@ -98,7 +113,11 @@ fn convert_rule(file: &Path, key: &str, raw: &RawRule, errors: &mut ConfigErrors
         if ok {
             methods.push(m.to_ascii_uppercase());
         } else {
-            errors.push(file, format!("{key}.methods[{i}]"), format!("`{m}` is not an HTTP method name"));
+            errors.push(
+                file,
+                format!("{key}.methods[{i}]"),
+                format!("`{m}` is not an HTTP method name"),
+            );
         }
     }
     let mut paths = Vec::new();

@@ -72,7 +72,11 @@ fn loads_a_good_config() {
 #[test]
 fn unknown_key_is_refused_with_file_line_and_key() {
     let dir = pki_dir();
-    let path = write(dir.path(), "gw.toml", &GOOD.replace("[policy]", "[policy]\nfilez = []"));
+    let path = write(
+        dir.path(),
+        "gw.toml",
+        &GOOD.replace("[policy]", "[policy]\nfilez = []"),
+    );
     let errors = load(&path).unwrap_err();
     assert_eq!(errors.len(), 1, "{errors}");
     let e = &errors.0[0];
@@ -94,7 +98,9 @@ fn reports_every_error_at_once() {
     write(
         dir.path(),
         "policy/a.toml",
-        &GOOD_POLICY.replace("\"allow\"", "\"permit\"").replace("/api/**", "/api/a**b"),
+        &GOOD_POLICY
+            .replace("\"allow\"", "\"permit\"")
+            .replace("/api/**", "/api/a**b"),
     );
     let errors = load(&path).unwrap_err();
     let keys: Vec<&str> = errors.0.iter().map(|e| e.key.as_str()).collect();
@@ -117,9 +123,16 @@ fn duplicate_rule_ids_and_unknown_routes_are_refused() {
     let dir = pki_dir();
     let path = write(dir.path(), "gw.toml", GOOD);
     write(dir.path(), "policy/a.toml", GOOD_POLICY);
-    write(dir.path(), "policy/b.toml", &GOOD_POLICY.replace("[\"api\"]", "[\"ghost\"]"));
+    write(
+        dir.path(),
+        "policy/b.toml",
+        &GOOD_POLICY.replace("[\"api\"]", "[\"ghost\"]"),
+    );
     let errors = load(&path).unwrap_err().to_string();
-    assert!(errors.contains("duplicate rule id `allow-shop`"), "{errors}");
+    assert!(
+        errors.contains("duplicate rule id `allow-shop`"),
+        "{errors}"
+    );
     assert!(errors.contains("route `ghost`"), "{errors}");
 }
 
@@ -129,7 +142,10 @@ fn tls_upstream_requires_a_ca() {
     let path = write(
         dir.path(),
         "gw.toml",
-        &GOOD.replace("addresses = [\"127.0.0.1:9000\"]", "addresses = [\"127.0.0.1:9000\"]\ntls = \"mtls\""),
+        &GOOD.replace(
+            "addresses = [\"127.0.0.1:9000\"]",
+            "addresses = [\"127.0.0.1:9000\"]\ntls = \"mtls\"",
+        ),
     );
     write(dir.path(), "policy/a.toml", GOOD_POLICY);
     let errors = load(&path).unwrap_err();

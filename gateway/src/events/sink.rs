@@ -105,14 +105,20 @@ fn open_append(path: &Path) -> io::Result<std::fs::File> {
     OpenOptions::new().create(true).append(true).open(path)
 }
 
-fn write_loop(rx: Receiver<IdentityEvent>, mut out: BufWriter<Box<dyn Write + Send>>, stats: &SinkStats) {
+fn write_loop(
+    rx: Receiver<IdentityEvent>,
+    mut out: BufWriter<Box<dyn Write + Send>>,
+    stats: &SinkStats,
+) {
     let mut reported_drops = 0u64;
     let mut line = Vec::with_capacity(1024);
     loop {
         let first = rx.recv_timeout(Duration::from_secs(1));
         let disconnected = matches!(first, Err(RecvTimeoutError::Disconnected));
         // Drain what is queued, then flush once: one write syscall per burst, not per event.
-        let batch = first.into_iter().chain(std::iter::from_fn(|| rx.try_recv().ok()));
+        let batch = first
+            .into_iter()
+            .chain(std::iter::from_fn(|| rx.try_recv().ok()));
         for event in batch {
             line.clear();
             if let Err(e) = serde_json::to_writer(&mut line, &event) {
@@ -131,7 +137,11 @@ fn write_loop(rx: Receiver<IdentityEvent>, mut out: BufWriter<Box<dyn Write + Se
                 dropped: dropped - reported_drops,
                 dropped_total: dropped,
             };
-            warn!(dropped = dropped - reported_drops, total = dropped, "identity events dropped: sink queue full");
+            warn!(
+                dropped = dropped - reported_drops,
+                total = dropped,
+                "identity events dropped: sink queue full"
+            );
             line.clear();
             if serde_json::to_writer(&mut line, &report).is_ok() {
                 line.push(b'\n');

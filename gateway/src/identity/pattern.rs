@@ -96,11 +96,27 @@ mod tests {
     fn matches_at_segment_boundaries() {
         let cases = [
             ("*", "spiffe://a.org/x", true),
-            ("spiffe://a.org/ns/shop/sa/cart", "spiffe://a.org/ns/shop/sa/cart", true),
-            ("spiffe://a.org/ns/shop/sa/cart", "spiffe://a.org/ns/shop/sa/cart2", false),
-            ("spiffe://a.org/ns/shop/*", "spiffe://a.org/ns/shop/sa/cart", true),
+            (
+                "spiffe://a.org/ns/shop/sa/cart",
+                "spiffe://a.org/ns/shop/sa/cart",
+                true,
+            ),
+            (
+                "spiffe://a.org/ns/shop/sa/cart",
+                "spiffe://a.org/ns/shop/sa/cart2",
+                false,
+            ),
+            (
+                "spiffe://a.org/ns/shop/*",
+                "spiffe://a.org/ns/shop/sa/cart",
+                true,
+            ),
             ("spiffe://a.org/ns/shop/*", "spiffe://a.org/ns/shop", false),
-            ("spiffe://a.org/ns/shop/*", "spiffe://a.org/ns/shopping/sa/x", false),
+            (
+                "spiffe://a.org/ns/shop/*",
+                "spiffe://a.org/ns/shopping/sa/x",
+                false,
+            ),
             ("spiffe://a.org/*", "spiffe://a.org/anything/at/all", true),
             ("spiffe://a.org/*", "spiffe://a.org.evil/x", false),
             ("spiffe://a.org/*", "spiffe://b.org/x", false),
@@ -114,7 +130,13 @@ mod tests {
 
     #[test]
     fn refuses_invalid_patterns() {
-        for bad in ["", "spiffe://A.org/*", "spiffe://a.org/x/**", "http://a.org/*", "spiffe://a.org/../*"] {
+        for bad in [
+            "",
+            "spiffe://A.org/*",
+            "spiffe://a.org/x/**",
+            "http://a.org/*",
+            "spiffe://a.org/../*",
+        ] {
             assert!(IdPattern::parse(bad).is_err(), "{bad} accepted");
         }
     }

@@ -159,7 +159,9 @@ impl fmt::Display for SpiffeIdError {
             SpiffeIdError::Empty => "SPIFFE ID is empty",
             SpiffeIdError::WrongScheme => "scheme is not `spiffe://` (lower case)",
             SpiffeIdError::MissingTrustDomain => "trust domain is missing",
-            SpiffeIdError::BadTrustDomainChar => "trust domain contains a character outside [a-z0-9._-]",
+            SpiffeIdError::BadTrustDomainChar => {
+                "trust domain contains a character outside [a-z0-9._-]"
+            }
             SpiffeIdError::TrustDomainTooLong => "trust domain is longer than 255 bytes",
             SpiffeIdError::Port => "trust domain carries a port",
             SpiffeIdError::UserInfo => "trust domain carries userinfo",
@@ -186,7 +188,11 @@ mod tests {
     fn accepts_valid_ids_and_splits_them() {
         for (s, td, path) in [
             ("spiffe://example.org", "example.org", ""),
-            ("spiffe://example.org/ns/shop/sa/checkout", "example.org", "/ns/shop/sa/checkout"),
+            (
+                "spiffe://example.org/ns/shop/sa/checkout",
+                "example.org",
+                "/ns/shop/sa/checkout",
+            ),
             ("spiffe://a-b_c.9/X.y-z_0", "a-b_c.9", "/X.y-z_0"),
             ("spiffe://td/..a/.b", "td", "/..a/.b"),
         ] {
@@ -225,7 +231,11 @@ mod tests {
             (&long_id, E::TooLong),
         ];
         for (s, want) in cases {
-            assert_eq!(SpiffeId::parse(s).as_ref().map_err(Clone::clone).err(), Some(want.clone()), "{s}");
+            assert_eq!(
+                SpiffeId::parse(s).as_ref().map_err(Clone::clone).err(),
+                Some(want.clone()),
+                "{s}"
+            );
         }
     }
 }

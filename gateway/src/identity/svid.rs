@@ -40,8 +40,10 @@ pub enum SvidError {
 
 fn parse(der: &[u8]) -> Result<X509Certificate<'_>, SvidError> {
     match X509Certificate::from_der(der) {
-        Ok((rest, cert)) if rest.is_empty() => Ok(cert),
-        Ok(_) => Err(SvidError::Malformed("trailing bytes after the certificate".into())),
+        Ok(([], cert)) => Ok(cert),
+        Ok(_) => Err(SvidError::Malformed(
+            "trailing bytes after the certificate".into(),
+        )),
         Err(e) => Err(SvidError::Malformed(e.to_string())),
     }
 }
@@ -84,7 +86,10 @@ pub fn inspect_leaf(der: &[u8]) -> Result<SvidFacts, SvidError> {
             ParsedExtension::BasicConstraints(bc) if bc.ca => return Err(SvidError::IsCa),
             ParsedExtension::KeyUsage(ku) => key_usage = Some(*ku),
             ParsedExtension::ParseError { error } => {
-                return Err(SvidError::Malformed(format!("extension {}: {error}", ext.oid)))
+                return Err(SvidError::Malformed(format!(
+                    "extension {}: {error}",
+                    ext.oid
+                )))
             }
             _ => {}
         }
@@ -126,14 +131,21 @@ impl fmt::Display for SvidError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             SvidError::Malformed(e) => write!(f, "leaf certificate is malformed: {e}"),
-            SvidError::NoUriSan => f.write_str("leaf certificate has no URI SAN; an X.509-SVID has exactly one"),
+            SvidError::NoUriSan => {
+                f.write_str("leaf certificate has no URI SAN; an X.509-SVID has exactly one")
+            }
             SvidError::MultipleUriSans(n) => {
-                write!(f, "leaf certificate has {n} URI SANs; an X.509-SVID has exactly one")
+                write!(
+                    f,
+                    "leaf certificate has {n} URI SANs; an X.509-SVID has exactly one"
+                )
             }
             SvidError::BadSpiffeId(e) => write!(f, "URI SAN is not a valid SPIFFE ID: {e}"),
             SvidError::IsCa => f.write_str("leaf certificate is a CA (basicConstraints CA=true)"),
             SvidError::MissingKeyUsage => f.write_str("leaf certificate has no keyUsage extension"),
-            SvidError::MissingDigitalSignature => f.write_str("leaf keyUsage lacks digitalSignature"),
+            SvidError::MissingDigitalSignature => {
+                f.write_str("leaf keyUsage lacks digitalSignature")
+            }
             SvidError::ForbiddenKeyCertSign => f.write_str("leaf keyUsage sets keyCertSign"),
             SvidError::ForbiddenCrlSign => f.write_str("leaf keyUsage sets cRLSign"),
         }
@@ -160,7 +172,10 @@ mod tests {
     fn reads_the_facts_of_a_good_svid() {
         let der = mint(|_| {});
         let facts = inspect_leaf(&der).unwrap();
-        assert_eq!(facts.spiffe_id.as_str(), "spiffe://example.org/ns/shop/sa/cart");
+        assert_eq!(
+            facts.spiffe_id.as_str(),
+            "spiffe://example.org/ns/shop/sa/cart"
+        );
         let (_, cert) = X509Certificate::from_der(&der).unwrap();
         assert_eq!(facts.serial_hex, hex(cert.raw_serial()));
         let digest = ring::digest::digest(&ring::digest::SHA256, &der);
@@ -172,22 +187,52 @@ mod tests {
     #[test]
     fn refuses_each_leaf_rule_violation() {
         let cases: Vec<(Vec<u8>, SvidError)> = vec![
-            (mint(|s| { s.uri_sans.clear(); s.dns_sans = vec!["x.example".into()]; }), SvidError::NoUriSan),
-            (mint(|s| s.uri_sans.push("spiffe://example.org/b".into())), SvidError::MultipleUriSans(2)),
-            (mint(|s| s.uri_sans = vec!["https://example.org/a".into()]), SvidError::BadSpiffeId(SpiffeIdError::WrongScheme)),
-            (mint(|s| s.uri_sans = vec!["spiffe://Ex.org/a".into()]), SvidError::BadSpiffeId(SpiffeIdError::BadTrustDomainChar)),
+            (
+                mint(|s| {
+                    s.uri_sans.clear();
+                    s.dns_sans = vec!["x.example".into()];
+                }),
+                SvidError::NoUriSan,
+            ),
+            (
+                mint(|s| s.uri_sans.push("spiffe://example.org/b".into())),
+                SvidError::MultipleUriSans(2),
+            ),
+            (
+                mint(|s| s.uri_sans = vec!["https://example.org/a".into()]),
+                SvidError::BadSpiffeId(SpiffeIdError::WrongScheme),
+            ),
+            (
+                mint(|s| s.uri_sans = vec!["spiffe://Ex.org/a".into()]),
+                SvidError::BadSpiffeId(SpiffeIdError::BadTrustDomainChar),
+            ),
             (mint(|s| s.is_ca = true), SvidError::IsCa),
             (mint(|s| s.key_usages.clear()), SvidError::MissingKeyUsage),
-            (mint(|s| s.key_usages = vec![Ku::KeyEncipherment]), SvidError::MissingDigitalSignature),
-            (mint(|s| s.key_usages.push(Ku::KeyCertSign)), SvidError::ForbiddenKeyCertSign),
-            (mint(|s| s.key_usages.push(Ku::CrlSign)), SvidError::ForbiddenCrlSign),
+            (
+                mint(|s| s.key_usages = vec![Ku::KeyEncipherment]),
+                SvidError::MissingDigitalSignature,
+            ),
+            (
+                mint(|s| s.key_usages.push(Ku::KeyCertSign)),
+                SvidError::ForbiddenKeyCertSign,
+            ),
+            (
+                mint(|s| s.key_usages.push(Ku::CrlSign)),
+                SvidError::ForbiddenCrlSign,
+            ),
         ];
         for (der, want) in cases {
             assert_eq!(inspect_leaf(&der).unwrap_err(), want);
         }
-        assert!(matches!(inspect_leaf(b"not a certificate"), Err(SvidError::Malformed(_))));
+        assert!(matches!(
+            inspect_leaf(b"not a certificate"),
+            Err(SvidError::Malformed(_))
+        ));
         let mut trailing = mint(|_| {});
         trailing.push(0);
-        assert!(matches!(inspect_leaf(&trailing), Err(SvidError::Malformed(_))));
+        assert!(matches!(
+            inspect_leaf(&trailing),
+            Err(SvidError::Malformed(_))
+        ));
     }
 }

@@ -42,15 +42,9 @@ impl DecisionCache {
                 + facts.path.len()
                 + 4,
         );
-        for (i, part) in [
-            id,
-            facts.source_zone,
-            facts.route,
-            facts.method,
-            facts.path,
-        ]
-        .into_iter()
-        .enumerate()
+        for (i, part) in [id, facts.source_zone, facts.route, facts.method, facts.path]
+            .into_iter()
+            .enumerate()
         {
             if i > 0 {
                 key.push('\0');

@@ -114,7 +114,8 @@ impl PathPattern {
                 }
                 Segment::Glob(glob) => {
                     for j in 0..parts.len() {
-                        next[j + 1] = reachable[j] && glob_segment(glob.as_bytes(), parts[j].as_bytes());
+                        next[j + 1] =
+                            reachable[j] && glob_segment(glob.as_bytes(), parts[j].as_bytes());
                     }
                 }
             }
@@ -157,7 +158,9 @@ impl fmt::Display for PatternError {
         f.write_str(match self {
             PatternError::Empty => "path pattern is empty",
             PatternError::NotAbsolute => "path pattern must start with `/`",
-            PatternError::DoubleStarNotWholeSegment => "`**` must be a whole path segment (`/a/**/b`)",
+            PatternError::DoubleStarNotWholeSegment => {
+                "`**` must be a whole path segment (`/a/**/b`)"
+            }
         })
     }
 }
@@ -215,9 +218,18 @@ mod tests {
         assert!(!p.is_exact());
         assert!(PathPattern::parse("/v1/x").unwrap().is_exact());
         assert_eq!(PathPattern::parse("").unwrap_err(), PatternError::Empty);
-        assert_eq!(PathPattern::parse("v1/**").unwrap_err(), PatternError::NotAbsolute);
-        assert_eq!(PathPattern::parse("/a**b").unwrap_err(), PatternError::DoubleStarNotWholeSegment);
-        assert_eq!(PathPattern::parse("/a/**x").unwrap_err(), PatternError::DoubleStarNotWholeSegment);
+        assert_eq!(
+            PathPattern::parse("v1/**").unwrap_err(),
+            PatternError::NotAbsolute
+        );
+        assert_eq!(
+            PathPattern::parse("/a**b").unwrap_err(),
+            PatternError::DoubleStarNotWholeSegment
+        );
+        assert_eq!(
+            PathPattern::parse("/a/**x").unwrap_err(),
+            PatternError::DoubleStarNotWholeSegment
+        );
     }
 
     #[test]

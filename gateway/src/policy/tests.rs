@@ -18,11 +18,17 @@ fn rule(id: &str, effect: Effect, mode: Mode) -> Rule {
 }
 
 fn ids(patterns: &[&str]) -> Vec<IdPattern> {
-    patterns.iter().map(|p| IdPattern::parse(p).unwrap()).collect()
+    patterns
+        .iter()
+        .map(|p| IdPattern::parse(p).unwrap())
+        .collect()
 }
 
 fn paths(patterns: &[&str]) -> Vec<PathPattern> {
-    patterns.iter().map(|p| PathPattern::parse(p).unwrap()).collect()
+    patterns
+        .iter()
+        .map(|p| PathPattern::parse(p).unwrap())
+        .collect()
 }
 
 struct Req {
@@ -33,7 +39,13 @@ struct Req {
     path: &'static str,
 }
 
-fn req(id: &str, zone: &'static str, route: &'static str, method: &'static str, path: &'static str) -> Req {
+fn req(
+    id: &str,
+    zone: &'static str,
+    route: &'static str,
+    method: &'static str,
+    path: &'static str,
+) -> Req {
     Req {
         id: SpiffeId::parse(id).unwrap(),
         zone,
@@ -76,7 +88,16 @@ fn sample_policy() -> Policy {
     let mut audit_allow = rule("audit-cart", Effect::Allow, Mode::Audit);
     audit_allow.identities = ids(&["spiffe://ex.org/ns/shop/sa/cart"]);
 
-    Policy::compile(vec![allow_checkout, zone_read, deny_admin, audit_deny, audit_allow], 1024)
+    Policy::compile(
+        vec![
+            allow_checkout,
+            zone_read,
+            deny_admin,
+            audit_deny,
+            audit_allow,
+        ],
+        1024,
+    )
 }
 
 #[test]
@@ -85,14 +106,42 @@ fn decides_by_identity_zone_method_and_path() {
     let checkout = "spiffe://ex.org/ns/shop/sa/checkout";
     let ledger = "spiffe://ex.org/ns/payments/sa/ledger";
     let cases = [
-        (req(checkout, "shop", "pay", "POST", "/pay/charge"), Verdict::Allow, Some("checkout")),
-        (req(checkout, "shop", "pay", "GET", "/pay/charge"), Verdict::Deny, None),
-        (req(checkout, "shop", "pay", "POST", "/pay/other"), Verdict::Deny, None),
-        (req(checkout, "shop", "other", "POST", "/pay/charge"), Verdict::Deny, None),
-        (req(ledger, "payments", "pay", "GET", "/pay/anything"), Verdict::Allow, Some("zone-read")),
-        (req(ledger, "payments", "pay", "POST", "/pay/anything"), Verdict::Deny, None),
+        (
+            req(checkout, "shop", "pay", "POST", "/pay/charge"),
+            Verdict::Allow,
+            Some("checkout"),
+        ),
+        (
+            req(checkout, "shop", "pay", "GET", "/pay/charge"),
+            Verdict::Deny,
+            None,
+        ),
+        (
+            req(checkout, "shop", "pay", "POST", "/pay/other"),
+            Verdict::Deny,
+            None,
+        ),
+        (
+            req(checkout, "shop", "other", "POST", "/pay/charge"),
+            Verdict::Deny,
+            None,
+        ),
+        (
+            req(ledger, "payments", "pay", "GET", "/pay/anything"),
+            Verdict::Allow,
+            Some("zone-read"),
+        ),
+        (
+            req(ledger, "payments", "pay", "POST", "/pay/anything"),
+            Verdict::Deny,
+            None,
+        ),
         // Deny wins over allow, whatever the order.
-        (req(ledger, "payments", "pay", "GET", "/pay/admin/users"), Verdict::Deny, Some("no-admin")),
+        (
+            req(ledger, "payments", "pay", "GET", "/pay/admin/users"),
+            Verdict::Deny,
+            Some("no-admin"),
+        ),
     ];
     for (r, verdict, rule) in &cases {
         let d = policy.evaluate(&r.facts());
@@ -104,7 +153,13 @@ fn decides_by_identity_zone_method_and_path() {
 #[test]
 fn audit_rules_report_but_never_decide() {
     let policy = sample_policy();
-    let r = req("spiffe://ex.org/ns/shop/sa/checkout", "shop", "pay", "POST", "/pay/charges/7/refund");
+    let r = req(
+        "spiffe://ex.org/ns/shop/sa/checkout",
+        "shop",
+        "pay",
+        "POST",
+        "/pay/charges/7/refund",
+    );
     let d = policy.evaluate(&r.facts());
     assert_eq!(d.verdict, Verdict::Allow);
     assert_eq!(d.rule.as_deref(), Some("checkout"));
@@ -116,14 +171,29 @@ fn audit_rules_report_but_never_decide() {
         })
     );
 
-    let cart = req("spiffe://ex.org/ns/shop/sa/cart", "shop", "pay", "GET", "/pay/x");
+    let cart = req(
+        "spiffe://ex.org/ns/shop/sa/cart",
+        "shop",
+        "pay",
+        "GET",
+        "/pay/x",
+    );
     let d = policy.evaluate(&cart.facts());
     assert_eq!(d.verdict, Verdict::Deny);
     assert_eq!(d.rule, None);
-    assert_eq!(d.audit.map(|a| (a.rule.to_string(), a.would)), Some(("audit-cart".into(), Verdict::Allow)));
+    assert_eq!(
+        d.audit.map(|a| (a.rule.to_string(), a.would)),
+        Some(("audit-cart".into(), Verdict::Allow))
+    );
 
     // An audit rule that agrees with the enforced decision is not reported.
-    let plain = req("spiffe://ex.org/ns/shop/sa/checkout", "shop", "pay", "POST", "/pay/charge");
+    let plain = req(
+        "spiffe://ex.org/ns/shop/sa/checkout",
+        "shop",
+        "pay",
+        "POST",
+        "/pay/charge",
+    );
     assert_eq!(policy.evaluate(&plain.facts()).audit, None);
 }
 
@@ -138,7 +208,13 @@ fn default_deny_with_no_rules() {
 #[test]
 fn cache_serves_the_same_decision_and_stays_bounded() {
     let policy = Policy::compile(sample_policy().rules().to_vec(), 2);
-    let r = req("spiffe://ex.org/ns/shop/sa/checkout", "shop", "pay", "POST", "/pay/charge");
+    let r = req(
+        "spiffe://ex.org/ns/shop/sa/checkout",
+        "shop",
+        "pay",
+        "POST",
+        "/pay/charge",
+    );
     let first = policy.decide(&r.facts());
     let second = policy.decide(&r.facts());
     assert_eq!(first, second);
@@ -162,7 +238,10 @@ fn cache_key_separates_every_fact() {
         req("spiffe://ex.org/a", "z", "r", "GET", "/q"),
     ];
     for v in &variants {
-        assert_ne!(DecisionCache::key(&a.facts()), DecisionCache::key(&v.facts()));
+        assert_ne!(
+            DecisionCache::key(&a.facts()),
+            DecisionCache::key(&v.facts())
+        );
     }
 }
 

@@ -31,7 +31,9 @@ pub enum Refusal {
 impl Refusal {
     pub fn status(self) -> u16 {
         match self {
-            Refusal::NoCredential | Refusal::CredentialExpired | Refusal::CredentialNotYetValid => 401,
+            Refusal::NoCredential | Refusal::CredentialExpired | Refusal::CredentialNotYetValid => {
+                401
+            }
             Refusal::BadPath | Refusal::BadRequest => 400,
             Refusal::NoRoute => 404,
             Refusal::PolicyDenied | Refusal::DefaultDeny => 403,
@@ -73,7 +75,10 @@ impl Refusal {
 
     /// Whether the verdict on the identity was a deny (as opposed to a failure after allow).
     pub fn is_denial(self) -> bool {
-        !matches!(self, Refusal::UpstreamUnavailable | Refusal::UpstreamTimeout)
+        !matches!(
+            self,
+            Refusal::UpstreamUnavailable | Refusal::UpstreamTimeout
+        )
     }
 }
 
@@ -84,7 +89,10 @@ struct Body<'a> {
 }
 
 /// The response header and JSON body for `refusal`.
-pub fn response(refusal: Refusal, request_id: &str) -> pingora_error::Result<(ResponseHeader, Bytes)> {
+pub fn response(
+    refusal: Refusal,
+    request_id: &str,
+) -> pingora_error::Result<(ResponseHeader, Bytes)> {
     let body = serde_json::to_vec(&Body {
         error: refusal.error(),
         request_id,

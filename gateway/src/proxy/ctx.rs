@@ -68,16 +68,12 @@ impl RequestCtx {
         // parser's reading of it. Invalid UTF-8 becomes U+FFFD, which normalisation refuses.
         self.raw_target = String::from_utf8_lossy(req.raw_path()).into_owned();
         // HTTP/2 carries the authority in the URI; HTTP/1.1 in the Host header.
-        let host = req
-            .uri
-            .host()
-            .map(str::to_string)
-            .or_else(|| {
-                req.headers
-                    .get(http::header::HOST)
-                    .and_then(|h| h.to_str().ok())
-                    .map(|h| strip_port(h).to_string())
-            });
+        let host = req.uri.host().map(str::to_string).or_else(|| {
+            req.headers
+                .get(http::header::HOST)
+                .and_then(|h| h.to_str().ok())
+                .map(|h| strip_port(h).to_string())
+        });
         self.host = host.map(|h| h.to_ascii_lowercase());
     }
 
@@ -127,12 +123,17 @@ impl RequestCtx {
             cert_not_after: svid.and_then(|s| rfc3339_seconds(s.not_after_unix)),
             destination_zone: config.zone.clone(),
             route: self.route.as_deref().map(str::to_string),
-            upstream: self.upstream_addr.map(|a| a.to_string()).or_else(|| self.upstream.clone()),
+            upstream: self
+                .upstream_addr
+                .map(|a| a.to_string())
+                .or_else(|| self.upstream.clone()),
             method: self.method.clone(),
             host: self.host.clone(),
             path: self.target.as_ref().map(|t| t.path.clone()),
             raw_path: match (&self.target, self.refusal) {
-                (None, Some(Refusal::BadPath)) => Some(truncate(&self.raw_target, MAX_RAW_PATH_IN_EVENT)),
+                (None, Some(Refusal::BadPath)) => {
+                    Some(truncate(&self.raw_target, MAX_RAW_PATH_IN_EVENT))
+                }
                 _ => None,
             },
             http_version: version_name(version),
@@ -146,7 +147,9 @@ impl RequestCtx {
 fn strip_port(host: &str) -> &str {
     if host.starts_with('[') {
         // IPv6 literal: keep the brackets, drop a port after them.
-        return host.split_once(']').map_or(host, |(h, _)| &host[..h.len() + 1]);
+        return host
+            .split_once(']')
+            .map_or(host, |(h, _)| &host[..h.len() + 1]);
     }
     host.split_once(':').map_or(host, |(h, _)| h)
 }

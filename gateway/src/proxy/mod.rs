@@ -97,14 +97,21 @@ impl Gateway {
         }
     }
 
-    async fn refuse(&self, session: &mut Session, ctx: &mut RequestCtx, refusal: Refusal) -> Result<bool> {
+    async fn refuse(
+        &self,
+        session: &mut Session,
+        ctx: &mut RequestCtx,
+        refusal: Refusal,
+    ) -> Result<bool> {
         ctx.refusal = Some(refusal);
         let (header, body) = answer::response(refusal, &ctx.request_id)?;
         if matches!(refusal, Refusal::CredentialExpired | Refusal::NoCredential) {
             // The connection's credential is the problem: make the client handshake again.
             session.set_keepalive(None);
         }
-        session.write_response_header(Box::new(header), false).await?;
+        session
+            .write_response_header(Box::new(header), false)
+            .await?;
         session.write_response_body(Some(body), true).await?;
         Ok(true)
     }
@@ -126,12 +133,18 @@ impl ProxyHttp for Gateway {
         }
     }
 
-    async fn upstream_peer(&self, _session: &mut Session, ctx: &mut RequestCtx) -> Result<Box<HttpPeer>> {
+    async fn upstream_peer(
+        &self,
+        _session: &mut Session,
+        ctx: &mut RequestCtx,
+    ) -> Result<Box<HttpPeer>> {
         let pool = ctx
             .upstream
             .as_deref()
             .and_then(|name| ctx.snapshot.upstreams.get(name))
-            .ok_or_else(|| Error::explain(ErrorType::InternalError, "route has no upstream pool"))?;
+            .ok_or_else(|| {
+                Error::explain(ErrorType::InternalError, "route has no upstream pool")
+            })?;
         let addr = pool.select().ok_or_else(|| {
             let mut e = Error::explain(ErrorType::ConnectNoRoute, "no healthy upstream address");
             e.esource = ErrorSource::Upstream;
@@ -148,7 +161,10 @@ impl ProxyHttp for Gateway {
         ctx: &mut RequestCtx,
     ) -> Result<()> {
         let (Some(identity), Some(target)) = (&ctx.identity, &ctx.target) else {
-            return Error::e_explain(ErrorType::InternalError, "upstream request before admission");
+            return Error::e_explain(
+                ErrorType::InternalError,
+                "upstream request before admission",
+            );
         };
         // The upstream receives exactly the path policy was evaluated on.
         let path_and_query = target
@@ -172,8 +188,9 @@ impl ProxyHttp for Gateway {
             parts.authority = host;
             parts.scheme = Some(http::uri::Scheme::HTTP);
         }
-        let uri = http::Uri::from_parts(parts)
-            .map_err(|e| Error::because(ErrorType::InvalidHTTPHeader, "upstream request target", e))?;
+        let uri = http::Uri::from_parts(parts).map_err(|e| {
+            Error::because(ErrorType::InvalidHTTPHeader, "upstream request target", e)
+        })?;
         upstream.set_uri(uri);
         let config = &ctx.snapshot.config;
         headers::strip_client_identity(upstream, &config.strip_headers);
@@ -196,7 +213,12 @@ impl ProxyHttp for Gateway {
         response.insert_header(headers::REQUEST_ID, &ctx.request_id)
     }
 
-    async fn fail_to_proxy(&self, session: &mut Session, e: &Error, ctx: &mut RequestCtx) -> FailToProxy {
+    async fn fail_to_proxy(
+        &self,
+        session: &mut Session,
+        e: &Error,
+        ctx: &mut RequestCtx,
+    ) -> FailToProxy {
         let refusal = match e.etype() {
             ErrorType::ConnectTimedout | ErrorType::ReadTimedout | ErrorType::WriteTimedout => {
                 Refusal::UpstreamTimeout

@@ -20,7 +20,8 @@ impl RouteTable {
     /// normalised `path`.
     pub fn select(&self, host: Option<&str>, path: &str) -> Option<&Route> {
         self.routes.iter().find(|r| {
-            let host_ok = r.hosts.is_empty() || host.is_some_and(|h| r.hosts.iter().any(|x| x == h));
+            let host_ok =
+                r.hosts.is_empty() || host.is_some_and(|h| r.hosts.iter().any(|x| x == h));
             host_ok && prefix_matches(&r.path_prefix, path)
         })
     }
@@ -65,7 +66,12 @@ mod tests {
         assert_eq!(pick(None, "/paymentsx"), Some("all"));
         assert_eq!(pick(Some("admin.internal"), "/payments/x"), Some("pay"));
         let only_host = RouteTable::new(&[route("admin", &["admin.internal"], "/")]);
-        assert_eq!(only_host.select(Some("admin.internal"), "/x").map(|r| &*r.name), Some("admin"));
+        assert_eq!(
+            only_host
+                .select(Some("admin.internal"), "/x")
+                .map(|r| &*r.name),
+            Some("admin")
+        );
         assert!(only_host.select(Some("other"), "/x").is_none());
         assert!(only_host.select(None, "/x").is_none());
     }

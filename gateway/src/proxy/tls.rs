@@ -21,7 +21,10 @@ pub struct PeerSvidRecorder;
 
 #[async_trait]
 impl TlsAccept for PeerSvidRecorder {
-    async fn handshake_complete_callback(&self, tls: &TlsRef) -> Option<Arc<dyn Any + Send + Sync>> {
+    async fn handshake_complete_callback(
+        &self,
+        tls: &TlsRef,
+    ) -> Option<Arc<dyn Any + Send + Sync>> {
         let leaf = tls.peer_certificate_der()?;
         // The verifier already admitted this leaf; a failure here would mean the two disagree,
         // and the request path then refuses the connection's requests as unauthenticated.

@@ -22,7 +22,8 @@ pub struct UpstreamPool {
 
 impl UpstreamPool {
     pub fn new(config: Arc<Upstream>, own: &ServerTls) -> std::io::Result<UpstreamPool> {
-        let mut balancer = LoadBalancer::<RoundRobin>::try_from_iter(config.addresses.iter().copied())?;
+        let mut balancer =
+            LoadBalancer::<RoundRobin>::try_from_iter(config.addresses.iter().copied())?;
         if config.health_check_interval.is_some() {
             let mut check = TcpHealthCheck::new();
             check.peer_template.options.connection_timeout = Some(config.connect_timeout);

@@ -49,12 +49,19 @@ impl Snapshot {
                 Ok(pool) => {
                     upstreams.insert(name.clone(), Arc::new(pool));
                 }
-                Err(e) => errors.push(&file, format!("upstream.{name}"), format!("cannot build pool: {e}")),
+                Err(e) => errors.push(
+                    &file,
+                    format!("upstream.{name}"),
+                    format!("cannot build pool: {e}"),
+                ),
             }
         }
 
         let provider = rustls::crypto::ring::default_provider();
-        let server_cert = match provider.key_provider.load_private_key(config.tls.key.clone_key()) {
+        let server_cert = match provider
+            .key_provider
+            .load_private_key(config.tls.key.clone_key())
+        {
             Ok(key) => {
                 let certified = CertifiedKey::new(config.tls.chain.clone(), key);
                 if let Err(e) = certified.keys_match() {

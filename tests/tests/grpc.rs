@@ -1,0 +1,98 @@
+//! gRPC-style bidirectional streaming over HTTP/2 end to end: frames flow through the gateway
+//! as they are sent (no buffering of the whole body) and trailers reach the client.
+
+use std::convert::Infallible;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use futures::channel::mpsc;
+use futures::SinkExt;
+use http::Request;
+use http_body_util::{BodyExt, StreamBody};
+use hyper::body::Frame;
+use hyper::client::conn::http2;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use rustls::pki_types::ServerName;
+use tokio_rustls::TlsConnector;
+use zonegate_e2e::*;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn streaming_grpc_exchange_with_trailers() {
+    let gw = Gateway::start(Setup {
+        upstream_http2: true,
+        ..Setup::default()
+    })
+    .await;
+    let svid = gw.pki.svid(LEDGER);
+    let tcp = tokio::net::TcpStream::connect(gw.addr()).await.unwrap();
+    let tls = TlsConnector::from(Arc::new(client_tls(&gw.pki, &svid, &[b"h2"])))
+        .connect(ServerName::try_from("localhost").unwrap(), tcp)
+        .await
+        .unwrap();
+    let (mut sender, conn) = http2::handshake(TokioExecutor::new(), TokioIo::new(tls))
+        .await
+        .unwrap();
+    tokio::spawn(conn);
+
+    let (mut tx, rx) = mpsc::channel::<Result<Frame<Bytes>, Infallible>>(4);
+    let request = Request::post("https://localhost/ledger.Ledger/Stream")
+        .header("content-type", "application/grpc")
+        .header("te", "trailers")
+        .body(StreamBody::new(rx))
+        .unwrap();
+    tx.send(Ok(Frame::data(Bytes::from_static(b"\0\0\0\0\x03one"))))
+        .await
+        .unwrap();
+    let response = sender.send_request(request).await.unwrap();
+    assert_eq!(response.status(), 200);
+    let mut body = response.into_body();
+
+    // Each message comes back before the next is sent: the gateway streams both ways.
+    let first = next_data(&mut body).await.into_data().unwrap();
+    assert_eq!(&first[..], b"\0\0\0\0\x03one");
+    tx.send(Ok(Frame::data(Bytes::from_static(b"\0\0\0\0\x03two"))))
+        .await
+        .unwrap();
+    let second = next_data(&mut body).await.into_data().unwrap();
+    assert_eq!(&second[..], b"\0\0\0\0\x03two");
+    drop(tx);
+
+    let mut trailers = None;
+    while let Some(frame) = body.frame().await {
+        let frame = frame.unwrap();
+        if let Ok(t) = frame.into_trailers() {
+            trailers = Some(t);
+        }
+    }
+    let trailers = trailers.expect("no trailers reached the client");
+    assert_eq!(trailers.get("grpc-status").unwrap(), "0");
+}
+
+async fn next_data(body: &mut hyper::body::Incoming) -> Frame<Bytes> {
+    tokio::time::timeout(Duration::from_secs(5), body.frame())
+        .await
+        .expect("frame did not arrive: the gateway buffered the stream")
+        .expect("stream ended")
+        .expect("frame error")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn grpc_method_denied_for_other_identities() {
+    let gw = Gateway::start(Setup {
+        upstream_http2: true,
+        ..Setup::default()
+    })
+    .await;
+    let mut checkout = gw.client(CHECKOUT, true).await;
+    let reply = checkout
+        .send(
+            http::Method::POST,
+            "/ledger.Ledger/Stream",
+            &[("content-type", "application/grpc")],
+            Bytes::from_static(b"\0\0\0\0\x01x"),
+        )
+        .await
+        .unwrap();
+    assert_eq!(reply.status, http::StatusCode::FORBIDDEN);
+}

@@ -1,0 +1,128 @@
+//! Upstream pools: mTLS upstreams where the gateway presents its own SVID, and load
+//! balancing that routes around a dead address once health checks see it.
+
+use std::net::{Ipv4Addr, SocketAddr};
+use std::sync::Arc;
+use std::time::Duration;
+
+use http::StatusCode;
+use rustls::server::WebPkiClientVerifier;
+use zonegate::devpki::LeafSpec;
+use zonegate_e2e::*;
+
+const ALLOW_LEDGER_EVERYWHERE: &str = r#"
+[[rule]]
+id = "ledger-all"
+effect = "allow"
+identities = ["spiffe://example.org/ns/payments/sa/ledger"]
+"#;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mtls_upstream_sees_the_gateways_svid() {
+    // Start the gateway first to get its PKI, then an mTLS upstream trusting that CA.
+    let pki = Pki::new();
+    let mut upstream_cert = LeafSpec::svid("spiffe://example.org/ns/payments/sa/api");
+    upstream_cert.dns_sans = vec!["localhost".into()];
+    let upstream_cert = pki.ca.issue(&upstream_cert).unwrap();
+    let mut roots = rustls::RootCertStore::empty();
+    roots.add(pki.ca.cert_der()).unwrap();
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let verifier = WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider.clone())
+        .build()
+        .unwrap();
+    let mut server = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_client_cert_verifier(verifier)
+        .with_single_cert(
+            vec![upstream_cert.cert_der.clone()],
+            upstream_cert.private_key(),
+        )
+        .unwrap();
+    server.alpn_protocols = vec![b"http/1.1".to_vec()];
+    let listener = tokio::net::TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
+        .await
+        .unwrap();
+    let upstream_addr = listener.local_addr().unwrap();
+    tokio::spawn(zonegate::echo::serve(listener, Some(Arc::new(server))));
+
+    let gw = Gateway::start_with_pki(
+        pki,
+        Setup {
+            policy: ALLOW_LEDGER_EVERYWHERE.into(),
+            extra_config: format!(
+                "[[route]]\nname = \"secure\"\npath_prefix = \"/secure\"\nupstream = \"secure\"\n\
+                 [upstream.secure]\naddresses = [\"{upstream_addr}\"]\ntls = \"mtls\"\nsni = \"localhost\"\nca = \"CA_PATH\"\n"
+            ),
+            ..Setup::default()
+        },
+    )
+    .await;
+    let mut ledger = gw.client(LEDGER, false).await;
+    let reply = ledger.get("/secure/balance").await;
+    assert_eq!(reply.status, StatusCode::OK, "{:?}", reply.body);
+    assert_eq!(reply.json()["path"], "/secure/balance");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tls_upstream_with_an_untrusted_certificate_is_a_502() {
+    let pki = Pki::new();
+    // An upstream whose certificate the gateway's CA file does not vouch for.
+    let rogue = zonegate::devpki::DevCa::new("example.org").unwrap();
+    let mut cert = LeafSpec::svid("spiffe://example.org/ns/payments/sa/api");
+    cert.dns_sans = vec!["localhost".into()];
+    let cert = rogue.issue(&cert).unwrap();
+    let server = rustls::ServerConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .unwrap()
+    .with_no_client_auth()
+    .with_single_cert(vec![cert.cert_der.clone()], cert.private_key())
+    .unwrap();
+    let listener = tokio::net::TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
+        .await
+        .unwrap();
+    let upstream_addr = listener.local_addr().unwrap();
+    tokio::spawn(zonegate::echo::serve(listener, Some(Arc::new(server))));
+    let gw = Gateway::start_with_pki(
+        pki,
+        Setup {
+            policy: ALLOW_LEDGER_EVERYWHERE.into(),
+            extra_config: format!(
+                "[[route]]\nname = \"secure\"\npath_prefix = \"/secure\"\nupstream = \"secure\"\n\
+                 [upstream.secure]\naddresses = [\"{upstream_addr}\"]\ntls = \"tls\"\nsni = \"localhost\"\nca = \"CA_PATH\"\n"
+            ),
+            ..Setup::default()
+        },
+    )
+    .await;
+    let mut ledger = gw.client(LEDGER, false).await;
+    assert_eq!(
+        ledger.get("/secure/balance").await.status,
+        StatusCode::BAD_GATEWAY
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dead_address_in_the_pool_never_fails_a_request() {
+    let live = zonegate::echo::spawn(SocketAddr::from((Ipv4Addr::LOCALHOST, 0)))
+        .await
+        .unwrap();
+    let dead = SocketAddr::from((Ipv4Addr::LOCALHOST, free_port()));
+    let gw = Gateway::start(Setup {
+        policy: ALLOW_LEDGER_EVERYWHERE.into(),
+        extra_config: format!(
+            "[[route]]\nname = \"pool\"\npath_prefix = \"/pool\"\nupstream = \"pool\"\n\
+             [upstream.pool]\naddresses = [\"{dead}\", \"{live}\"]\nhealth_check_interval_ms = 50\nconnect_timeout_ms = 200\n"
+        ),
+        ..Setup::default()
+    })
+    .await;
+    // Give the checker a few rounds to mark the dead address down.
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    let mut ledger = gw.client(LEDGER, false).await;
+    for _ in 0..10 {
+        assert_eq!(ledger.get("/pool/x").await.status, StatusCode::OK);
+    }
+}
