@@ -193,3 +193,23 @@ async fn an_svid_that_expires_on_an_open_connection_is_refused() {
         .collect();
     assert_eq!(expired.len(), 2, "{events:?}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tls_1_2_and_1_3_are_both_accepted() {
+    let gw = Gateway::start(Setup::default()).await;
+    let svid = gw.pki.svid(CHECKOUT);
+    for version in [&rustls::version::TLS12, &rustls::version::TLS13] {
+        let mut roots = rustls::RootCertStore::empty();
+        roots.add(gw.pki.ca.cert_der()).unwrap();
+        let config = rustls::ClientConfig::builder_with_provider(std::sync::Arc::new(
+            rustls::crypto::ring::default_provider(),
+        ))
+        .with_protocol_versions(&[version])
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_client_auth_cert(vec![svid.cert_der.clone()], svid.private_key())
+        .unwrap();
+        let tls = handshake(gw.addr(), config).await.expect("handshake");
+        assert_eq!(tls.get_ref().1.protocol_version(), Some(version.version));
+    }
+}

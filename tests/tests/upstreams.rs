@@ -126,3 +126,41 @@ async fn a_dead_address_in_the_pool_never_fails_a_request() {
         assert_eq!(ledger.get("/pool/x").await.status, StatusCode::OK);
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_silent_upstream_times_out_with_504_and_an_event() {
+    // Accepts connections and never answers.
+    let listener = tokio::net::TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
+        .await
+        .unwrap();
+    let silent = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((conn, _)) = listener.accept().await {
+            held.push(conn);
+        }
+    });
+    let gw = Gateway::start(Setup {
+        policy: format!("{ALLOW_LEDGER_EVERYWHERE}\n{POLICY}"),
+        extra_config: format!(
+            "[[route]]\nname = \"slow\"\npath_prefix = \"/slow\"\nupstream = \"slow\"\n\
+             [upstream.slow]\naddresses = [\"{silent}\"]\nread_timeout_ms = 300\n"
+        ),
+        ..Setup::default()
+    })
+    .await;
+    let mut checkout = gw.client(CHECKOUT, false).await;
+    let mut ledger = gw.client(LEDGER, false).await;
+    let reply = ledger.get("/slow/x").await;
+    assert_eq!(reply.status, StatusCode::GATEWAY_TIMEOUT);
+    assert_eq!(reply.json()["error"], "gateway_timeout");
+    // Cross-zone so that the timeout is certainly recorded with its identity.
+    let _ = checkout.get("/payments/charge").await;
+    let events = gw.events(1).await;
+    assert!(
+        events
+            .iter()
+            .any(|e| e["reason"] == "upstream_timeout" && e["status"] == 504),
+        "{events:?}"
+    );
+}

@@ -12,11 +12,15 @@ use serde::Serialize;
 
 /// The schema identifier written in every event.
 pub const SCHEMA: &str = "zonegate.identity/v1";
+/// The `kind` of a request's identity event.
+pub const KIND_REQUEST: &str = "request";
 
 /// One request's identity event. Absent facts are `null`, never guessed.
 #[derive(Clone, Debug, Default, Serialize)]
 pub struct IdentityEvent {
     pub schema: &'static str,
+    /// Always `request` for identity events (other record kinds share the stream).
+    pub kind: &'static str,
     /// RFC 3339 UTC with milliseconds.
     pub time: String,
     pub event_id: String,

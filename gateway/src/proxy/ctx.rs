@@ -10,7 +10,7 @@ use pingora_http::RequestHeader;
 
 use super::answer::Refusal;
 use super::ids::next_id;
-use crate::events::{now_rfc3339, rfc3339_seconds, IdentityEvent, SCHEMA};
+use crate::events::{now_rfc3339, rfc3339_seconds, IdentityEvent, KIND_REQUEST, SCHEMA};
 use crate::identity::{Credential, Identity};
 use crate::policy::{Decision, NormalizedTarget, Verdict};
 use crate::reload::Snapshot;
@@ -105,6 +105,7 @@ impl RequestCtx {
         let decision = self.decision.as_ref();
         IdentityEvent {
             schema: SCHEMA,
+            kind: KIND_REQUEST,
             time: now_rfc3339(),
             event_id: next_id(),
             request_id: self.request_id.clone(),
