@@ -37,42 +37,4 @@ fn prefix_matches(prefix: &str, path: &str) -> bool {
 }
 
 #[cfg(test)]
-mod tests {
-    use std::sync::Arc;
-
-    use super::*;
-
-    fn route(name: &str, hosts: &[&str], prefix: &str) -> Route {
-        Route {
-            name: Arc::from(name),
-            hosts: hosts.iter().map(|h| h.to_string()).collect(),
-            path_prefix: prefix.to_string(),
-            upstream: "u".into(),
-        }
-    }
-
-    #[test]
-    fn longest_prefix_and_host_win() {
-        let table = RouteTable::new(&[
-            route("all", &[], "/"),
-            route("pay", &[], "/payments"),
-            route("refunds", &[], "/payments/refunds"),
-            route("admin", &["admin.internal"], "/payments"),
-        ]);
-        let pick = |host, path| table.select(host, path).map(|r| &*r.name);
-        assert_eq!(pick(None, "/payments/refunds/1"), Some("refunds"));
-        assert_eq!(pick(None, "/payments/charge"), Some("pay"));
-        assert_eq!(pick(None, "/payments"), Some("pay"));
-        assert_eq!(pick(None, "/paymentsx"), Some("all"));
-        assert_eq!(pick(Some("admin.internal"), "/payments/x"), Some("pay"));
-        let only_host = RouteTable::new(&[route("admin", &["admin.internal"], "/")]);
-        assert_eq!(
-            only_host
-                .select(Some("admin.internal"), "/x")
-                .map(|r| &*r.name),
-            Some("admin")
-        );
-        assert!(only_host.select(Some("other"), "/x").is_none());
-        assert!(only_host.select(None, "/x").is_none());
-    }
-}
+mod tests;
