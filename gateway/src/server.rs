@@ -12,8 +12,9 @@ use pingora_core::server::{RunArgs, Server, ShutdownSignal, ShutdownSignalWatch,
 use pingora_core::services::background::{background_service, BackgroundService};
 use tokio::sync::watch;
 
-use crate::events::EventSink;
-use crate::identity::SpiffeClientVerifier;
+use crate::events::{now_rfc3339, EventSink, HandshakeEvent, KIND_HANDSHAKE_REFUSED, SCHEMA};
+use crate::identity::{RefusalObserver, SpiffeClientVerifier};
+use crate::proxy::ids::next_id;
 use crate::proxy::tls::PeerSvidRecorder;
 use crate::proxy::Gateway;
 use crate::reload::SnapshotStore;
@@ -39,6 +40,10 @@ pub fn build(store: Arc<SnapshotStore>, events: EventSink) -> Result<Server, Str
     let mut server = Server::new_with_opt_and_conf(None, conf);
     server.bootstrap();
 
+    let refusals: Arc<dyn RefusalObserver> = Arc::new(HandshakeRefusals {
+        store: store.clone(),
+        events: events.clone(),
+    });
     let mut proxy = pingora_proxy::http_proxy_service_with_name(
         &server.configuration,
         Gateway::new(store.clone(), events),
@@ -48,7 +53,9 @@ pub fn build(store: Arc<SnapshotStore>, events: EventSink) -> Result<Server, Str
         let mut tls = TlsSettings::with_callbacks(Box::new(PeerSvidRecorder))
             .map_err(|e| format!("listener {}: {e}", listener.address))?;
         tls.set_cert_resolver(store.clone());
-        tls.set_client_cert_verifier(Arc::new(SpiffeClientVerifier::new(store.clone())));
+        tls.set_client_cert_verifier(Arc::new(
+            SpiffeClientVerifier::new(store.clone()).with_observer(refusals.clone()),
+        ));
         tls.set_alpn(if listener.http2 { ALPN::H2H1 } else { ALPN::H1 });
         proxy.add_tls_with_settings(&listener.address.to_string(), None, tls);
     }
@@ -115,6 +122,28 @@ impl ShutdownSignalWatch for StopSignal {
         let mut rx = self.0.clone();
         let _ = rx.wait_for(|stop| *stop).await;
         ShutdownSignal::FastShutdown
+    }
+}
+
+/// Records every refused client certificate as a `handshake_refused` event.
+struct HandshakeRefusals {
+    store: Arc<SnapshotStore>,
+    events: EventSink,
+}
+
+impl RefusalObserver for HandshakeRefusals {
+    fn refused(&self, reason: &str, claimed: Option<&str>) {
+        self.events.emit(HandshakeEvent {
+            schema: SCHEMA,
+            kind: KIND_HANDSHAKE_REFUSED,
+            time: now_rfc3339(),
+            event_id: next_id(),
+            decision: "deny",
+            reason: "svid_refused",
+            detail: reason.to_string(),
+            claimed_spiffe_id: claimed.map(str::to_string),
+            destination_zone: self.store.load().config.zone.clone(),
+        });
     }
 }
 

@@ -95,6 +95,7 @@ async fn every_svid_rule_violation_fails_the_handshake() {
     handshake(gw.addr(), client_tls(&gw.pki, &good, &[b"http/1.1"]))
         .await
         .expect("a valid SVID was refused");
+    let refused = cases.len();
     for (name, spec) in cases {
         let cert = gw.pki.ca.issue(&spec).expect(name);
         let result = handshake(gw.addr(), client_tls(&gw.pki, &cert, &[b"http/1.1"])).await;
@@ -103,6 +104,47 @@ async fn every_svid_rule_violation_fails_the_handshake() {
             "handshake with SVID violation `{name}` succeeded"
         );
     }
+    // Each refusal is an identity event with its reason.
+    let events = gw.events(refused).await;
+    assert_eq!(events.len(), refused);
+    for e in &events {
+        assert_eq!(e["kind"], "handshake_refused");
+        assert_eq!(e["reason"], "svid_refused");
+        assert_eq!(e["destination_zone"], "payments");
+        assert!(!e["detail"].as_str().unwrap().is_empty());
+    }
+    // ...naming the precise rule broken, in the order the attempts were made.
+    let expected = [
+        "no URI SAN",
+        "2 URI SANs",
+        "scheme is not `spiffe://`",
+        "scheme is not `spiffe://`",
+        "trust domain contains a character",
+        "empty segment",
+        "`.` or `..` segment",
+        "`.` or `..` segment",
+        "ends with a slash",
+        "carries a query",
+        "carries a fragment",
+        "carries a port",
+        "carries userinfo",
+        "path contains a character",
+        "longer than 2048 bytes",
+        "CaUsedAsEndEntity",
+        "no keyUsage",
+        "lacks digitalSignature",
+        "sets keyCertSign",
+        "sets cRLSign",
+        "certificate expired",
+        "certificate not valid yet",
+    ];
+    assert_eq!(expected.len(), events.len());
+    for (event, want) in events.iter().zip(expected) {
+        let detail = event["detail"].as_str().unwrap();
+        assert!(detail.contains(want), "`{detail}` does not say `{want}`");
+    }
+    assert_eq!(events[1]["claimed_spiffe_id"], serde_json::Value::Null);
+    assert_eq!(events[15]["claimed_spiffe_id"], CHECKOUT);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -14,6 +14,8 @@ use serde::Serialize;
 pub const SCHEMA: &str = "zonegate.identity/v1";
 /// The `kind` of a request's identity event.
 pub const KIND_REQUEST: &str = "request";
+/// The `kind` of a refused handshake's event.
+pub const KIND_HANDSHAKE_REFUSED: &str = "handshake_refused";
 
 /// One request's identity event. Absent facts are `null`, never guessed.
 #[derive(Clone, Debug, Default, Serialize)]
@@ -57,6 +59,44 @@ pub struct IdentityEvent {
     pub status: u16,
     pub duration_ms: f64,
     pub policy_generation: u64,
+}
+
+/// A TLS handshake refused because the client certificate is not an acceptable X.509-SVID.
+/// No HTTP request exists yet, so only certificate facts are known.
+#[derive(Clone, Debug, Serialize)]
+pub struct HandshakeEvent {
+    pub schema: &'static str,
+    /// Always `handshake_refused`.
+    pub kind: &'static str,
+    pub time: String,
+    pub event_id: String,
+    pub decision: &'static str,
+    /// Always `svid_refused`.
+    pub reason: &'static str,
+    pub detail: String,
+    /// The SPIFFE ID the certificate claims (unverified), when it has one.
+    pub claimed_spiffe_id: Option<String>,
+    pub destination_zone: String,
+}
+
+/// One line of the event stream.
+#[derive(Clone, Debug, Serialize)]
+#[serde(untagged)]
+pub enum Record {
+    Request(Box<IdentityEvent>),
+    Handshake(HandshakeEvent),
+}
+
+impl From<IdentityEvent> for Record {
+    fn from(event: IdentityEvent) -> Self {
+        Record::Request(Box::new(event))
+    }
+}
+
+impl From<HandshakeEvent> for Record {
+    fn from(event: HandshakeEvent) -> Self {
+        Record::Handshake(event)
+    }
 }
 
 /// Formats a Unix timestamp (seconds) as RFC 3339 UTC.

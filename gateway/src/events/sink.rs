@@ -15,7 +15,7 @@ use std::time::Duration;
 use serde::Serialize;
 use tracing::{error, warn};
 
-use super::{now_rfc3339, IdentityEvent, SCHEMA};
+use super::{now_rfc3339, Record, SCHEMA};
 use crate::config::{EventsConfig, EventsSink};
 
 /// Counters shared by the request path and the writer.
@@ -29,7 +29,7 @@ pub struct SinkStats {
 /// The request path's handle on the sink. Cheap to clone.
 #[derive(Clone, Debug)]
 pub struct EventSink {
-    tx: Option<SyncSender<IdentityEvent>>,
+    tx: Option<SyncSender<Record>>,
     stats: Arc<SinkStats>,
 }
 
@@ -86,9 +86,9 @@ impl EventSink {
     }
 
     /// Queues `event` without blocking; a full queue drops and counts it.
-    pub fn emit(&self, event: IdentityEvent) {
+    pub fn emit(&self, event: impl Into<Record>) {
         let Some(tx) = &self.tx else { return };
-        match tx.try_send(event) {
+        match tx.try_send(event.into()) {
             Ok(()) => {}
             Err(TrySendError::Full(_)) | Err(TrySendError::Disconnected(_)) => {
                 self.stats.dropped.fetch_add(1, Ordering::Relaxed);
@@ -105,11 +105,7 @@ fn open_append(path: &Path) -> io::Result<std::fs::File> {
     OpenOptions::new().create(true).append(true).open(path)
 }
 
-fn write_loop(
-    rx: Receiver<IdentityEvent>,
-    mut out: BufWriter<Box<dyn Write + Send>>,
-    stats: &SinkStats,
-) {
+fn write_loop(rx: Receiver<Record>, mut out: BufWriter<Box<dyn Write + Send>>, stats: &SinkStats) {
     let mut reported_drops = 0u64;
     let mut line = Vec::with_capacity(1024);
     loop {

@@ -12,7 +12,7 @@ pub use pattern::IdPattern;
 pub use spiffe::SpiffeId;
 pub use svid::SvidFacts;
 pub use trust::{TrustSource, TrustStore};
-pub use verifier::SpiffeClientVerifier;
+pub use verifier::{RefusalObserver, SpiffeClientVerifier};
 
 use std::sync::Arc;
 

@@ -17,10 +17,17 @@ use tracing::warn;
 use super::svid::{inspect_leaf, leaf_spiffe_id};
 use super::trust::TrustSource;
 
+/// Told about every refused client certificate, so that refusals can be recorded.
+pub trait RefusalObserver: Send + Sync {
+    /// `claimed` is the SPIFFE ID the certificate claims: unverified, for investigation only.
+    fn refused(&self, reason: &str, claimed: Option<&str>);
+}
+
 /// Verifies client certificates as X.509-SVIDs against per-trust-domain bundles.
 pub struct SpiffeClientVerifier {
     trust: Arc<dyn TrustSource>,
     algorithms: WebPkiSupportedAlgorithms,
+    observer: Option<Arc<dyn RefusalObserver>>,
 }
 
 impl SpiffeClientVerifier {
@@ -28,15 +35,24 @@ impl SpiffeClientVerifier {
         SpiffeClientVerifier {
             trust,
             algorithms: rustls::crypto::ring::default_provider().signature_verification_algorithms,
+            observer: None,
         }
     }
 
-    fn refuse(reason: String, claimed: Option<&str>) -> rustls::Error {
+    pub fn with_observer(mut self, observer: Arc<dyn RefusalObserver>) -> Self {
+        self.observer = Some(observer);
+        self
+    }
+
+    fn refuse(&self, reason: String, claimed: Option<&str>) -> rustls::Error {
         warn!(
             reason = %reason,
             spiffe_id = claimed.unwrap_or("-"),
             "client certificate refused: not an acceptable X.509-SVID"
         );
+        if let Some(observer) = &self.observer {
+            observer.refused(&reason, claimed);
+        }
         rustls::Error::InvalidCertificate(CertificateError::Other(rustls::OtherError(Arc::new(
             SvidRefused(reason),
         ))))
@@ -83,10 +99,10 @@ impl ClientCertVerifier for SpiffeClientVerifier {
         intermediates: &[CertificateDer<'_>],
         now: UnixTime,
     ) -> Result<ClientCertVerified, rustls::Error> {
-        let id = leaf_spiffe_id(end_entity).map_err(|e| Self::refuse(e.to_string(), None))?;
+        let id = leaf_spiffe_id(end_entity).map_err(|e| self.refuse(e.to_string(), None))?;
         let store = self.trust.trust_store();
         let bundle = store.bundle(id.trust_domain()).ok_or_else(|| {
-            Self::refuse(
+            self.refuse(
                 format!("no trust bundle for trust domain `{}`", id.trust_domain()),
                 Some(id.as_str()),
             )
@@ -95,7 +111,7 @@ impl ClientCertVerifier for SpiffeClientVerifier {
             .verifier
             .verify_client_cert(end_entity, intermediates, now)
             .map_err(|e| {
-                Self::refuse(
+                self.refuse(
                     format!(
                         "chain does not verify against the `{}` bundle: {e}",
                         bundle.trust_domain
@@ -103,7 +119,7 @@ impl ClientCertVerifier for SpiffeClientVerifier {
                     Some(id.as_str()),
                 )
             })?;
-        inspect_leaf(end_entity).map_err(|e| Self::refuse(e.to_string(), Some(id.as_str())))?;
+        inspect_leaf(end_entity).map_err(|e| self.refuse(e.to_string(), Some(id.as_str())))?;
         Ok(ClientCertVerified::assertion())
     }
 

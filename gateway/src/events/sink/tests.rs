@@ -1,6 +1,7 @@
 use std::sync::{Arc, Mutex};
 
 use super::*;
+use crate::events::IdentityEvent;
 
 /// A writer that blocks until released, then records what it was given.
 #[derive(Clone)]
