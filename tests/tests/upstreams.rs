@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use http::StatusCode;
 use rustls::server::WebPkiClientVerifier;
-use zonegate::devpki::LeafSpec;
+use zonegate::devpki::{DevCa, LeafSpec};
 use zonegate_e2e::*;
 
 const ALLOW_LEDGER_EVERYWHERE: &str = r#"
@@ -17,47 +17,60 @@ effect = "allow"
 identities = ["spiffe://example.org/ns/payments/sa/ledger"]
 "#;
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn mtls_upstream_sees_the_gateways_svid() {
-    // Start the gateway first to get its PKI, then an mTLS upstream trusting that CA.
-    let pki = Pki::new();
-    let mut upstream_cert = LeafSpec::svid("spiffe://example.org/ns/payments/sa/api");
-    upstream_cert.dns_sans = vec!["localhost".into()];
-    let upstream_cert = pki.ca.issue(&upstream_cert).unwrap();
-    let mut roots = rustls::RootCertStore::empty();
-    roots.add(pki.ca.cert_der()).unwrap();
+/// A TLS echo upstream for `localhost` with a certificate from `issuer`; when `client_ca` is
+/// given it requires client certificates chaining to it (mTLS).
+async fn tls_echo(issuer: &DevCa, client_ca: Option<&DevCa>) -> SocketAddr {
+    let mut spec = LeafSpec::svid("spiffe://example.org/ns/payments/sa/api");
+    spec.dns_sans = vec!["localhost".into()];
+    let cert = issuer.issue(&spec).unwrap();
     let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let verifier = WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider.clone())
-        .build()
-        .unwrap();
-    let mut server = rustls::ServerConfig::builder_with_provider(provider)
+    let builder = rustls::ServerConfig::builder_with_provider(provider.clone())
         .with_safe_default_protocol_versions()
-        .unwrap()
-        .with_client_cert_verifier(verifier)
-        .with_single_cert(
-            vec![upstream_cert.cert_der.clone()],
-            upstream_cert.private_key(),
-        )
         .unwrap();
-    server.alpn_protocols = vec![b"http/1.1".to_vec()];
+    let builder = match client_ca {
+        Some(ca) => {
+            let mut roots = rustls::RootCertStore::empty();
+            roots.add(ca.cert_der()).unwrap();
+            let verifier = WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider)
+                .build()
+                .unwrap();
+            builder.with_client_cert_verifier(verifier)
+        }
+        None => builder.with_no_client_auth(),
+    };
+    let server = builder
+        .with_single_cert(vec![cert.cert_der.clone()], cert.private_key())
+        .unwrap();
     let listener = tokio::net::TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
         .await
         .unwrap();
-    let upstream_addr = listener.local_addr().unwrap();
+    let addr = listener.local_addr().unwrap();
     tokio::spawn(zonegate::echo::serve(listener, Some(Arc::new(server))));
+    addr
+}
 
-    let gw = Gateway::start_with_pki(
+/// A gateway on `pki` with a `/secure` route to a TLS upstream at `addr`.
+async fn gateway_to_tls_upstream(pki: Pki, addr: SocketAddr, tls: &str) -> Gateway {
+    Gateway::start_with_pki(
         pki,
         Setup {
             policy: ALLOW_LEDGER_EVERYWHERE.into(),
             extra_config: format!(
                 "[[route]]\nname = \"secure\"\npath_prefix = \"/secure\"\nupstream = \"secure\"\n\
-                 [upstream.secure]\naddresses = [\"{upstream_addr}\"]\ntls = \"mtls\"\nsni = \"localhost\"\nca = \"CA_PATH\"\n"
+                 [upstream.secure]\naddresses = [\"{addr}\"]\ntls = \"{tls}\"\nsni = \"localhost\"\nca = \"CA_PATH\"\n"
             ),
             ..Setup::default()
         },
     )
-    .await;
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mtls_upstream_sees_the_gateways_svid() {
+    let pki = Pki::new();
+    // The upstream only accepts clients with an SVID of the gateway's trust domain.
+    let upstream = tls_echo(&pki.ca, Some(&pki.ca)).await;
+    let gw = gateway_to_tls_upstream(pki, upstream, "mtls").await;
     let mut ledger = gw.client(LEDGER, false).await;
     let reply = ledger.get("/secure/balance").await;
     assert_eq!(reply.status, StatusCode::OK, "{:?}", reply.body);
@@ -65,38 +78,24 @@ async fn mtls_upstream_sees_the_gateways_svid() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mtls_upstream_refuses_a_gateway_without_client_certificate() {
+    let pki = Pki::new();
+    let upstream = tls_echo(&pki.ca, Some(&pki.ca)).await;
+    let gw = gateway_to_tls_upstream(pki, upstream, "tls").await;
+    let mut ledger = gw.client(LEDGER, false).await;
+    assert_eq!(
+        ledger.get("/secure/balance").await.status,
+        StatusCode::BAD_GATEWAY
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tls_upstream_with_an_untrusted_certificate_is_a_502() {
     let pki = Pki::new();
     // An upstream whose certificate the gateway's CA file does not vouch for.
-    let rogue = zonegate::devpki::DevCa::new("example.org").unwrap();
-    let mut cert = LeafSpec::svid("spiffe://example.org/ns/payments/sa/api");
-    cert.dns_sans = vec!["localhost".into()];
-    let cert = rogue.issue(&cert).unwrap();
-    let server = rustls::ServerConfig::builder_with_provider(Arc::new(
-        rustls::crypto::ring::default_provider(),
-    ))
-    .with_safe_default_protocol_versions()
-    .unwrap()
-    .with_no_client_auth()
-    .with_single_cert(vec![cert.cert_der.clone()], cert.private_key())
-    .unwrap();
-    let listener = tokio::net::TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
-        .await
-        .unwrap();
-    let upstream_addr = listener.local_addr().unwrap();
-    tokio::spawn(zonegate::echo::serve(listener, Some(Arc::new(server))));
-    let gw = Gateway::start_with_pki(
-        pki,
-        Setup {
-            policy: ALLOW_LEDGER_EVERYWHERE.into(),
-            extra_config: format!(
-                "[[route]]\nname = \"secure\"\npath_prefix = \"/secure\"\nupstream = \"secure\"\n\
-                 [upstream.secure]\naddresses = [\"{upstream_addr}\"]\ntls = \"tls\"\nsni = \"localhost\"\nca = \"CA_PATH\"\n"
-            ),
-            ..Setup::default()
-        },
-    )
-    .await;
+    let rogue = DevCa::new("example.org").unwrap();
+    let upstream = tls_echo(&rogue, None).await;
+    let gw = gateway_to_tls_upstream(pki, upstream, "tls").await;
     let mut ledger = gw.client(LEDGER, false).await;
     assert_eq!(
         ledger.get("/secure/balance").await.status,
