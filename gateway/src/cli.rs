@@ -27,7 +27,7 @@ pub fn init_logging(format: &str) {
 }
 
 /// `zonegate run`: serve until a shutdown signal.
-pub fn run(config_path: &Path) -> i32 {
+pub fn run(config_path: &Path, options: &server::StartOptions) -> i32 {
     let store = match SnapshotStore::open(config_path) {
         Ok(store) => Arc::new(store),
         Err(errors) => {
@@ -50,7 +50,7 @@ pub fn run(config_path: &Path) -> i32 {
             return EXIT_CONFIG;
         }
     };
-    let server = match server::build(store.clone(), events) {
+    let server = match server::build(store.clone(), events, options) {
         Ok(server) => server,
         Err(e) => {
             error!(error = %e, "cannot build the gateway");
@@ -71,7 +71,8 @@ pub fn run(config_path: &Path) -> i32 {
 
 /// `zonegate check`: validate and report every error at once.
 pub fn check(config_path: &Path) -> i32 {
-    let checked = config::load(config_path).and_then(|c| crate::reload::Snapshot::build(c, 0));
+    let checked =
+        config::load(config_path).and_then(|c| crate::reload::Snapshot::build(c, 0, None));
     match checked {
         Ok(snapshot) => {
             let c = &snapshot.config;

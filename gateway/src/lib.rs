@@ -6,6 +6,7 @@
 //! needs lives in one immutable [`reload::Snapshot`].
 #![forbid(unsafe_code)]
 
+pub mod admin;
 pub mod cli;
 pub mod config;
 pub mod demo;

@@ -27,6 +27,10 @@ enum Command {
     Run {
         #[arg(long, short)]
         config: PathBuf,
+        /// Take over the listening sockets of a running zonegate (zero-downtime upgrade):
+        /// start the new process with --upgrade, then send SIGQUIT to the old one.
+        #[arg(long)]
+        upgrade: bool,
     },
     /// Validate a config file and every file it references; print every error (exit 64).
     Check {
@@ -56,7 +60,9 @@ fn main() -> ExitCode {
     let args = Args::parse();
     cli::init_logging(&args.log_format);
     let code = match args.command {
-        Command::Run { config } => cli::run(&config),
+        Command::Run { config, upgrade } => {
+            cli::run(&config, &zonegate::server::StartOptions { upgrade })
+        }
         Command::Check { config } => cli::check(&config),
         Command::DevCerts { out, trust_domain } => cli::dev_certs(&out, &trust_domain),
         Command::Demo { dir, port } => demo::run(&dir, port),

@@ -7,23 +7,38 @@ use std::time::Duration;
 use async_trait::async_trait;
 use pingora_core::listeners::tls::TlsSettings;
 use pingora_core::protocols::ALPN;
-use pingora_core::server::configuration::ServerConf;
+use pingora_core::server::configuration::{Opt, ServerConf};
 use pingora_core::server::{RunArgs, Server, ShutdownSignal, ShutdownSignalWatch, ShutdownWatch};
 use pingora_core::services::background::{background_service, BackgroundService};
 use tokio::sync::watch;
 
+use crate::admin::metrics::Metrics;
+use crate::admin::{AdminServer, Readiness};
 use crate::events::{now_rfc3339, EventSink, HandshakeEvent, KIND_HANDSHAKE_REFUSED, SCHEMA};
 use crate::identity::{RefusalObserver, SpiffeClientVerifier};
 use crate::proxy::ids::next_id;
 use crate::proxy::tls::PeerSvidRecorder;
 use crate::proxy::Gateway;
-use crate::reload::SnapshotStore;
+use crate::reload::{ConfigWatcher, Reloader, SnapshotStore};
 
 /// Default interval between upstream health-check rounds when no pool sets a faster one.
 const HEALTH_TICK: Duration = Duration::from_millis(500);
 
-/// Builds the Pingora server for the snapshot in `store`. Listeners bind when it runs.
-pub fn build(store: Arc<SnapshotStore>, events: EventSink) -> Result<Server, String> {
+/// How the binary starts the server.
+#[derive(Debug, Default, Clone)]
+pub struct StartOptions {
+    /// Take the listening sockets over from a running old process (zero-downtime upgrade).
+    pub upgrade: bool,
+}
+
+/// Builds the Pingora server for the snapshot in `store`: the proxy on every listener, the
+/// config watcher, health checks and (when configured) the admin listener. Listeners bind
+/// when it runs.
+pub fn build(
+    store: Arc<SnapshotStore>,
+    events: EventSink,
+    options: &StartOptions,
+) -> Result<Server, String> {
     let snapshot = store.load();
     let config = &snapshot.config;
     let threads = config.workers.unwrap_or_else(|| {
@@ -33,24 +48,40 @@ pub fn build(store: Arc<SnapshotStore>, events: EventSink) -> Result<Server, Str
     });
     let conf = ServerConf {
         threads,
-        grace_period_seconds: Some(0),
-        graceful_shutdown_timeout_seconds: Some(5),
+        grace_period_seconds: Some(config.shutdown.grace_period.as_secs()),
+        graceful_shutdown_timeout_seconds: Some(config.shutdown.drain_timeout.as_secs()),
+        upgrade_sock: config.shutdown.upgrade_sock.display().to_string(),
         ..ServerConf::default()
     };
-    let mut server = Server::new_with_opt_and_conf(None, conf);
+    let opt = Opt {
+        upgrade: options.upgrade,
+        ..Opt::default()
+    };
+    let mut server = Server::new_with_opt_and_conf(Some(opt), conf);
     server.bootstrap();
 
+    let metrics = Metrics::new();
+    let reloader = Arc::new(Reloader::new(
+        store.clone(),
+        &config.source,
+        metrics.clone(),
+        events.clone(),
+    ));
     let refusals: Arc<dyn RefusalObserver> = Arc::new(HandshakeRefusals {
         store: store.clone(),
         events: events.clone(),
+        metrics: metrics.clone(),
     });
     let mut proxy = pingora_proxy::http_proxy_service_with_name(
         &server.configuration,
-        Gateway::new(store.clone(), events),
+        Gateway::new(store.clone(), events.clone(), metrics.clone()),
         "zonegate",
     );
     for listener in &config.listeners {
-        let mut tls = TlsSettings::with_callbacks(Box::new(PeerSvidRecorder))
+        let recorder = PeerSvidRecorder {
+            trust: store.clone(),
+        };
+        let mut tls = TlsSettings::with_callbacks(Box::new(recorder))
             .map_err(|e| format!("listener {}: {e}", listener.address))?;
         tls.set_cert_resolver(store.clone());
         tls.set_client_cert_verifier(Arc::new(
@@ -59,11 +90,34 @@ pub fn build(store: Arc<SnapshotStore>, events: EventSink) -> Result<Server, Str
         tls.set_alpn(if listener.http2 { ALPN::H2H1 } else { ALPN::H1 });
         proxy.add_tls_with_settings(&listener.address.to_string(), None, tls);
     }
+    let readiness = Arc::new(Readiness::default());
+    let phases = server.watch_execution_phase();
     server.add_service(proxy);
     server.add_service(background_service(
         "upstream health",
-        UpstreamHealth { store },
+        UpstreamHealth {
+            store: store.clone(),
+        },
     ));
+    server.add_service(background_service(
+        "config watcher",
+        ConfigWatcher {
+            reloader: reloader.clone(),
+        },
+    ));
+    if let Some(address) = config.admin {
+        server.add_service(background_service(
+            "admin",
+            AdminServer {
+                address,
+                reloader,
+                metrics,
+                events,
+                readiness: readiness.clone(),
+                phases: std::sync::Mutex::new(Some(phases)),
+            },
+        ));
+    }
     Ok(server)
 }
 
@@ -129,10 +183,12 @@ impl ShutdownSignalWatch for StopSignal {
 struct HandshakeRefusals {
     store: Arc<SnapshotStore>,
     events: EventSink,
+    metrics: Arc<Metrics>,
 }
 
 impl RefusalObserver for HandshakeRefusals {
     fn refused(&self, reason: &str, claimed: Option<&str>) {
+        self.metrics.record_auth_failure("svid_refused");
         self.events.emit(HandshakeEvent {
             schema: SCHEMA,
             kind: KIND_HANDSHAKE_REFUSED,

@@ -210,7 +210,8 @@ path = "events.jsonl"
             Err(errors) => panic!("test config refused:\n{errors}"),
         };
         let events = EventSink::start(&store.load().config.events).expect("event sink");
-        let built = server::build(store, events).expect("build gateway");
+        let built =
+            server::build(store, events, &server::StartOptions::default()).expect("build gateway");
         let running = server::spawn(built).expect("spawn gateway");
         wait_listening(port).await;
         Gateway {

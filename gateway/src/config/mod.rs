@@ -23,9 +23,9 @@ use std::time::Duration;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 
 use crate::identity::spiffe::validate_trust_domain;
-use crate::identity::{svid, IdPattern, SpiffeId};
+use crate::identity::{svid, IdPattern, RevocationList, SpiffeId};
 use crate::policy::Rule;
-use raw::{RawGateway, RawUpstream, RawUpstreamTls};
+use raw::{RawGateway, RawRevocationList, RawUpstream, RawUpstreamTls};
 
 /// Exit code for configuration errors (EX_USAGE), as `check` and `run` use it.
 pub const EXIT_CONFIG: i32 = 64;
@@ -55,6 +55,29 @@ pub struct GatewayConfig {
     pub events: EventsConfig,
     /// Lower-case request header names stripped before proxying, besides the built-in ones.
     pub strip_headers: Vec<String>,
+    /// The admin listener, when `[admin]` is configured.
+    pub admin: Option<SocketAddr>,
+    pub revocation: RevocationList,
+    pub shutdown: Shutdown,
+    /// Every file this config was built from (the config itself first), for reload watching.
+    pub files: Vec<PathBuf>,
+    /// Directories whose content is part of the config (policy directories).
+    pub dirs: Vec<PathBuf>,
+    /// SHA-256 (hex) over every file's path and content: equal hashes mean nothing changed.
+    pub content_hash: String,
+    /// SHA-256 (hex) over the policy files' contents, in load order.
+    pub policy_hash: String,
+}
+
+/// How the gateway stops.
+#[derive(Clone, Debug)]
+pub struct Shutdown {
+    /// After SIGTERM, keep serving (while `/readyz` says 503) so load balancers can notice.
+    pub grace_period: Duration,
+    /// Then stop accepting and give in-flight requests this long to finish.
+    pub drain_timeout: Duration,
+    /// Unix socket over which listening sockets are handed to a new process on upgrade.
+    pub upgrade_sock: PathBuf,
 }
 
 #[derive(Clone, Debug)]
@@ -99,7 +122,7 @@ pub enum UpstreamTls {
     Mtls,
 }
 
-#[derive(Debug)]
+#[derive(Debug, PartialEq, Eq)]
 pub struct Upstream {
     pub name: String,
     pub addresses: Vec<SocketAddr>,
@@ -326,6 +349,63 @@ pub fn load(path: &Path) -> Result<GatewayConfig, ConfigErrors> {
         }
     }
 
+    let admin = raw
+        .admin
+        .as_ref()
+        .and_then(|a| match a.address.parse::<SocketAddr>() {
+            Ok(addr) => Some(addr),
+            Err(_) => {
+                errors.push(
+                    file,
+                    "admin.address",
+                    format!("`{}` is not an IP:port socket address", a.address),
+                );
+                None
+            }
+        });
+
+    let mut files = vec![
+        path.to_path_buf(),
+        resolve(&raw.tls.cert),
+        resolve(&raw.tls.key),
+    ];
+    files.extend(raw.trust_domain.values().map(|td| resolve(&td.bundle)));
+    files.extend(
+        raw.upstream
+            .values()
+            .filter_map(|u| u.ca.as_deref())
+            .map(|ca| resolve(ca)),
+    );
+
+    let revocation = match &raw.revocation {
+        Some(r) => {
+            let revocation_file = resolve(&r.file);
+            files.push(revocation_file.clone());
+            load_revocations(&revocation_file, &mut errors)
+        }
+        None => RevocationList::default(),
+    };
+
+    let shutdown = Shutdown {
+        grace_period: Duration::from_secs(raw.shutdown.grace_period_s.unwrap_or(0)),
+        drain_timeout: Duration::from_secs(raw.shutdown.drain_timeout_s.unwrap_or(10)),
+        upgrade_sock: raw
+            .shutdown
+            .upgrade_sock
+            .as_deref()
+            .map(|p| resolve(p))
+            .unwrap_or_else(|| PathBuf::from("/tmp/zonegate-upgrade.sock")),
+    };
+
+    let dirs: Vec<PathBuf> = policy_paths
+        .iter()
+        .filter(|p| p.is_dir())
+        .cloned()
+        .collect();
+    files.extend(policy_files.iter().cloned());
+    let content_hash = hash_files(&files);
+    let policy_hash = hash_files_content(&policy_files);
+
     let Some(tls) = tls else {
         return Err(errors);
     };
@@ -344,7 +424,86 @@ pub fn load(path: &Path) -> Result<GatewayConfig, ConfigErrors> {
         decision_cache_entries,
         events,
         strip_headers,
+        admin,
+        revocation,
+        shutdown,
+        files,
+        dirs,
+        content_hash,
+        policy_hash,
     })
+}
+
+fn load_revocations(path: &Path, errors: &mut ConfigErrors) -> RevocationList {
+    let source = match std::fs::read_to_string(path) {
+        Ok(s) => s,
+        Err(e) => {
+            errors.push(path, "", format!("cannot read revocation list: {e}"));
+            return RevocationList::default();
+        }
+    };
+    let raw: RawRevocationList = match toml::from_str(&source) {
+        Ok(raw) => raw,
+        Err(e) => {
+            errors.push_toml(path, &source, &e);
+            return RevocationList::default();
+        }
+    };
+    let mut list = RevocationList::default();
+    for (i, id) in raw.spiffe_ids.iter().enumerate() {
+        match SpiffeId::parse(id) {
+            Ok(id) => {
+                list.spiffe_ids.insert(id.as_str().to_string());
+            }
+            Err(e) => errors.push(path, format!("spiffe_ids[{i}]"), format!("`{id}`: {e}")),
+        }
+    }
+    for (i, serial) in raw.serials.iter().enumerate() {
+        let hex = serial.replace(':', "").to_ascii_lowercase();
+        if hex.is_empty() || !hex.bytes().all(|b| b.is_ascii_hexdigit()) {
+            errors.push(
+                path,
+                format!("serials[{i}]"),
+                format!("`{serial}` is not a hex serial number"),
+            );
+        } else {
+            list.serials
+                .insert(crate::identity::revocation::normalize_serial(&hex).to_string());
+        }
+    }
+    list.jtis.extend(raw.jtis.iter().cloned());
+    list
+}
+
+/// Hash over each file's path and content; an unreadable file hashes as its error.
+fn hash_files(files: &[PathBuf]) -> String {
+    let mut ctx = ring::digest::Context::new(&ring::digest::SHA256);
+    for f in files {
+        ctx.update(f.to_string_lossy().as_bytes());
+        ctx.update(&[0]);
+        match std::fs::read(f) {
+            Ok(bytes) => ctx.update(&bytes),
+            Err(e) => ctx.update(e.to_string().as_bytes()),
+        }
+        ctx.update(&[0]);
+    }
+    hex(ctx.finish().as_ref())
+}
+
+/// Hash over the files' contents only, so moving policy files does not change it.
+fn hash_files_content(files: &[PathBuf]) -> String {
+    let mut ctx = ring::digest::Context::new(&ring::digest::SHA256);
+    for f in files {
+        if let Ok(bytes) = std::fs::read(f) {
+            ctx.update(&bytes);
+        }
+        ctx.update(&[0]);
+    }
+    hex(ctx.finish().as_ref())
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 /// Zone, route and rule names: what event consumers and policy files can rely on.

@@ -28,6 +28,48 @@ pub struct RawGateway {
     pub events: RawEvents,
     #[serde(default)]
     pub headers: RawHeaders,
+    #[serde(default)]
+    pub admin: Option<RawAdmin>,
+    #[serde(default)]
+    pub revocation: Option<RawRevocation>,
+    #[serde(default)]
+    pub shutdown: RawShutdown,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawAdmin {
+    #[serde(default = "admin_address")]
+    pub address: String,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawRevocation {
+    pub file: String,
+}
+
+/// The revocation list file.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawRevocationList {
+    #[serde(default)]
+    pub spiffe_ids: Vec<String>,
+    #[serde(default)]
+    pub serials: Vec<String>,
+    #[serde(default)]
+    pub jtis: Vec<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawShutdown {
+    #[serde(default)]
+    pub grace_period_s: Option<u64>,
+    #[serde(default)]
+    pub drain_timeout_s: Option<u64>,
+    #[serde(default)]
+    pub upgrade_sock: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -159,6 +201,10 @@ pub struct RawRule {
 
 fn yes() -> bool {
     true
+}
+
+fn admin_address() -> String {
+    "127.0.0.1:9901".to_string()
 }
 
 fn root() -> String {

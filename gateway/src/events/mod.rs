@@ -14,6 +14,8 @@ use serde::Serialize;
 pub const SCHEMA: &str = "zonegate.identity/v1";
 /// The `kind` of a request's identity event.
 pub const KIND_REQUEST: &str = "request";
+/// The `kind` of a configuration reload's event.
+pub const KIND_CONFIG_RELOAD: &str = "config_reload";
 /// The `kind` of a refused handshake's event.
 pub const KIND_HANDSHAKE_REFUSED: &str = "handshake_refused";
 
@@ -79,12 +81,37 @@ pub struct HandshakeEvent {
     pub destination_zone: String,
 }
 
+/// A configuration reload: applied, or refused with the errors `zonegate check` prints.
+#[derive(Clone, Debug, Serialize)]
+pub struct ReloadEvent {
+    pub schema: &'static str,
+    /// Always `config_reload`.
+    pub kind: &'static str,
+    pub time: String,
+    pub event_id: String,
+    /// `applied` or `refused`.
+    pub result: &'static str,
+    /// What asked for it: `file`, `signal`, `admin`.
+    pub trigger: &'static str,
+    /// The generation in force after the attempt.
+    pub generation: u64,
+    pub policy_hash: String,
+    pub errors: Vec<String>,
+}
+
 /// One line of the event stream.
 #[derive(Clone, Debug, Serialize)]
 #[serde(untagged)]
 pub enum Record {
     Request(Box<IdentityEvent>),
     Handshake(HandshakeEvent),
+    Reload(ReloadEvent),
+}
+
+impl From<ReloadEvent> for Record {
+    fn from(event: ReloadEvent) -> Self {
+        Record::Reload(event)
+    }
 }
 
 impl From<IdentityEvent> for Record {

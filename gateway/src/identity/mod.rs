@@ -3,12 +3,14 @@
 //! policy.
 
 pub mod pattern;
+pub mod revocation;
 pub mod spiffe;
 pub mod svid;
 pub mod trust;
 pub mod verifier;
 
 pub use pattern::IdPattern;
+pub use revocation::RevocationList;
 pub use spiffe::SpiffeId;
 pub use svid::SvidFacts;
 pub use trust::{TrustSource, TrustStore};

@@ -24,6 +24,9 @@ pub struct TrustBundle {
 #[derive(Default)]
 pub struct TrustStore {
     bundles: HashMap<String, TrustBundle>,
+    /// Changes whenever the bundles change, so connections verified under another epoch know
+    /// to verify their chain again.
+    pub epoch: u64,
 }
 
 /// Why a trust bundle could not be built.
@@ -31,6 +34,14 @@ pub struct TrustStore {
 pub struct BundleError(pub String);
 
 impl TrustStore {
+    /// An empty store for bundles of trust epoch `epoch`.
+    pub fn new(epoch: u64) -> TrustStore {
+        TrustStore {
+            bundles: HashMap::new(),
+            epoch,
+        }
+    }
+
     /// Adds the bundle of `trust_domain` from its root certificates (DER).
     pub fn add_bundle(
         &mut self,
@@ -77,6 +88,7 @@ impl fmt::Debug for TrustStore {
         domains.sort_unstable();
         f.debug_struct("TrustStore")
             .field("trust_domains", &domains)
+            .field("epoch", &self.epoch)
             .finish()
     }
 }

@@ -16,6 +16,10 @@ pub enum Refusal {
     CredentialExpired,
     /// The SVID is not yet valid (clock skew against the handshake).
     CredentialNotYetValid,
+    /// The SPIFFE ID or certificate serial is on the revocation list.
+    CredentialRevoked,
+    /// The chain no longer verifies against the trust bundles in force.
+    CredentialUntrusted,
     BadPath,
     BadRequest,
     NoRoute,
@@ -31,9 +35,11 @@ pub enum Refusal {
 impl Refusal {
     pub fn status(self) -> u16 {
         match self {
-            Refusal::NoCredential | Refusal::CredentialExpired | Refusal::CredentialNotYetValid => {
-                401
-            }
+            Refusal::NoCredential
+            | Refusal::CredentialExpired
+            | Refusal::CredentialNotYetValid
+            | Refusal::CredentialRevoked
+            | Refusal::CredentialUntrusted => 401,
             Refusal::BadPath | Refusal::BadRequest => 400,
             Refusal::NoRoute => 404,
             Refusal::PolicyDenied | Refusal::DefaultDeny => 403,
@@ -49,6 +55,8 @@ impl Refusal {
             Refusal::NoCredential => "no_credential",
             Refusal::CredentialExpired => "credential_expired",
             Refusal::CredentialNotYetValid => "credential_not_yet_valid",
+            Refusal::CredentialRevoked => "credential_revoked",
+            Refusal::CredentialUntrusted => "credential_untrusted",
             Refusal::BadPath => "bad_path",
             Refusal::BadRequest => "bad_request",
             Refusal::NoRoute => "no_route",

@@ -82,6 +82,17 @@ impl RequestCtx {
         self.cross_zone || self.refusal.is_some() || self.identity.is_none()
     }
 
+    /// The enforced decision and the reason category, as events and metrics report them.
+    pub fn outcome(&self) -> (&'static str, &'static str) {
+        let verdict = match (&self.decision, self.refusal) {
+            (_, Some(r)) if r.is_denial() => Verdict::Deny,
+            (Some(d), _) => d.verdict,
+            (None, _) => Verdict::Deny,
+        };
+        let reason = self.refusal.map_or("allowed", Refusal::reason);
+        (verdict.as_str(), reason)
+    }
+
     pub fn to_event(
         &self,
         status: u16,
@@ -90,15 +101,7 @@ impl RequestCtx {
         elapsed: Duration,
     ) -> IdentityEvent {
         let config = &self.snapshot.config;
-        let verdict = match (&self.decision, self.refusal) {
-            (_, Some(r)) if r.is_denial() => Verdict::Deny,
-            (Some(d), _) => d.verdict,
-            (None, _) => Verdict::Deny,
-        };
-        let reason = match self.refusal {
-            Some(r) => r.reason(),
-            None => "allowed",
-        };
+        let (decision_name, reason) = self.outcome();
         let svid = self.identity.as_ref().map(|i| match &i.credential {
             Credential::X509Svid(svid) => svid,
         });
@@ -109,7 +112,7 @@ impl RequestCtx {
             time: now_rfc3339(),
             event_id: next_id(),
             request_id: self.request_id.clone(),
-            decision: verdict.as_str(),
+            decision: decision_name,
             reason,
             detail: self.detail.clone(),
             rule_id: decision.and_then(|d| d.rule.as_deref().map(str::to_string)),

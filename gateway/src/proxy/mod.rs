@@ -22,6 +22,7 @@ use pingora_error::{Error, ErrorSource, ErrorType, Result};
 use pingora_http::RequestHeader;
 use pingora_proxy::{FailToProxy, ProxyHttp, Session};
 
+use crate::admin::metrics::Metrics;
 use crate::events::EventSink;
 use crate::identity::{Credential, Identity};
 use crate::policy::{self, RequestFacts, Verdict};
@@ -33,11 +34,16 @@ use tls::PeerSvid;
 pub struct Gateway {
     store: Arc<SnapshotStore>,
     events: EventSink,
+    metrics: Arc<Metrics>,
 }
 
 impl Gateway {
-    pub fn new(store: Arc<SnapshotStore>, events: EventSink) -> Self {
-        Gateway { store, events }
+    pub fn new(store: Arc<SnapshotStore>, events: EventSink, metrics: Arc<Metrics>) -> Self {
+        Gateway {
+            store,
+            events,
+            metrics,
+        }
     }
 
     /// Authenticates, routes and authorizes one request, filling `ctx`; `Err` is the refusal.
@@ -45,12 +51,12 @@ impl Gateway {
         let snapshot = ctx.snapshot.clone();
         let config = &snapshot.config;
 
-        let svid = session
+        let peer = session
             .digest()
             .and_then(|d| d.ssl_digest.as_ref())
             .and_then(|tls| tls.extension.get::<PeerSvid>())
-            .map(|peer| peer.0.clone())
             .ok_or(Refusal::NoCredential)?;
+        let svid = peer.facts.clone();
         ctx.identity = Some(Identity {
             spiffe_id: svid.spiffe_id.clone(),
             credential: Credential::X509Svid(svid.clone()),
@@ -67,6 +73,19 @@ impl Gateway {
         if now < svid.not_before_unix {
             return Err(Refusal::CredentialNotYetValid);
         }
+        // Revocations and bundle changes take effect on the very next request, even on
+        // connections that were admitted before them.
+        if let Some(why) = config
+            .revocation
+            .check(svid.spiffe_id.as_str(), &svid.serial_hex)
+        {
+            ctx.detail = Some(why.to_string());
+            return Err(Refusal::CredentialRevoked);
+        }
+        peer.still_trusted(&snapshot.trust).map_err(|why| {
+            ctx.detail = Some(why);
+            Refusal::CredentialUntrusted
+        })?;
 
         let target = policy::normalize(&ctx.raw_target).map_err(|e| {
             ctx.detail = Some(e.to_string());
@@ -250,6 +269,18 @@ impl ProxyHttp for Gateway {
     }
 
     async fn logging(&self, session: &mut Session, _e: Option<&Error>, ctx: &mut RequestCtx) {
+        let elapsed = ctx.started.elapsed();
+        let (decision, reason) = ctx.outcome();
+        self.metrics.record_request(
+            decision,
+            reason,
+            ctx.route.as_ref(),
+            ctx.source_zone.as_deref().unwrap_or("-"),
+            elapsed,
+        );
+        if ctx.refusal.is_some_and(|r| r.status() == 401) {
+            self.metrics.record_auth_failure(reason);
+        }
         if !self.events.is_enabled() || !ctx.is_event_worthy() {
             return;
         }
@@ -260,7 +291,7 @@ impl ProxyHttp for Gateway {
         let peer_addr = session.client_addr().map(|a| a.to_string());
         let version = session.req_header().version;
         self.events
-            .emit(ctx.to_event(status, peer_addr, version, ctx.started.elapsed()));
+            .emit(ctx.to_event(status, peer_addr, version, elapsed));
     }
 }
 

@@ -2,16 +2,22 @@
 //! request path, then published through one `ArcSwap`. Only this module writes it.
 //!
 //! A request loads the snapshot once and keeps it for its whole life, so it never sees half of
-//! an old configuration and half of a new one.
+//! an old configuration and half of a new one. A snapshot that fails to build is refused and
+//! the current one keeps serving.
+
+mod watch;
+
+pub use watch::{ConfigWatcher, ReloadOutcome, ReloadStatus, Reloader};
 
 use std::collections::HashMap;
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use arc_swap::ArcSwap;
 use rustls::server::{ClientHello, ResolvesServerCert};
 use rustls::sign::CertifiedKey;
+use x509_parser::prelude::FromDer;
 
 use crate::config::{self, ConfigErrors, GatewayConfig};
 use crate::identity::{TrustSource, TrustStore};
@@ -28,23 +34,50 @@ pub struct Snapshot {
     pub routes: RouteTable,
     pub upstreams: HashMap<String, Arc<UpstreamPool>>,
     pub server_cert: Arc<CertifiedKey>,
+    /// notAfter of the gateway's own certificate (Unix seconds).
+    pub server_cert_not_after: i64,
 }
 
 impl Snapshot {
     /// Builds a snapshot from a validated config. Errors name the config file and key.
-    pub fn build(config: GatewayConfig, generation: u64) -> Result<Snapshot, ConfigErrors> {
+    ///
+    /// Parts whose inputs did not change are shared with `previous`: the trust store (so open
+    /// connections need not verify their chains again) and upstream pools (so health state
+    /// and balancing carry over).
+    pub fn build(
+        config: GatewayConfig,
+        generation: u64,
+        previous: Option<&Snapshot>,
+    ) -> Result<Snapshot, ConfigErrors> {
         let mut errors = ConfigErrors::default();
         let file = config.source.clone();
 
-        let mut trust = TrustStore::default();
-        for (name, roots) in &config.trust_domains {
-            if let Err(e) = trust.add_bundle(name, roots.clone()) {
-                errors.push(&file, format!("trust_domain.\"{name}\".bundle"), e.0);
+        let trust = match previous {
+            Some(prev) if prev.config.trust_domains == config.trust_domains => prev.trust.clone(),
+            _ => {
+                let mut trust = TrustStore::new(generation);
+                for (name, roots) in &config.trust_domains {
+                    if let Err(e) = trust.add_bundle(name, roots.clone()) {
+                        errors.push(&file, format!("trust_domain.\"{name}\".bundle"), e.0);
+                    }
+                }
+                Arc::new(trust)
             }
-        }
+        };
 
+        let own_tls_unchanged = previous.is_some_and(|p| {
+            p.config.tls.chain == config.tls.chain
+                && p.config.tls.key.secret_der() == config.tls.key.secret_der()
+        });
         let mut upstreams = HashMap::new();
         for (name, upstream) in &config.upstreams {
+            let reusable = previous
+                .and_then(|p| p.upstreams.get(name))
+                .filter(|pool| own_tls_unchanged && *pool.config == **upstream);
+            if let Some(pool) = reusable {
+                upstreams.insert(name.clone(), pool.clone());
+                continue;
+            }
             match UpstreamPool::new(upstream.clone(), &config.tls) {
                 Ok(pool) => {
                     upstreams.insert(name.clone(), Arc::new(pool));
@@ -74,6 +107,12 @@ impl Snapshot {
                 None
             }
         };
+        let server_cert_not_after = config
+            .tls
+            .chain
+            .first()
+            .and_then(|leaf| x509_parser::certificate::X509Certificate::from_der(leaf).ok())
+            .map_or(0, |(_, cert)| cert.validity().not_after.timestamp());
 
         let policy = Policy::compile(config.rules.clone(), config.decision_cache_entries);
         let routes = RouteTable::new(&config.routes);
@@ -82,10 +121,11 @@ impl Snapshot {
                 generation,
                 config,
                 policy,
-                trust: Arc::new(trust),
+                trust,
                 routes,
                 upstreams,
                 server_cert,
+                server_cert_not_after,
             }),
             _ => Err(errors),
         }
@@ -96,6 +136,8 @@ impl Snapshot {
 pub struct SnapshotStore {
     current: ArcSwap<Snapshot>,
     next_generation: AtomicU64,
+    /// Serialises writers: two reloads never interleave their read-build-publish.
+    writer: Mutex<()>,
 }
 
 impl SnapshotStore {
@@ -104,25 +146,36 @@ impl SnapshotStore {
         SnapshotStore {
             current: ArcSwap::from_pointee(first),
             next_generation: AtomicU64::new(next),
+            writer: Mutex::new(()),
         }
     }
 
     /// Reads the config at `path` and builds the first snapshot (generation 1).
     pub fn open(path: &Path) -> Result<SnapshotStore, ConfigErrors> {
         let config = config::load(path)?;
-        Ok(SnapshotStore::new(Snapshot::build(config, 1)?))
+        Ok(SnapshotStore::new(Snapshot::build(config, 1, None)?))
     }
 
     pub fn load(&self) -> Arc<Snapshot> {
         self.current.load_full()
     }
 
-    /// Builds a snapshot from `path` and publishes it; on any error the current one stays.
-    pub fn reload(&self, path: &Path) -> Result<u64, ConfigErrors> {
+    /// Builds a snapshot from `path` and publishes it, unless nothing it reads changed. On any
+    /// error the current snapshot stays.
+    pub fn reload(&self, path: &Path) -> Result<ReloadOutcome, ConfigErrors> {
+        let _writer = self
+            .writer
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        let config = config::load(path)?;
+        let current = self.current.load_full();
+        if config.content_hash == current.config.content_hash {
+            return Ok(ReloadOutcome::Unchanged(current.generation));
+        }
         let generation = self.next_generation.fetch_add(1, Ordering::Relaxed);
-        let snapshot = Snapshot::build(config::load(path)?, generation)?;
+        let snapshot = Snapshot::build(config, generation, Some(&current))?;
         self.current.store(Arc::new(snapshot));
-        Ok(generation)
+        Ok(ReloadOutcome::Applied(generation))
     }
 }
 

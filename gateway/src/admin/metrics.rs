@@ -1,0 +1,241 @@
+//! Prometheus metrics: counters kept by the request path and the reloader, rendered in the
+//! text exposition format on `/metrics`.
+//!
+//! Labels are bounded by configuration (routes, zones, reasons), never by identities or paths,
+//! so a hostile client cannot grow the series set.
+
+use std::fmt::Write;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use dashmap::DashMap;
+
+/// Upper bounds (seconds) of the request duration histogram buckets.
+const BUCKETS: [f64; 12] = [
+    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 5.0,
+];
+
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+struct RequestLabels {
+    decision: &'static str,
+    reason: &'static str,
+    route: Arc<str>,
+    source_zone: Arc<str>,
+}
+
+#[derive(Default)]
+struct Histogram {
+    buckets: [AtomicU64; BUCKETS.len()],
+    count: AtomicU64,
+    sum_micros: AtomicU64,
+}
+
+/// Every counter the gateway exports.
+#[derive(Default)]
+pub struct Metrics {
+    requests: DashMap<RequestLabels, AtomicU64>,
+    durations: DashMap<Arc<str>, Histogram>,
+    auth_failures: DashMap<&'static str, AtomicU64>,
+    reloads: DashMap<&'static str, AtomicU64>,
+}
+
+impl Metrics {
+    pub fn new() -> Arc<Metrics> {
+        Arc::new(Metrics::default())
+    }
+
+    /// Counts one finished request.
+    pub fn record_request(
+        &self,
+        decision: &'static str,
+        reason: &'static str,
+        route: Option<&Arc<str>>,
+        source_zone: &str,
+        elapsed: Duration,
+    ) {
+        let route: Arc<str> = route.cloned().unwrap_or_else(|| Arc::from("-"));
+        let labels = RequestLabels {
+            decision,
+            reason,
+            route: route.clone(),
+            source_zone: Arc::from(source_zone),
+        };
+        self.requests
+            .entry(labels)
+            .or_default()
+            .fetch_add(1, Ordering::Relaxed);
+        let histogram = self.durations.entry(route).or_default();
+        let seconds = elapsed.as_secs_f64();
+        if let Some(i) = BUCKETS.iter().position(|b| seconds <= *b) {
+            histogram.buckets[i].fetch_add(1, Ordering::Relaxed);
+        }
+        histogram.count.fetch_add(1, Ordering::Relaxed);
+        histogram
+            .sum_micros
+            .fetch_add(elapsed.as_micros() as u64, Ordering::Relaxed);
+    }
+
+    pub fn record_auth_failure(&self, reason: &'static str) {
+        self.auth_failures
+            .entry(reason)
+            .or_default()
+            .fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// `result`: `ok`, `failed` or `unchanged`.
+    pub fn record_reload(&self, result: &'static str) {
+        self.reloads
+            .entry(result)
+            .or_default()
+            .fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub fn reloads(&self, result: &'static str) -> u64 {
+        self.reloads
+            .get(result)
+            .map_or(0, |c| c.load(Ordering::Relaxed))
+    }
+
+    /// Renders the counters kept here plus the `gauges` read from the current state.
+    pub fn render(&self, destination_zone: &str, gauges: &Gauges) -> String {
+        let mut out = String::with_capacity(4096);
+        let _ = self.write(&mut out, destination_zone, gauges);
+        out
+    }
+
+    fn write(&self, out: &mut String, zone: &str, g: &Gauges) -> std::fmt::Result {
+        writeln!(
+            out,
+            "# HELP zonegate_requests_total Requests by decision, reason, route and source zone."
+        )?;
+        writeln!(out, "# TYPE zonegate_requests_total counter")?;
+        let mut rows: Vec<_> = self
+            .requests
+            .iter()
+            .map(|e| (e.key().clone(), e.value().load(Ordering::Relaxed)))
+            .collect();
+        rows.sort_by(|a, b| format!("{:?}", a.0).cmp(&format!("{:?}", b.0)));
+        for (l, n) in rows {
+            writeln!(
+                out,
+                "zonegate_requests_total{{decision=\"{}\",reason=\"{}\",route=\"{}\",source_zone=\"{}\",destination_zone=\"{}\"}} {n}",
+                l.decision, l.reason, l.route, l.source_zone, zone
+            )?;
+        }
+        writeln!(
+            out,
+            "# HELP zonegate_request_duration_seconds Time from request header to end of response."
+        )?;
+        writeln!(out, "# TYPE zonegate_request_duration_seconds histogram")?;
+        for entry in self.durations.iter() {
+            let (route, h) = (entry.key(), entry.value());
+            let mut cumulative = 0;
+            for (i, bound) in BUCKETS.iter().enumerate() {
+                cumulative += h.buckets[i].load(Ordering::Relaxed);
+                writeln!(out, "zonegate_request_duration_seconds_bucket{{route=\"{route}\",le=\"{bound}\"}} {cumulative}")?;
+            }
+            let count = h.count.load(Ordering::Relaxed);
+            writeln!(
+                out,
+                "zonegate_request_duration_seconds_bucket{{route=\"{route}\",le=\"+Inf\"}} {count}"
+            )?;
+            let sum = h.sum_micros.load(Ordering::Relaxed) as f64 / 1e6;
+            writeln!(
+                out,
+                "zonegate_request_duration_seconds_sum{{route=\"{route}\"}} {sum}"
+            )?;
+            writeln!(
+                out,
+                "zonegate_request_duration_seconds_count{{route=\"{route}\"}} {count}"
+            )?;
+        }
+        writeln!(
+            out,
+            "# HELP zonegate_authentication_failures_total Refused credentials by reason."
+        )?;
+        writeln!(out, "# TYPE zonegate_authentication_failures_total counter")?;
+        for e in self.auth_failures.iter() {
+            writeln!(
+                out,
+                "zonegate_authentication_failures_total{{reason=\"{}\"}} {}",
+                e.key(),
+                e.value().load(Ordering::Relaxed)
+            )?;
+        }
+        writeln!(
+            out,
+            "# HELP zonegate_config_reloads_total Configuration reloads by result."
+        )?;
+        writeln!(out, "# TYPE zonegate_config_reloads_total counter")?;
+        for result in ["ok", "failed", "unchanged"] {
+            writeln!(
+                out,
+                "zonegate_config_reloads_total{{result=\"{result}\"}} {}",
+                self.reloads(result)
+            )?;
+        }
+        let gauges = [
+            (
+                "zonegate_config_generation",
+                "gauge",
+                "Generation of the snapshot in force.",
+                g.generation as f64,
+            ),
+            (
+                "zonegate_decision_cache_hits_total",
+                "counter",
+                "Decision cache hits of the policy in force (resets on reload).",
+                g.cache_hits as f64,
+            ),
+            (
+                "zonegate_decision_cache_misses_total",
+                "counter",
+                "Decision cache misses of the policy in force (resets on reload).",
+                g.cache_misses as f64,
+            ),
+            (
+                "zonegate_decision_cache_entries",
+                "gauge",
+                "Decisions cached by the policy in force.",
+                g.cache_entries as f64,
+            ),
+            (
+                "zonegate_events_written_total",
+                "counter",
+                "Identity events written.",
+                g.events_written as f64,
+            ),
+            (
+                "zonegate_events_dropped_total",
+                "counter",
+                "Identity events dropped because the sink queue was full.",
+                g.events_dropped as f64,
+            ),
+            (
+                "zonegate_server_certificate_expiry_timestamp_seconds",
+                "gauge",
+                "notAfter of the gateway's own certificate (Unix time).",
+                g.server_cert_not_after as f64,
+            ),
+        ];
+        for (name, kind, help, value) in gauges {
+            writeln!(out, "# HELP {name} {help}")?;
+            writeln!(out, "# TYPE {name} {kind}")?;
+            writeln!(out, "{name} {value}")?;
+        }
+        Ok(())
+    }
+}
+
+/// Values read from the current snapshot and sink when `/metrics` is scraped.
+#[derive(Debug, Default)]
+pub struct Gauges {
+    pub generation: u64,
+    pub cache_hits: u64,
+    pub cache_misses: u64,
+    pub cache_entries: usize,
+    pub events_written: u64,
+    pub events_dropped: u64,
+    pub server_cert_not_after: i64,
+}

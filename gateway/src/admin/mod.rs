@@ -1,0 +1,233 @@
+//! The admin listener (loopback by default): `/healthz`, `/readyz`, `/metrics`, `/status` and
+//! `POST /reload`. Plain HTTP/1.1: it must stay reachable when TLS material is broken.
+
+pub mod metrics;
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use http::{Method, Request, Response, StatusCode};
+use http_body_util::Full;
+use hyper::body::Incoming;
+use hyper::service::service_fn;
+use hyper_util::rt::TokioIo;
+use pingora_core::server::{ExecutionPhase, ShutdownWatch};
+use pingora_core::services::background::BackgroundService;
+use serde_json::json;
+use tokio::sync::broadcast;
+use tracing::{error, info};
+
+use crate::events::{rfc3339_seconds, EventSink};
+use crate::reload::{ReloadOutcome, Reloader};
+use metrics::{Gauges, Metrics};
+
+/// Whether the gateway should receive traffic: listeners up, not shutting down.
+#[derive(Debug, Default)]
+pub struct Readiness(AtomicBool);
+
+impl Readiness {
+    pub fn is_ready(&self) -> bool {
+        self.0.load(Ordering::Acquire)
+    }
+
+    /// Follows the server's execution phases: ready once running, unready from the moment a
+    /// shutdown or upgrade begins, so load balancers drain the gateway before it stops.
+    pub async fn follow(self: Arc<Self>, mut phases: broadcast::Receiver<ExecutionPhase>) {
+        loop {
+            match phases.recv().await {
+                Ok(ExecutionPhase::Running) => self.0.store(true, Ordering::Release),
+                Ok(
+                    ExecutionPhase::Setup
+                    | ExecutionPhase::Bootstrap
+                    | ExecutionPhase::BootstrapComplete,
+                ) => {}
+                Ok(_) => self.0.store(false, Ordering::Release),
+                Err(broadcast::error::RecvError::Lagged(_)) => {}
+                Err(broadcast::error::RecvError::Closed) => return,
+            }
+        }
+    }
+}
+
+pub struct AdminServer {
+    pub address: SocketAddr,
+    pub reloader: Arc<Reloader>,
+    pub metrics: Arc<Metrics>,
+    pub events: EventSink,
+    pub readiness: Arc<Readiness>,
+    /// The server's execution phases, taken once when the service starts.
+    pub phases: std::sync::Mutex<Option<broadcast::Receiver<ExecutionPhase>>>,
+}
+
+#[async_trait]
+impl BackgroundService for AdminServer {
+    async fn start(&self, mut shutdown: ShutdownWatch) {
+        let listener = match tokio::net::TcpListener::bind(self.address).await {
+            Ok(l) => l,
+            Err(e) => {
+                error!(address = %self.address, error = %e, "cannot bind the admin listener");
+                return;
+            }
+        };
+        info!(address = %self.address, "admin listener up");
+        if let Some(phases) = self.phases.lock().ok().and_then(|mut p| p.take()) {
+            tokio::spawn(self.readiness.clone().follow(phases));
+        }
+        let state = Arc::new(AdminState {
+            reloader: self.reloader.clone(),
+            metrics: self.metrics.clone(),
+            events: self.events.clone(),
+            readiness: self.readiness.clone(),
+        });
+        loop {
+            let accepted = tokio::select! {
+                a = listener.accept() => a,
+                _ = shutdown.changed() => return,
+            };
+            let Ok((tcp, _)) = accepted else { continue };
+            let state = state.clone();
+            tokio::spawn(async move {
+                let service = service_fn(move |req| {
+                    let state = state.clone();
+                    async move { Ok::<_, std::convert::Infallible>(state.handle(req).await) }
+                });
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(TokioIo::new(tcp), service)
+                    .await;
+            });
+        }
+    }
+}
+
+struct AdminState {
+    reloader: Arc<Reloader>,
+    metrics: Arc<Metrics>,
+    events: EventSink,
+    readiness: Arc<Readiness>,
+}
+
+type Reply = Response<Full<Bytes>>;
+
+fn reply(status: StatusCode, content_type: &str, body: impl Into<Bytes>) -> Reply {
+    let mut response = Response::new(Full::new(body.into()));
+    *response.status_mut() = status;
+    if let Ok(value) = content_type.parse() {
+        response
+            .headers_mut()
+            .insert(http::header::CONTENT_TYPE, value);
+    }
+    response
+}
+
+fn json_reply(status: StatusCode, value: serde_json::Value) -> Reply {
+    reply(status, "application/json", value.to_string())
+}
+
+impl AdminState {
+    async fn handle(&self, req: Request<Incoming>) -> Reply {
+        match (req.method(), req.uri().path()) {
+            (&Method::GET, "/healthz") => reply(StatusCode::OK, "text/plain", "ok\n"),
+            (&Method::GET, "/readyz") => {
+                if self.readiness.is_ready() {
+                    reply(StatusCode::OK, "text/plain", "ready\n")
+                } else {
+                    reply(StatusCode::SERVICE_UNAVAILABLE, "text/plain", "not ready\n")
+                }
+            }
+            (&Method::GET, "/metrics") => reply(
+                StatusCode::OK,
+                "text/plain; version=0.0.4",
+                self.render_metrics(),
+            ),
+            (&Method::GET, "/status") => json_reply(StatusCode::OK, self.status()),
+            (&Method::POST, "/reload") => self.reload().await,
+            (_, "/healthz" | "/readyz" | "/metrics" | "/status" | "/reload") => reply(
+                StatusCode::METHOD_NOT_ALLOWED,
+                "text/plain",
+                "method not allowed\n",
+            ),
+            _ => reply(StatusCode::NOT_FOUND, "text/plain", "not found\n"),
+        }
+    }
+
+    fn render_metrics(&self) -> String {
+        let snapshot = self.reloader.store().load();
+        let cache = snapshot.policy.cache();
+        let stats = self.events.stats();
+        let gauges = Gauges {
+            generation: snapshot.generation,
+            cache_hits: cache.hits(),
+            cache_misses: cache.misses(),
+            cache_entries: cache.len(),
+            events_written: stats.written.load(Ordering::Relaxed),
+            events_dropped: stats.dropped.load(Ordering::Relaxed),
+            server_cert_not_after: snapshot.server_cert_not_after,
+        };
+        self.metrics.render(&snapshot.config.zone, &gauges)
+    }
+
+    fn status(&self) -> serde_json::Value {
+        let snapshot = self.reloader.store().load();
+        let config = &snapshot.config;
+        let reload = self.reloader.status();
+        let mut trust_domains: Vec<&String> = config.trust_domains.keys().collect();
+        trust_domains.sort();
+        json!({
+            "zone": config.zone,
+            "generation": snapshot.generation,
+            "ready": self.readiness.is_ready(),
+            "config_file": config.source.display().to_string(),
+            "content_hash": config.content_hash,
+            "policy_hash": config.policy_hash,
+            "rules": config.rules.len(),
+            "files": config.files.iter().map(|f| f.display().to_string()).collect::<Vec<_>>(),
+            "listeners": config.listeners.iter().map(|l| l.address.to_string()).collect::<Vec<_>>(),
+            "trust_domains": trust_domains,
+            "server_certificate_not_after": rfc3339_seconds(snapshot.server_cert_not_after),
+            "last_reload": {
+                "time": reload.time,
+                "trigger": reload.trigger,
+                "result": reload.result,
+                "errors": reload.errors,
+            },
+            "last_reload_error": reload.last_error,
+        })
+    }
+
+    async fn reload(&self) -> Reply {
+        let reloader = self.reloader.clone();
+        let result = tokio::task::spawn_blocking(move || reloader.reload("admin")).await;
+        let snapshot = self.reloader.store().load();
+        match result {
+            Ok(Ok(outcome)) => {
+                let result = match outcome {
+                    ReloadOutcome::Applied(_) => "applied",
+                    ReloadOutcome::Unchanged(_) => "unchanged",
+                };
+                json_reply(
+                    StatusCode::OK,
+                    json!({
+                        "result": result,
+                        "generation": snapshot.generation,
+                        "policy_hash": snapshot.config.policy_hash,
+                    }),
+                )
+            }
+            Ok(Err(errors)) => json_reply(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                json!({
+                    "result": "refused",
+                    "generation": snapshot.generation,
+                    "errors": errors.0.iter().map(|e| e.to_string()).collect::<Vec<_>>(),
+                }),
+            ),
+            Err(e) => json_reply(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                json!({"result": "error", "error": e.to_string()}),
+            ),
+        }
+    }
+}
