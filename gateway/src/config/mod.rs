@@ -374,7 +374,7 @@ pub fn load(path: &Path) -> Result<GatewayConfig, ConfigErrors> {
         raw.upstream
             .values()
             .filter_map(|u| u.ca.as_deref())
-            .map(|ca| resolve(ca)),
+            .map(&resolve),
     );
 
     let revocation = match &raw.revocation {
@@ -393,7 +393,7 @@ pub fn load(path: &Path) -> Result<GatewayConfig, ConfigErrors> {
             .shutdown
             .upgrade_sock
             .as_deref()
-            .map(|p| resolve(p))
+            .map(&resolve)
             .unwrap_or_else(|| PathBuf::from("/tmp/zonegate-upgrade.sock")),
     };
 
