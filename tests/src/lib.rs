@@ -115,6 +115,10 @@ pub struct Setup {
     /// Address of the `payments-api` upstream; default: a fresh echo upstream.
     pub upstream: Option<SocketAddr>,
     pub upstream_http2: bool,
+    /// Event queue length (the default drops under sustained load from several clients).
+    pub events_capacity: usize,
+    /// Files written into the config directory before start: (relative path, contents).
+    pub files: Vec<(String, String)>,
 }
 
 impl Default for Setup {
@@ -124,6 +128,8 @@ impl Default for Setup {
             extra_config: String::new(),
             upstream: None,
             upstream_http2: false,
+            events_capacity: 65_536,
+            files: Vec::new(),
         }
     }
 }
@@ -132,6 +138,7 @@ impl Default for Setup {
 pub struct Gateway {
     pub pki: Pki,
     pub port: u16,
+    pub admin_port: u16,
     pub upstream: SocketAddr,
     pub dir: tempfile::TempDir,
     pub events_path: PathBuf,
@@ -158,6 +165,7 @@ impl Gateway {
         };
         let dir = tempfile::tempdir().expect("tempdir");
         let port = free_port();
+        let admin_port = free_port();
         let events_path = dir.path().join("events.jsonl");
         let certs = pki.path().display().to_string();
         let config = format!(
@@ -195,14 +203,21 @@ files = ["policy.toml"]
 [events]
 sink = "file"
 path = "events.jsonl"
+capacity = {capacity}
+[admin]
+address = "127.0.0.1:{admin_port}"
 {extra}
 "#,
             h2 = setup.upstream_http2,
+            capacity = setup.events_capacity,
             extra = setup
                 .extra_config
                 .replace("CA_PATH", &format!("{certs}/ca.crt")),
         );
         std::fs::write(dir.path().join("policy.toml"), &setup.policy).expect("write policy");
+        for (path, contents) in &setup.files {
+            std::fs::write(dir.path().join(path), contents).expect("write file");
+        }
         let config_path = dir.path().join("gateway.toml");
         std::fs::write(&config_path, config).expect("write config");
         let store = match SnapshotStore::open(&config_path) {
@@ -217,6 +232,7 @@ path = "events.jsonl"
         Gateway {
             pki,
             port,
+            admin_port,
             upstream,
             dir,
             events_path,
@@ -255,6 +271,59 @@ path = "events.jsonl"
             }
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
+    }
+
+    /// Waits until at least `n` events satisfy `keep`, and returns those.
+    pub async fn events_where(
+        &self,
+        n: usize,
+        keep: impl Fn(&serde_json::Value) -> bool,
+    ) -> Vec<serde_json::Value> {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let all = self.events(0).await;
+            let kept: Vec<_> = all.into_iter().filter(|e| keep(e)).collect();
+            if kept.len() >= n || Instant::now() > deadline {
+                assert!(
+                    kept.len() >= n,
+                    "expected {n} matching events, got {kept:?}"
+                );
+                return kept;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    pub fn config_path(&self) -> PathBuf {
+        self.dir.path().join("gateway.toml")
+    }
+
+    /// Replaces `path` (relative to the config directory) atomically, as deploy tools do.
+    pub fn replace_file(&self, path: &str, contents: &str) {
+        let target = self.dir.path().join(path);
+        let tmp = self.dir.path().join(format!(".{path}.tmp"));
+        std::fs::write(&tmp, contents).expect("write temp file");
+        std::fs::rename(&tmp, &target).expect("rename into place");
+    }
+
+    /// Rewrites the gateway config through `edit`.
+    pub fn edit_config(&self, edit: impl FnOnce(String) -> String) {
+        let text = std::fs::read_to_string(self.config_path()).expect("read config");
+        self.replace_file("gateway.toml", &edit(text));
+    }
+
+    /// `GET` on the admin listener: (status, body).
+    pub async fn admin_get(&self, path: &str) -> (u16, String) {
+        admin_request(self.admin_port, "GET", path).await
+    }
+
+    /// `POST /reload` on the admin listener, as JSON.
+    pub async fn reload(&self) -> (u16, serde_json::Value) {
+        let (status, body) = admin_request(self.admin_port, "POST", "/reload").await;
+        (
+            status,
+            serde_json::from_str(&body).expect("reload answer is JSON"),
+        )
     }
 
     pub fn stop(mut self) {
@@ -448,4 +517,30 @@ pub fn raw_status(response: &str) -> u16 {
         .nth(1)
         .and_then(|s| s.parse().ok())
         .unwrap_or_else(|| panic!("not an HTTP response: {response:?}"))
+}
+
+/// One plain HTTP/1.1 request to an admin listener; retries the connection while it starts.
+pub async fn admin_request(port: u16, method: &str, path: &str) -> (u16, String) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let mut tcp = loop {
+        match tokio::net::TcpStream::connect((Ipv4Addr::LOCALHOST, port)).await {
+            Ok(tcp) => break tcp,
+            Err(e) if Instant::now() > deadline => panic!("admin listener on {port}: {e}"),
+            Err(_) => tokio::time::sleep(Duration::from_millis(20)).await,
+        }
+    };
+    let request = format!("{method} {path} HTTP/1.1\r\nHost: localhost\r\nContent-Length: 0\r\nConnection: close\r\n\r\n");
+    tcp.write_all(request.as_bytes())
+        .await
+        .expect("admin write");
+    let mut out = Vec::new();
+    tcp.read_to_end(&mut out).await.expect("admin read");
+    let text = String::from_utf8_lossy(&out).into_owned();
+    let status = raw_status(&text);
+    let body = text
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_string())
+        .unwrap_or_default();
+    (status, body)
 }

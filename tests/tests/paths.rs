@@ -33,6 +33,8 @@ async fn normalisation_bypass_attempts_are_refused() {
         ("/payments/public/%00", 400, None),
         ("/payments/public/%zz", 400, None),
         ("/payments/../../etc/passwd", 400, None),
+        ("/payments/admin;jsessionid=x", 400, None),
+        ("/payments/admin%3Bx", 400, None),
     ];
     for (target, status, upstream_path) in cases {
         let request =
@@ -46,14 +48,14 @@ async fn normalisation_bypass_attempts_are_refused() {
         }
     }
     // Every refused attempt left an event with the raw path for the investigator.
-    // 3 allowed + 4 denied + 8 refused, all cross-zone (checkout is in `shop`).
-    let events = gw.events(15).await;
-    assert_eq!(events.len(), 15);
+    // 3 allowed + 4 denied + 10 refused, all cross-zone (checkout is in `shop`).
+    let events = gw.events(17).await;
+    assert_eq!(events.len(), 17);
     let bad: Vec<_> = events
         .iter()
         .filter(|e| e["reason"] == "bad_path")
         .collect();
-    assert_eq!(bad.len(), 8, "{events:?}");
+    assert_eq!(bad.len(), 10, "{events:?}");
     assert!(bad
         .iter()
         .all(|e| e["raw_path"].is_string() && e["path"].is_null()));

@@ -8,6 +8,7 @@
 mod error;
 mod policy_file;
 mod raw;
+mod sources;
 mod tls_files;
 
 pub use error::{ConfigError, ConfigErrors};
@@ -162,8 +163,18 @@ impl GatewayConfig {
 
 /// Reads and validates the gateway config at `path` and every file it references.
 pub fn load(path: &Path) -> Result<GatewayConfig, ConfigErrors> {
+    let (result, reads) = sources::record(|| load_unhashed(path));
+    let mut config = result?;
+    config.content_hash = sources::fingerprint(&reads, |_| true, true);
+    let policy_files = &config.policy_files;
+    config.policy_hash =
+        sources::fingerprint(&reads, |p| policy_files.iter().any(|f| f == p), false);
+    Ok(config)
+}
+
+fn load_unhashed(path: &Path) -> Result<GatewayConfig, ConfigErrors> {
     let mut errors = ConfigErrors::default();
-    let source = match std::fs::read_to_string(path) {
+    let source = match sources::read_to_string(path) {
         Ok(s) => s,
         Err(e) => {
             errors.push(path, "", format!("cannot read config file: {e}"));
@@ -403,8 +414,6 @@ pub fn load(path: &Path) -> Result<GatewayConfig, ConfigErrors> {
         .cloned()
         .collect();
     files.extend(policy_files.iter().cloned());
-    let content_hash = hash_files(&files);
-    let policy_hash = hash_files_content(&policy_files);
 
     let Some(tls) = tls else {
         return Err(errors);
@@ -429,13 +438,13 @@ pub fn load(path: &Path) -> Result<GatewayConfig, ConfigErrors> {
         shutdown,
         files,
         dirs,
-        content_hash,
-        policy_hash,
+        content_hash: String::new(),
+        policy_hash: String::new(),
     })
 }
 
 fn load_revocations(path: &Path, errors: &mut ConfigErrors) -> RevocationList {
-    let source = match std::fs::read_to_string(path) {
+    let source = match sources::read_to_string(path) {
         Ok(s) => s,
         Err(e) => {
             errors.push(path, "", format!("cannot read revocation list: {e}"));
@@ -473,37 +482,6 @@ fn load_revocations(path: &Path, errors: &mut ConfigErrors) -> RevocationList {
     }
     list.jtis.extend(raw.jtis.iter().cloned());
     list
-}
-
-/// Hash over each file's path and content; an unreadable file hashes as its error.
-fn hash_files(files: &[PathBuf]) -> String {
-    let mut ctx = ring::digest::Context::new(&ring::digest::SHA256);
-    for f in files {
-        ctx.update(f.to_string_lossy().as_bytes());
-        ctx.update(&[0]);
-        match std::fs::read(f) {
-            Ok(bytes) => ctx.update(&bytes),
-            Err(e) => ctx.update(e.to_string().as_bytes()),
-        }
-        ctx.update(&[0]);
-    }
-    hex(ctx.finish().as_ref())
-}
-
-/// Hash over the files' contents only, so moving policy files does not change it.
-fn hash_files_content(files: &[PathBuf]) -> String {
-    let mut ctx = ring::digest::Context::new(&ring::digest::SHA256);
-    for f in files {
-        if let Ok(bytes) = std::fs::read(f) {
-            ctx.update(&bytes);
-        }
-        ctx.update(&[0]);
-    }
-    hex(ctx.finish().as_ref())
-}
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 /// Zone, route and rule names: what event consumers and policy files can rely on.

@@ -36,7 +36,7 @@ pub fn load_policy_files(
     let mut rules = Vec::new();
     let mut ids = HashSet::new();
     for file in &files {
-        let source = match std::fs::read_to_string(file) {
+        let source = match super::sources::read_to_string(file) {
             Ok(s) => s,
             Err(e) => {
                 errors.push(file, "", format!("cannot read policy file: {e}"));

@@ -6,7 +6,8 @@ use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 
 /// Every certificate in a PEM file; an error when there is none.
 pub fn read_certificates(path: &Path) -> Result<Vec<CertificateDer<'static>>, String> {
-    let pem = std::fs::read(path).map_err(|e| format!("cannot read `{}`: {e}", path.display()))?;
+    let pem =
+        super::sources::read(path).map_err(|e| format!("cannot read `{}`: {e}", path.display()))?;
     let certs = rustls_pemfile::certs(&mut pem.as_slice())
         .collect::<Result<Vec<_>, _>>()
         .map_err(|e| format!("`{}` is not valid PEM: {e}", path.display()))?;
@@ -18,7 +19,8 @@ pub fn read_certificates(path: &Path) -> Result<Vec<CertificateDer<'static>>, St
 
 /// The one private key in a PEM file (PKCS#8, SEC1 or PKCS#1).
 pub fn read_private_key(path: &Path) -> Result<PrivateKeyDer<'static>, String> {
-    let pem = std::fs::read(path).map_err(|e| format!("cannot read `{}`: {e}", path.display()))?;
+    let pem =
+        super::sources::read(path).map_err(|e| format!("cannot read `{}`: {e}", path.display()))?;
     rustls_pemfile::private_key(&mut pem.as_slice())
         .map_err(|e| format!("`{}` is not valid PEM: {e}", path.display()))?
         .ok_or_else(|| format!("`{}` holds no PEM private key", path.display()))

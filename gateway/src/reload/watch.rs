@@ -109,11 +109,8 @@ impl Reloader {
             status.time = Some(now_rfc3339());
             status.trigger = Some(trigger);
             status.result = Some(label);
-            match label {
-                "failed" => status.last_error = Some(errors.clone()),
-                "ok" => status.last_error = None,
-                _ => {}
-            }
+            // What is on disk now builds (or is what serves): the last refusal is resolved.
+            status.last_error = (label == "failed").then(|| errors.clone());
             status.errors = errors;
         }
         result
