@@ -9,8 +9,11 @@ use std::cell::RefCell;
 use std::io;
 use std::path::{Path, PathBuf};
 
+/// Each file read, with the SHA-256 of what the read returned.
+pub type Reads = Vec<(PathBuf, Vec<u8>)>;
+
 thread_local! {
-    static RECORDING: RefCell<Option<Vec<(PathBuf, Vec<u8>)>>> = const { RefCell::new(None) };
+    static RECORDING: RefCell<Option<Reads>> = const { RefCell::new(None) };
 }
 
 /// Reads `path`, recording its bytes (or its error) when a load is recording.
@@ -33,7 +36,7 @@ pub fn read_to_string(path: &Path) -> io::Result<String> {
 }
 
 /// Runs `load` recording every [`read`]; returns its result and the (path, SHA-256) list.
-pub fn record<T>(load: impl FnOnce() -> T) -> (T, Vec<(PathBuf, Vec<u8>)>) {
+pub fn record<T>(load: impl FnOnce() -> T) -> (T, Reads) {
     RECORDING.with(|r| *r.borrow_mut() = Some(Vec::new()));
     let value = load();
     let reads = RECORDING
