@@ -54,7 +54,7 @@ async fn reloading_every_100ms_under_load_fails_and_misdecides_nothing() {
     let mut i = 0u32;
     while started.elapsed() < Duration::from_secs(10) {
         i += 1;
-        let allowed = i % 2 == 0;
+        let allowed = i.is_multiple_of(2);
         gw.replace_file("policy.toml", if allowed { &allow } else { &deny });
         let (status, answer) = gw.reload().await;
         assert_eq!(status, 200, "{answer}");
