@@ -65,7 +65,7 @@ pub fn run(config_path: &Path, options: &server::StartOptions) -> i32 {
         .collect();
     info!(zone = %snapshot.config.zone, listeners = ?listeners, generation = snapshot.generation, "zonegate starting");
     drop(snapshot);
-    server::run(server);
+    server.run();
     0
 }
 

@@ -127,7 +127,7 @@ fn start(dir: &Path, port: u16) -> Result<i32, String> {
     let events = EventSink::start(&store.load().config.events)
         .map_err(|e| format!("cannot open events.jsonl: {e}"))?;
     let gateway = server::build(store, events, &server::StartOptions::default())?;
-    let running = server::spawn(gateway).map_err(|e| e.to_string())?;
+    let running = gateway.spawn().map_err(|e| e.to_string())?;
     wait_listening(port)?;
     print_instructions(dir, port);
     runtime.block_on(async {

@@ -38,7 +38,7 @@ pub fn build(
     store: Arc<SnapshotStore>,
     events: EventSink,
     options: &StartOptions,
-) -> Result<Server, String> {
+) -> Result<Built, String> {
     let snapshot = store.load();
     let config = &snapshot.config;
     let threads = config.workers.unwrap_or_else(|| {
@@ -48,8 +48,9 @@ pub fn build(
     });
     let conf = ServerConf {
         threads,
-        grace_period_seconds: Some(config.shutdown.grace_period.as_secs()),
-        graceful_shutdown_timeout_seconds: Some(config.shutdown.drain_timeout.as_secs()),
+        // Pingora's grace period starts when the listeners close: it is our drain time.
+        grace_period_seconds: Some(config.shutdown.drain_timeout.as_secs()),
+        graceful_shutdown_timeout_seconds: Some(1),
         upgrade_sock: config.shutdown.upgrade_sock.display().to_string(),
         ..ServerConf::default()
     };
@@ -118,15 +119,52 @@ pub fn build(
             },
         ));
     }
-    Ok(server)
+    Ok(Built {
+        server,
+        readiness,
+        grace: config.shutdown.grace_period,
+    })
 }
 
-/// Runs `server` until SIGTERM/SIGINT/SIGQUIT (Pingora's Unix signal handling).
-pub fn run(server: Server) {
-    server.run(RunArgs::default());
+/// A built gateway, ready to run.
+pub struct Built {
+    server: Server,
+    readiness: Arc<Readiness>,
+    grace: Duration,
 }
 
-/// A handle that stops a gateway started by [`spawn`].
+impl Built {
+    /// Runs until a signal: SIGTERM drains (see [`UnixSignals`]), SIGINT stops at once,
+    /// SIGQUIT hands the listening sockets to a new process started with `--upgrade`.
+    pub fn run(self) {
+        let signals = UnixSignals {
+            readiness: self.readiness,
+            grace: self.grace,
+        };
+        self.server.run(RunArgs {
+            shutdown_signal: Box::new(signals),
+        });
+    }
+
+    /// Runs on its own thread until the returned handle stops it (tests, `demo`).
+    pub fn spawn(self) -> std::io::Result<Running> {
+        let (stop, rx) = watch::channel(false);
+        let server = self.server;
+        let thread = std::thread::Builder::new()
+            .name("zonegate-server".into())
+            .spawn(move || {
+                server.run(RunArgs {
+                    shutdown_signal: Box::new(StopSignal(rx)),
+                })
+            })?;
+        Ok(Running {
+            stop,
+            thread: Some(thread),
+        })
+    }
+}
+
+/// A handle that stops a gateway started by [`Built::spawn`].
 pub struct Running {
     stop: watch::Sender<bool>,
     thread: Option<std::thread::JoinHandle<()>>,
@@ -152,20 +190,40 @@ impl Drop for Running {
     }
 }
 
-/// Runs `server` on its own thread until the returned handle stops it (tests, `demo`).
-pub fn spawn(server: Server) -> std::io::Result<Running> {
-    let (stop, rx) = watch::channel(false);
-    let thread = std::thread::Builder::new()
-        .name("zonegate-server".into())
-        .spawn(move || {
-            server.run(RunArgs {
-                shutdown_signal: Box::new(StopSignal(rx)),
-            })
-        })?;
-    Ok(Running {
-        stop,
-        thread: Some(thread),
-    })
+/// Unix signals, with a grace period before a graceful stop: on SIGTERM the gateway reports
+/// unready at once but keeps accepting for `grace`, so load balancers and Kubernetes endpoints
+/// stop sending before the listeners close; then in-flight requests get the drain time.
+struct UnixSignals {
+    readiness: Arc<Readiness>,
+    grace: Duration,
+}
+
+#[async_trait]
+impl ShutdownSignalWatch for UnixSignals {
+    async fn recv(&self) -> ShutdownSignal {
+        use tokio::signal::unix::{signal, SignalKind};
+        let (Ok(mut term), Ok(mut int), Ok(mut quit)) = (
+            signal(SignalKind::terminate()),
+            signal(SignalKind::interrupt()),
+            signal(SignalKind::quit()),
+        ) else {
+            tracing::error!("cannot install signal handlers; stopping");
+            return ShutdownSignal::FastShutdown;
+        };
+        tokio::select! {
+            _ = term.recv() => {
+                self.readiness.start_draining();
+                tracing::info!(grace = ?self.grace, "SIGTERM: unready, closing listeners after the grace period");
+                tokio::time::sleep(self.grace).await;
+                ShutdownSignal::GracefulTerminate
+            }
+            _ = int.recv() => ShutdownSignal::FastShutdown,
+            _ = quit.recv() => {
+                self.readiness.start_draining();
+                ShutdownSignal::GracefulUpgrade
+            }
+        }
+    }
 }
 
 struct StopSignal(watch::Receiver<bool>);

@@ -227,7 +227,7 @@ address = "127.0.0.1:{admin_port}"
         let events = EventSink::start(&store.load().config.events).expect("event sink");
         let built =
             server::build(store, events, &server::StartOptions::default()).expect("build gateway");
-        let running = server::spawn(built).expect("spawn gateway");
+        let running = built.spawn().expect("spawn gateway");
         wait_listening(port).await;
         Gateway {
             pki,

@@ -18,7 +18,7 @@ use pingora_core::server::{ExecutionPhase, ShutdownWatch};
 use pingora_core::services::background::BackgroundService;
 use serde_json::json;
 use tokio::sync::broadcast;
-use tracing::{error, info};
+use tracing::{info, warn};
 
 use crate::events::{rfc3339_seconds, EventSink};
 use crate::reload::{ReloadOutcome, Reloader};
@@ -26,11 +26,19 @@ use metrics::{Gauges, Metrics};
 
 /// Whether the gateway should receive traffic: listeners up, not shutting down.
 #[derive(Debug, Default)]
-pub struct Readiness(AtomicBool);
+pub struct Readiness {
+    running: AtomicBool,
+    draining: AtomicBool,
+}
 
 impl Readiness {
     pub fn is_ready(&self) -> bool {
-        self.0.load(Ordering::Acquire)
+        self.running.load(Ordering::Acquire) && !self.draining.load(Ordering::Acquire)
+    }
+
+    /// From now on the gateway reports unready, for good.
+    pub fn start_draining(&self) {
+        self.draining.store(true, Ordering::Release);
     }
 
     /// Follows the server's execution phases: ready once running, unready from the moment a
@@ -38,13 +46,13 @@ impl Readiness {
     pub async fn follow(self: Arc<Self>, mut phases: broadcast::Receiver<ExecutionPhase>) {
         loop {
             match phases.recv().await {
-                Ok(ExecutionPhase::Running) => self.0.store(true, Ordering::Release),
+                Ok(ExecutionPhase::Running) => self.running.store(true, Ordering::Release),
                 Ok(
                     ExecutionPhase::Setup
                     | ExecutionPhase::Bootstrap
                     | ExecutionPhase::BootstrapComplete,
                 ) => {}
-                Ok(_) => self.0.store(false, Ordering::Release),
+                Ok(_) => self.running.store(false, Ordering::Release),
                 Err(broadcast::error::RecvError::Lagged(_)) => {}
                 Err(broadcast::error::RecvError::Closed) => return,
             }
@@ -65,11 +73,19 @@ pub struct AdminServer {
 #[async_trait]
 impl BackgroundService for AdminServer {
     async fn start(&self, mut shutdown: ShutdownWatch) {
-        let listener = match tokio::net::TcpListener::bind(self.address).await {
-            Ok(l) => l,
-            Err(e) => {
-                error!(address = %self.address, error = %e, "cannot bind the admin listener");
-                return;
+        // During a zero-downtime upgrade the old process still holds the port until it has
+        // drained: keep trying rather than run without an admin listener.
+        let mut logged = false;
+        let listener = loop {
+            match tokio::net::TcpListener::bind(self.address).await {
+                Ok(l) => break l,
+                Err(e) => {
+                    if !logged {
+                        warn!(address = %self.address, error = %e, "cannot bind the admin listener yet; retrying");
+                        logged = true;
+                    }
+                    tokio::time::sleep(std::time::Duration::from_millis(250)).await;
+                }
             }
         };
         info!(address = %self.address, "admin listener up");
@@ -82,11 +98,15 @@ impl BackgroundService for AdminServer {
             events: self.events.clone(),
             readiness: self.readiness.clone(),
         });
+        // The admin listener outlives the shutdown signal: while the proxy drains, `/readyz`
+        // keeps answering 503 and `/metrics` stays scrapeable. It ends with the process.
+        let readiness = self.readiness.clone();
+        tokio::spawn(async move {
+            let _ = shutdown.changed().await;
+            readiness.start_draining();
+        });
         loop {
-            let accepted = tokio::select! {
-                a = listener.accept() => a,
-                _ = shutdown.changed() => return,
-            };
+            let accepted = listener.accept().await;
             let Ok((tcp, _)) = accepted else { continue };
             let state = state.clone();
             tokio::spawn(async move {
