@@ -45,7 +45,7 @@ identities = ["spiffe://example.org/ns/shop/*"]
 paths = ["/payments/charges/**"]
 "#;
 
-fn demo_config(port: u16, upstream: SocketAddr) -> String {
+fn demo_config(port: u16, admin_port: u16, upstream: SocketAddr) -> String {
     format!(
         r#"# Demo gateway for the `payments` zone (written by `zonegate demo`).
 zone = "payments"
@@ -82,13 +82,16 @@ files = ["policy"]
 [events]
 sink = "file"
 path = "events.jsonl"
+
+[admin]
+address = "127.0.0.1:{admin_port}"
 "#
     )
 }
 
 /// Runs the demo until Ctrl-C.
-pub fn run(dir: &Path, port: u16) -> i32 {
-    match start(dir, port) {
+pub fn run(dir: &Path, port: u16, admin_port: u16) -> i32 {
+    match start(dir, port, admin_port) {
         Ok(code) => code,
         Err(e) => {
             eprintln!("zonegate demo: {e}");
@@ -97,7 +100,7 @@ pub fn run(dir: &Path, port: u16) -> i32 {
     }
 }
 
-fn start(dir: &Path, port: u16) -> Result<i32, String> {
+fn start(dir: &Path, port: u16, admin_port: u16) -> Result<i32, String> {
     let certs = dir.join("certs");
     if !certs.join("ca.crt").exists() || !certs.join("gateway.key").exists() {
         devpki::write_dev_pki(&certs, TRUST_DOMAIN)
@@ -114,7 +117,8 @@ fn start(dir: &Path, port: u16) -> Result<i32, String> {
 
     std::fs::create_dir_all(dir.join("policy")).map_err(|e| e.to_string())?;
     let config_path = dir.join("zonegate.toml");
-    std::fs::write(&config_path, demo_config(port, upstream)).map_err(|e| e.to_string())?;
+    std::fs::write(&config_path, demo_config(port, admin_port, upstream))
+        .map_err(|e| e.to_string())?;
     std::fs::write(dir.join("policy/payments.toml"), DEMO_POLICY).map_err(|e| e.to_string())?;
 
     let store = match SnapshotStore::open(&config_path) {
@@ -129,7 +133,7 @@ fn start(dir: &Path, port: u16) -> Result<i32, String> {
     let gateway = server::build(store, events, &server::StartOptions::default())?;
     let running = gateway.spawn().map_err(|e| e.to_string())?;
     wait_listening(port)?;
-    print_instructions(dir, port);
+    print_instructions(dir, port, admin_port);
     runtime.block_on(async {
         let _ = tokio::signal::ctrl_c().await;
     });
@@ -149,7 +153,7 @@ fn wait_listening(port: u16) -> Result<(), String> {
     ))
 }
 
-fn print_instructions(dir: &Path, port: u16) {
+fn print_instructions(dir: &Path, port: u16, admin_port: u16) {
     let d = dir.display();
     let curl = |who: &str| {
         format!(
@@ -171,7 +175,8 @@ Denied (403): shop's cart has no rule for payments (default deny)
 The identity events those two requests produced:
   tail -n 2 {d}/events.jsonl
 
-Check the config:  zonegate check --config {d}/zonegate.toml
+Edit {d}/policy/payments.toml: the change is live on the next request (no restart).
+Admin:  curl http://127.0.0.1:{admin_port}/status   (also /metrics, /readyz, POST /reload)
 Press Ctrl-C to stop.
 "#,
         checkout = curl("checkout"),

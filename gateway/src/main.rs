@@ -53,6 +53,9 @@ enum Command {
         /// Gateway port on 127.0.0.1.
         #[arg(long, default_value_t = 8443)]
         port: u16,
+        /// Admin listener port on 127.0.0.1.
+        #[arg(long, default_value_t = 9901)]
+        admin_port: u16,
     },
 }
 
@@ -65,7 +68,11 @@ fn main() -> ExitCode {
         }
         Command::Check { config } => cli::check(&config),
         Command::DevCerts { out, trust_domain } => cli::dev_certs(&out, &trust_domain),
-        Command::Demo { dir, port } => demo::run(&dir, port),
+        Command::Demo {
+            dir,
+            port,
+            admin_port,
+        } => demo::run(&dir, port, admin_port),
     };
     ExitCode::from(u8::try_from(code).unwrap_or(1))
 }

@@ -167,7 +167,14 @@ fn demo_lets_checkout_through_and_denies_cart_with_curl() {
     let dir = tempfile::tempdir().unwrap();
     let port = free_port();
     let child = Command::new(BIN)
-        .args(["demo", "--port", &port.to_string(), "--dir"])
+        .args([
+            "demo",
+            "--port",
+            &port.to_string(),
+            "--admin-port",
+            &free_port().to_string(),
+            "--dir",
+        ])
         .arg(dir.path())
         .stdout(Stdio::null())
         .stderr(Stdio::null())
