@@ -206,7 +206,9 @@ fn demo_lets_checkout_through_and_denies_cart_with_curl() {
     let deadline = Instant::now() + Duration::from_secs(10);
     let events: Vec<serde_json::Value> = loop {
         let text = std::fs::read_to_string(&events_path).unwrap_or_default();
-        let lines: Vec<serde_json::Value> = text
+        // Only complete lines: the gateway may be appending the next one as we read.
+        let complete = text.rfind('\n').map_or("", |end| &text[..end]);
+        let lines: Vec<serde_json::Value> = complete
             .lines()
             .map(|l| serde_json::from_str(l).unwrap())
             .collect();

@@ -257,7 +257,9 @@ address = "127.0.0.1:{admin_port}"
         let deadline = Instant::now() + Duration::from_secs(10);
         loop {
             let text = std::fs::read_to_string(&self.events_path).unwrap_or_default();
-            let events: Vec<serde_json::Value> = text
+            // Only complete lines: the gateway may be appending the next one as we read.
+            let complete = text.rfind('\n').map_or("", |end| &text[..end]);
+            let events: Vec<serde_json::Value> = complete
                 .lines()
                 .map(|l| serde_json::from_str(l).expect("event line is JSON"))
                 .collect();

@@ -3,9 +3,12 @@
 //! A request only ever `try_send`s: when the queue is full the event is dropped and counted,
 //! and the writer reports the count (a log line and an `events_dropped` record in the stream),
 //! so loss is never silent. Encoding and I/O happen on the writer thread, off the request path.
+//!
+//! Every write the sink makes ends at a line boundary, so a reader tailing the file (a log
+//! shipper, `tail -f`, a test) never sees half an event.
 
 use std::fs::OpenOptions;
-use std::io::{self, BufWriter, Write};
+use std::io::{self, Write};
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{sync_channel, Receiver, RecvTimeoutError, SyncSender, TrySendError};
@@ -60,7 +63,7 @@ impl EventSink {
         let writer_stats = stats.clone();
         let spawned = std::thread::Builder::new()
             .name("zonegate-events".into())
-            .spawn(move || write_loop(rx, BufWriter::new(out), &writer_stats));
+            .spawn(move || write_loop(rx, out, &writer_stats));
         match spawned {
             Ok(_) => EventSink {
                 tx: Some(tx),
@@ -105,25 +108,27 @@ fn open_append(path: &Path) -> io::Result<std::fs::File> {
     OpenOptions::new().create(true).append(true).open(path)
 }
 
-fn write_loop(rx: Receiver<Record>, mut out: BufWriter<Box<dyn Write + Send>>, stats: &SinkStats) {
+/// Encoded events are gathered up to this many bytes before one write.
+const BATCH_BYTES: usize = 64 * 1024;
+
+fn write_loop(rx: Receiver<Record>, mut out: Box<dyn Write + Send>, stats: &SinkStats) {
     let mut reported_drops = 0u64;
-    let mut line = Vec::with_capacity(1024);
+    let mut batch = Batch::default();
     loop {
         let first = rx.recv_timeout(Duration::from_secs(1));
         let disconnected = matches!(first, Err(RecvTimeoutError::Disconnected));
-        // Drain what is queued, then flush once: one write syscall per burst, not per event.
-        let batch = first
+        // Drain what is queued and write it in whole-line chunks: one write per burst, not
+        // per event, and never a partial line.
+        let queued = first
             .into_iter()
             .chain(std::iter::from_fn(|| rx.try_recv().ok()));
-        for event in batch {
-            line.clear();
-            if let Err(e) = serde_json::to_writer(&mut line, &event) {
-                error!(error = %e, "cannot encode identity event");
-                continue;
+        for event in queued {
+            batch.push(&event);
+            if batch.bytes.len() >= BATCH_BYTES {
+                batch.write_to(&mut out, stats);
             }
-            line.push(b'\n');
-            write_line(&mut out, &line, stats);
         }
+        batch.write_to(&mut out, stats);
         let dropped = stats.dropped.load(Ordering::Relaxed);
         if dropped > reported_drops {
             let report = DropReport {
@@ -138,7 +143,7 @@ fn write_loop(rx: Receiver<Record>, mut out: BufWriter<Box<dyn Write + Send>>, s
                 total = dropped,
                 "identity events dropped: sink queue full"
             );
-            line.clear();
+            let mut line = Vec::with_capacity(256);
             if serde_json::to_writer(&mut line, &report).is_ok() {
                 line.push(b'\n');
                 // The report itself is not an identity event: it is not counted as written.
@@ -157,18 +162,48 @@ fn write_loop(rx: Receiver<Record>, mut out: BufWriter<Box<dyn Write + Send>>, s
     }
 }
 
-fn write_line(out: &mut impl Write, line: &[u8], stats: &SinkStats) {
-    match out.write_all(line) {
-        Ok(()) => {
-            stats.written.fetch_add(1, Ordering::Relaxed);
-        }
-        Err(e) => {
-            let errors = stats.write_errors.fetch_add(1, Ordering::Relaxed);
-            stats.dropped.fetch_add(1, Ordering::Relaxed);
-            if errors == 0 {
-                error!(error = %e, "cannot write identity event");
+/// Encoded events waiting for one write: whole JSON lines only.
+#[derive(Default)]
+struct Batch {
+    bytes: Vec<u8>,
+    events: u64,
+}
+
+impl Batch {
+    fn push(&mut self, event: &Record) {
+        let mark = self.bytes.len();
+        match serde_json::to_writer(&mut self.bytes, event) {
+            Ok(()) => {
+                self.bytes.push(b'\n');
+                self.events += 1;
+            }
+            Err(e) => {
+                // Keep the batch whole-line: drop the half-encoded bytes.
+                self.bytes.truncate(mark);
+                error!(error = %e, "cannot encode identity event");
             }
         }
+    }
+
+    /// Writes the batch; on failure its events are counted as dropped, never silently lost.
+    fn write_to(&mut self, out: &mut dyn Write, stats: &SinkStats) {
+        if self.events == 0 {
+            return;
+        }
+        match out.write_all(&self.bytes) {
+            Ok(()) => {
+                stats.written.fetch_add(self.events, Ordering::Relaxed);
+            }
+            Err(e) => {
+                let errors = stats.write_errors.fetch_add(1, Ordering::Relaxed);
+                stats.dropped.fetch_add(self.events, Ordering::Relaxed);
+                if errors == 0 {
+                    error!(error = %e, "cannot write identity events");
+                }
+            }
+        }
+        self.bytes.clear();
+        self.events = 0;
     }
 }
 

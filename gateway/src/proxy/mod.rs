@@ -124,7 +124,7 @@ impl Gateway {
     ) -> Result<bool> {
         ctx.refusal = Some(refusal);
         let (header, body) = answer::response(refusal, &ctx.request_id)?;
-        if matches!(refusal, Refusal::CredentialExpired | Refusal::NoCredential) {
+        if refusal.status() == 401 {
             // The connection's credential is the problem: make the client handshake again.
             session.set_keepalive(None);
         }
