@@ -13,7 +13,7 @@ mod rule;
 pub use cache::DecisionCache;
 pub use path::{normalize, NormalizedTarget, PathError};
 pub use pattern::{PathPattern, PatternError};
-pub use rule::{Effect, Mode, Rule};
+pub use rule::{Effect, Matcher, Mode, Rule};
 
 use std::collections::HashMap;
 use std::sync::Arc;

@@ -250,3 +250,34 @@ fn rules_are_visited_in_file_order_across_route_indexes() {
     let merged: Vec<usize> = merge_ascending(&[1, 4, 6], &[0, 2, 5, 7]).collect();
     assert_eq!(merged, vec![0, 1, 2, 4, 5, 6, 7]);
 }
+
+#[test]
+fn mismatches_name_exactly_the_matchers_that_reject() {
+    let rule = Rule {
+        id: Arc::from("r"),
+        description: None,
+        effect: Effect::Allow,
+        mode: Mode::Enforce,
+        identities: ids(&["spiffe://td/ns/shop/*"]),
+        zones: vec![],
+        routes: vec![Arc::from("api")],
+        methods: vec!["GET".into()],
+        paths: vec![PathPattern::parse("/a/**").unwrap()],
+    };
+    let shop = SpiffeId::parse("spiffe://td/ns/shop/sa/x").unwrap();
+    let other = SpiffeId::parse("spiffe://td/ns/ops/sa/x").unwrap();
+    let facts = |id, method, path| RequestFacts {
+        spiffe_id: id,
+        source_zone: "shop",
+        route: "api",
+        method,
+        path,
+    };
+    assert!(rule.mismatches(&facts(&shop, "GET", "/a/b")).is_empty());
+    assert!(rule.matches(&facts(&shop, "GET", "/a/b")));
+    assert_eq!(
+        rule.mismatches(&facts(&other, "POST", "/b")),
+        vec![Matcher::Methods, Matcher::Identities, Matcher::Paths]
+    );
+    assert!(!rule.matches(&facts(&other, "GET", "/a/b")));
+}
