@@ -11,6 +11,7 @@ pub mod cli;
 pub mod config;
 pub mod demo;
 pub mod devpki;
+pub mod devtoken;
 pub mod echo;
 pub mod events;
 pub mod identity;

@@ -85,9 +85,11 @@ pub fn build(
         let mut tls = TlsSettings::with_callbacks(Box::new(recorder))
             .map_err(|e| format!("listener {}: {e}", listener.address))?;
         tls.set_cert_resolver(store.clone());
-        tls.set_client_cert_verifier(Arc::new(
-            SpiffeClientVerifier::new(store.clone()).with_observer(refusals.clone()),
-        ));
+        let mut verifier = SpiffeClientVerifier::new(store.clone()).with_observer(refusals.clone());
+        if !listener.client_cert_required {
+            verifier = verifier.optional();
+        }
+        tls.set_client_cert_verifier(Arc::new(verifier));
         tls.set_alpn(if listener.http2 { ALPN::H2H1 } else { ALPN::H1 });
         proxy.add_tls_with_settings(&listener.address.to_string(), None, tls);
     }

@@ -10,10 +10,12 @@ mod policy_file;
 mod raw;
 mod sources;
 mod tls_files;
+mod token_issuers;
 
 pub use error::{ConfigError, ConfigErrors};
 pub use policy_file::load_policy_files;
 pub use tls_files::{read_certificates, read_private_key};
+pub use token_issuers::TokenSettings;
 
 use std::collections::{BTreeMap, HashSet};
 use std::net::SocketAddr;
@@ -24,8 +26,8 @@ use std::time::Duration;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 
 use crate::identity::spiffe::validate_trust_domain;
-use crate::identity::{svid, IdPattern, RevocationList, SpiffeId};
-use crate::policy::Rule;
+use crate::identity::{svid, IdPattern, Identity, IssuerSpec, RevocationList, SpiffeId};
+use crate::policy::{Credentials, Rule};
 use raw::{RawGateway, RawRevocationList, RawUpstream, RawUpstreamTls};
 
 /// Exit code for configuration errors (EX_USAGE), as `check` and `run` use it.
@@ -60,6 +62,8 @@ pub struct GatewayConfig {
     pub admin: Option<SocketAddr>,
     pub revocation: RevocationList,
     pub shutdown: Shutdown,
+    pub token_issuers: Vec<Arc<IssuerSpec>>,
+    pub tokens: TokenSettings,
     /// Every file this config was built from (the config itself first), for reload watching.
     pub files: Vec<PathBuf>,
     /// Directories whose content is part of the config (policy directories).
@@ -85,6 +89,9 @@ pub struct Shutdown {
 pub struct Listener {
     pub address: SocketAddr,
     pub http2: bool,
+    /// `false` lets clients without a certificate finish the handshake, for routes that
+    /// accept tokens; every other route still refuses them.
+    pub client_cert_required: bool,
 }
 
 /// The gateway's own certificate chain and key: served to workloads, and presented to mTLS
@@ -113,6 +120,10 @@ pub struct Route {
     /// Matches at segment boundaries: `/payments` matches `/payments` and `/payments/x`.
     pub path_prefix: String,
     pub upstream: String,
+    /// The credentials a request on this route must present.
+    pub credentials: Credentials,
+    /// Forward a verified token's `Authorization` header to the upstream (default: removed).
+    pub forward_token: bool,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -158,6 +169,15 @@ impl GatewayConfig {
             .find(|m| m.identities.iter().any(|p| p.matches(id)))
             .map(|m| m.zone.as_str())
             .unwrap_or(UNKNOWN_ZONE)
+    }
+
+    /// The zone of a verified identity: by its SPIFFE ID, else its token issuer's `zone`.
+    pub fn zone_of_identity<'a>(&'a self, identity: &'a Identity) -> &'a str {
+        match (&identity.spiffe_id, &identity.token) {
+            (Some(id), _) => self.zone_of(id),
+            (None, Some(token)) => token.issuer.zone.as_deref().unwrap_or(UNKNOWN_ZONE),
+            (None, None) => UNKNOWN_ZONE,
+        }
     }
 }
 
@@ -211,10 +231,23 @@ fn load_unhashed(path: &Path) -> Result<GatewayConfig, ConfigErrors> {
         errors.push(file, "listener", "at least one [[listener]] is required");
     }
     for (i, l) in raw.listener.iter().enumerate() {
+        let client_cert_required = match l.client_cert.as_deref().unwrap_or("required") {
+            "required" => true,
+            "optional" => false,
+            other => {
+                errors.push(
+                    file,
+                    format!("listener[{i}].client_cert"),
+                    format!("`{other}` is not \"required\" or \"optional\""),
+                );
+                true
+            }
+        };
         match l.address.parse::<SocketAddr>() {
             Ok(address) => listeners.push(Listener {
                 address,
                 http2: l.http2,
+                client_cert_required,
             }),
             Err(_) => errors.push(
                 file,
@@ -319,11 +352,41 @@ fn load_unhashed(path: &Path) -> Result<GatewayConfig, ConfigErrors> {
             "" => "/".to_string(),
             p => p.to_string(),
         };
+        let credentials = match r.credentials.as_deref() {
+            None => Credentials::Mtls,
+            Some(c) => Credentials::parse(c).unwrap_or_else(|| {
+                errors.push(
+                    file,
+                    format!("{key}.credentials"),
+                    format!("`{c}` is not one of \"mtls\", \"token\", \"either\", \"both\""),
+                );
+                Credentials::Mtls
+            }),
+        };
+        if credentials.accepts_tokens() && raw.token_issuer.is_empty() {
+            errors.push(
+                file,
+                format!("{key}.credentials"),
+                format!(
+                    "`{}` accepts tokens, but no [token_issuer.NAME] is configured",
+                    credentials.as_str()
+                ),
+            );
+        }
+        if r.forward_token && !credentials.accepts_tokens() {
+            errors.push(
+                file,
+                format!("{key}.forward_token"),
+                "set only on routes whose credentials accept tokens",
+            );
+        }
         routes.push(Route {
             name: Arc::from(r.name.as_str()),
             hosts,
             path_prefix,
             upstream: r.upstream.clone(),
+            credentials,
+            forward_token: r.forward_token,
         });
     }
 
@@ -331,6 +394,18 @@ fn load_unhashed(path: &Path) -> Result<GatewayConfig, ConfigErrors> {
     let (rules, policy_files) = load_policy_files(&policy_paths, &mut errors);
     let known_routes: HashSet<&str> = routes.iter().map(|r| &*r.name).collect();
     for rule in &rules {
+        for issuer in &rule.issuers {
+            if !raw.token_issuer.contains_key(&**issuer) {
+                errors.push(
+                    file,
+                    "policy.files",
+                    format!(
+                        "rule `{}` names token issuer `{issuer}`, which this gateway does not define",
+                        rule.id
+                    ),
+                );
+            }
+        }
         for route in &rule.routes {
             if !known_routes.contains(&**route) {
                 errors.push(
@@ -408,6 +483,16 @@ fn load_unhashed(path: &Path) -> Result<GatewayConfig, ConfigErrors> {
             .unwrap_or_else(|| PathBuf::from("/tmp/zonegate-upgrade.sock")),
     };
 
+    let tokens = token_issuers::convert_settings(file, &raw.tokens, &mut errors);
+    let token_issuers = token_issuers::convert_issuers(
+        file,
+        &raw.token_issuer,
+        &resolve,
+        tls.as_ref().and_then(|t| t.spiffe_id.as_ref()),
+        &mut files,
+        &mut errors,
+    );
+
     let dirs: Vec<PathBuf> = policy_paths
         .iter()
         .filter(|p| p.is_dir())
@@ -436,6 +521,8 @@ fn load_unhashed(path: &Path) -> Result<GatewayConfig, ConfigErrors> {
         admin,
         revocation,
         shutdown,
+        token_issuers,
+        tokens,
         files,
         dirs,
         content_hash: String::new(),

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use super::error::ConfigErrors;
 use super::raw::{RawPolicyFile, RawRule};
 use super::{parse_id_patterns, validate_name};
-use crate::policy::{Effect, Mode, PathPattern, Rule};
+use crate::policy::{ClaimMatcher, Credentials, Effect, Mode, PathPattern, Rule, SubjectPattern};
 
 /// Reads every policy file under `paths`, returning the rules in order and the files read.
 /// Rule ids are unique across all files.
@@ -127,6 +127,47 @@ fn convert_rule(file: &Path, key: &str, raw: &RawRule, errors: &mut ConfigErrors
             Err(e) => errors.push(file, format!("{key}.paths[{i}]"), format!("`{p}`: {e}")),
         }
     }
+    let credentials = raw.credentials.as_deref().and_then(|c| {
+        Credentials::parse(c).or_else(|| {
+            errors.push(
+                file,
+                format!("{key}.credentials"),
+                format!("`{c}` is not one of \"mtls\", \"token\", \"either\", \"both\""),
+            );
+            None
+        })
+    });
+    for (i, issuer) in raw.issuers.iter().enumerate() {
+        if let Err(reason) = validate_name(issuer) {
+            errors.push(file, format!("{key}.issuers[{i}]"), reason);
+        }
+    }
+    let mut subjects = Vec::new();
+    for (i, s) in raw.subjects.iter().enumerate() {
+        match SubjectPattern::parse(s) {
+            Ok(pattern) => subjects.push(pattern),
+            Err(reason) => errors.push(
+                file,
+                format!("{key}.subjects[{i}]"),
+                format!("`{s}`: {reason}"),
+            ),
+        }
+    }
+    let mut claims = Vec::new();
+    for (name, values) in &raw.claims {
+        let values = values.to_vec();
+        if name.is_empty() || values.is_empty() {
+            errors.push(
+                file,
+                format!("{key}.claims.{name}"),
+                "a claim matcher needs a name and at least one value",
+            );
+        }
+        claims.push(ClaimMatcher {
+            name: name.clone(),
+            values,
+        });
+    }
     (errors.len() == before).then(|| Rule {
         id: Arc::from(raw.id.as_str()),
         description: raw.description.clone(),
@@ -137,5 +178,9 @@ fn convert_rule(file: &Path, key: &str, raw: &RawRule, errors: &mut ConfigErrors
         routes: raw.routes.iter().map(|r| Arc::from(r.as_str())).collect(),
         methods,
         paths,
+        credentials,
+        issuers: raw.issuers.iter().map(|i| Arc::from(i.as_str())).collect(),
+        subjects,
+        claims,
     })
 }

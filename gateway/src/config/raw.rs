@@ -34,6 +34,41 @@ pub struct RawGateway {
     pub revocation: Option<RawRevocation>,
     #[serde(default)]
     pub shutdown: RawShutdown,
+    #[serde(default)]
+    pub token_issuer: BTreeMap<String, RawTokenIssuer>,
+    #[serde(default)]
+    pub tokens: RawTokens,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawTokenIssuer {
+    pub kind: String,
+    #[serde(default)]
+    pub issuer: Option<String>,
+    #[serde(default)]
+    pub trust_domain: Option<String>,
+    pub keys: String,
+    pub algorithms: Vec<String>,
+    #[serde(default)]
+    pub audiences: Vec<String>,
+    #[serde(default)]
+    pub leeway_s: Option<u64>,
+    #[serde(default)]
+    pub max_lifetime_s: Option<u64>,
+    #[serde(default)]
+    pub required_claims: Vec<String>,
+    #[serde(default)]
+    pub zone: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawTokens {
+    #[serde(default)]
+    pub max_token_bytes: Option<usize>,
+    #[serde(default)]
+    pub cache_entries: Option<usize>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -78,6 +113,8 @@ pub struct RawListener {
     pub address: String,
     #[serde(default = "yes")]
     pub http2: bool,
+    #[serde(default)]
+    pub client_cert: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -109,6 +146,10 @@ pub struct RawRoute {
     #[serde(default = "root")]
     pub path_prefix: String,
     pub upstream: String,
+    #[serde(default)]
+    pub credentials: Option<String>,
+    #[serde(default)]
+    pub forward_token: bool,
 }
 
 #[derive(Debug, Deserialize)]
@@ -197,6 +238,31 @@ pub struct RawRule {
     pub methods: Vec<String>,
     #[serde(default)]
     pub paths: Vec<String>,
+    #[serde(default)]
+    pub credentials: Option<String>,
+    #[serde(default)]
+    pub issuers: Vec<String>,
+    #[serde(default)]
+    pub subjects: Vec<String>,
+    #[serde(default)]
+    pub claims: BTreeMap<String, OneOrMany>,
+}
+
+/// A string, or a list of strings.
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+pub enum OneOrMany {
+    One(String),
+    Many(Vec<String>),
+}
+
+impl OneOrMany {
+    pub fn to_vec(&self) -> Vec<String> {
+        match self {
+            OneOrMany::One(s) => vec![s.clone()],
+            OneOrMany::Many(v) => v.clone(),
+        }
+    }
 }
 
 fn yes() -> bool {

@@ -48,6 +48,12 @@ pub struct IdentityEvent {
     pub cert_serial: Option<String>,
     /// RFC 3339 UTC.
     pub cert_not_after: Option<String>,
+    /// The configured name of the token's issuer, when a token authenticated the request.
+    pub token_issuer: Option<String>,
+    pub token_subject: Option<String>,
+    pub token_jti: Option<String>,
+    /// RFC 3339 UTC.
+    pub token_expiry: Option<String>,
     pub destination_zone: String,
     pub route: Option<String>,
     pub upstream: Option<String>,

@@ -28,6 +28,7 @@ pub struct SpiffeClientVerifier {
     trust: Arc<dyn TrustSource>,
     algorithms: WebPkiSupportedAlgorithms,
     observer: Option<Arc<dyn RefusalObserver>>,
+    mandatory: bool,
 }
 
 impl SpiffeClientVerifier {
@@ -36,7 +37,15 @@ impl SpiffeClientVerifier {
             trust,
             algorithms: rustls::crypto::ring::default_provider().signature_verification_algorithms,
             observer: None,
+            mandatory: true,
         }
+    }
+
+    /// Lets clients without a certificate complete the handshake (they must then prove
+    /// themselves with a token). A certificate that is presented is verified all the same.
+    pub fn optional(mut self) -> Self {
+        self.mandatory = false;
+        self
     }
 
     pub fn with_observer(mut self, observer: Arc<dyn RefusalObserver>) -> Self {
@@ -85,7 +94,7 @@ impl ClientCertVerifier for SpiffeClientVerifier {
     }
 
     fn client_auth_mandatory(&self) -> bool {
-        true
+        self.mandatory
     }
 
     fn root_hint_subjects(&self) -> &[DistinguishedName] {

@@ -10,6 +10,10 @@ use dashmap::DashMap;
 
 use super::{Decision, RequestFacts};
 
+/// Longest key stored: beyond it (huge claim values) decisions are computed, not cached, so
+/// the cache's memory stays bounded by entries x this.
+const MAX_KEY_BYTES: usize = 2048;
+
 #[derive(Debug)]
 pub struct DecisionCache {
     entries: DashMap<Box<str>, Decision>,
@@ -30,28 +34,58 @@ impl DecisionCache {
         }
     }
 
-    /// The cache key. NUL cannot occur in a SPIFFE ID, zone, route, method or normalised path,
-    /// so the joined key is unambiguous.
-    pub fn key(facts: &RequestFacts<'_>) -> Box<str> {
-        let id = facts.spiffe_id.as_str();
+    /// The cache key: every fact a decision can depend on, or `None` when they are too large
+    /// to be worth keeping. Parts are NUL-separated; NUL cannot occur in a SPIFFE ID, zone,
+    /// route, method or normalised path, and claim values are JSON-encoded (NUL escaped), so
+    /// the joined key is unambiguous.
+    pub fn key(facts: &RequestFacts<'_>, claim_names: &[String]) -> Option<Box<str>> {
+        let id = facts.spiffe_id.map_or("", |id| id.as_str());
         let mut key = String::with_capacity(
             id.len()
                 + facts.source_zone.len()
                 + facts.route.len()
                 + facts.method.len()
                 + facts.path.len()
-                + 4,
+                + 8,
         );
-        for (i, part) in [id, facts.source_zone, facts.route, facts.method, facts.path]
-            .into_iter()
-            .enumerate()
+        let presented = match (facts.presented.svid, facts.presented.token) {
+            (false, false) => "-",
+            (true, false) => "s",
+            (false, true) => "t",
+            (true, true) => "st",
+        };
+        for (i, part) in [
+            id,
+            facts.source_zone,
+            facts.route,
+            facts.method,
+            facts.path,
+            presented,
+        ]
+        .into_iter()
+        .enumerate()
         {
             if i > 0 {
                 key.push('\0');
             }
             key.push_str(part);
         }
-        key.into_boxed_str()
+        if let Some(token) = &facts.token {
+            key.push('\0');
+            key.push_str(token.issuer);
+            key.push('\0');
+            key.push_str(&serde_json::to_string(token.subject).ok()?);
+            for name in claim_names {
+                key.push('\0');
+                if let Some(value) = token.claims.get(name) {
+                    key.push_str(&serde_json::to_string(value).ok()?);
+                }
+                if key.len() > MAX_KEY_BYTES {
+                    return None;
+                }
+            }
+        }
+        (key.len() <= MAX_KEY_BYTES).then(|| key.into_boxed_str())
     }
 
     pub fn lookup(&self, key: &str) -> Option<Decision> {

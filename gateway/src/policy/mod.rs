@@ -13,7 +13,7 @@ mod rule;
 pub use cache::DecisionCache;
 pub use path::{normalize, NormalizedTarget, PathError};
 pub use pattern::{PathPattern, PatternError};
-pub use rule::{Effect, Matcher, Mode, Rule};
+pub use rule::{ClaimMatcher, Effect, Matcher, Mode, Rule, SubjectPattern};
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -23,11 +23,81 @@ use crate::identity::SpiffeId;
 /// The facts a decision depends on. `path` is the normalised path the upstream will receive.
 #[derive(Clone, Copy, Debug)]
 pub struct RequestFacts<'a> {
-    pub spiffe_id: &'a SpiffeId,
+    /// `None` when the caller proved an identity that is not a SPIFFE ID (a bearer token
+    /// from an issuer that speaks for no trust domain): `identities` matchers never match it.
+    pub spiffe_id: Option<&'a SpiffeId>,
     pub source_zone: &'a str,
     pub route: &'a str,
     pub method: &'a str,
     pub path: &'a str,
+    pub presented: Presented,
+    pub token: Option<TokenFacts<'a>>,
+}
+
+/// Which credentials authenticated the request.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct Presented {
+    pub svid: bool,
+    pub token: bool,
+}
+
+/// The verified facts of the request's token.
+#[derive(Clone, Copy, Debug)]
+pub struct TokenFacts<'a> {
+    /// The configured name of the issuer that vouched for the token.
+    pub issuer: &'a str,
+    pub subject: &'a str,
+    /// The token's other claims (registered time claims included).
+    pub claims: &'a serde_json::Map<String, serde_json::Value>,
+}
+
+/// Which credentials a route requires, or a rule matches.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Credentials {
+    /// An X.509-SVID on the connection.
+    Mtls,
+    /// A token on the request.
+    Token,
+    /// Either, or both (then bound to each other).
+    Either,
+    /// Both, bound to each other.
+    Both,
+}
+
+impl Credentials {
+    pub fn parse(s: &str) -> Option<Credentials> {
+        Some(match s {
+            "mtls" => Credentials::Mtls,
+            "token" => Credentials::Token,
+            "either" => Credentials::Either,
+            "both" => Credentials::Both,
+            _ => return None,
+        })
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Credentials::Mtls => "mtls",
+            Credentials::Token => "token",
+            Credentials::Either => "either",
+            Credentials::Both => "both",
+        }
+    }
+
+    /// Whether a request that presented `presented` meets this requirement.
+    pub fn admits(self, presented: Presented) -> bool {
+        match self {
+            Credentials::Mtls => presented.svid,
+            Credentials::Token => presented.token,
+            Credentials::Either => presented.svid || presented.token,
+            Credentials::Both => presented.svid && presented.token,
+        }
+    }
+
+    /// Whether a token on the request is the gateway's to verify (rather than the upstream's).
+    pub fn accepts_tokens(self) -> bool {
+        !matches!(self, Credentials::Mtls)
+    }
 }
 
 /// The enforced outcome of a decision.
@@ -72,6 +142,9 @@ pub struct Policy {
     by_route: HashMap<Arc<str>, Vec<usize>>,
     /// Rule indexes (ascending) of rules that apply to every route.
     any_route: Vec<usize>,
+    /// Names of the token claims some rule matches on: the decision depends on them, so the
+    /// cache key carries their values.
+    claim_names: Vec<String>,
     cache: DecisionCache,
 }
 
@@ -88,10 +161,17 @@ impl Policy {
                 }
             }
         }
+        let mut claim_names: Vec<String> = rules
+            .iter()
+            .flat_map(|r| r.claims.iter().map(|c| c.name.clone()))
+            .collect();
+        claim_names.sort();
+        claim_names.dedup();
         Policy {
             rules,
             by_route,
             any_route,
+            claim_names,
             cache: DecisionCache::new(cache_capacity),
         }
     }
@@ -104,9 +184,13 @@ impl Policy {
         &self.cache
     }
 
-    /// Decides, serving repeated (identity, zone, route, method, path) from the cache.
+    /// Decides, serving repeated facts (identity, zone, route, method, path, credentials and
+    /// the token facts rules read) from the cache.
     pub fn decide(&self, facts: &RequestFacts<'_>) -> Decision {
-        let key = DecisionCache::key(facts);
+        let Some(key) = DecisionCache::key(facts, &self.claim_names) else {
+            // Facts too large to be worth caching (huge claims): decide afresh.
+            return self.evaluate(facts);
+        };
         if let Some(hit) = self.cache.lookup(&key) {
             return hit;
         }

@@ -14,6 +14,10 @@ fn rule(id: &str, effect: Effect, mode: Mode) -> Rule {
         routes: vec![],
         methods: vec![],
         paths: vec![],
+        credentials: None,
+        issuers: vec![],
+        subjects: vec![],
+        claims: vec![],
     }
 }
 
@@ -58,11 +62,16 @@ fn req(
 impl Req {
     fn facts(&self) -> RequestFacts<'_> {
         RequestFacts {
-            spiffe_id: &self.id,
+            spiffe_id: Some(&self.id),
             source_zone: self.zone,
             route: self.route,
             method: self.method,
             path: self.path,
+            presented: Presented {
+                svid: true,
+                token: false,
+            },
+            token: None,
         }
     }
 }
@@ -239,8 +248,8 @@ fn cache_key_separates_every_fact() {
     ];
     for v in &variants {
         assert_ne!(
-            DecisionCache::key(&a.facts()),
-            DecisionCache::key(&v.facts())
+            DecisionCache::key(&a.facts(), &[]).unwrap(),
+            DecisionCache::key(&v.facts(), &[]).unwrap()
         );
     }
 }
@@ -253,25 +262,21 @@ fn rules_are_visited_in_file_order_across_route_indexes() {
 
 #[test]
 fn mismatches_name_exactly_the_matchers_that_reject() {
-    let rule = Rule {
-        id: Arc::from("r"),
-        description: None,
-        effect: Effect::Allow,
-        mode: Mode::Enforce,
-        identities: ids(&["spiffe://td/ns/shop/*"]),
-        zones: vec![],
-        routes: vec![Arc::from("api")],
-        methods: vec!["GET".into()],
-        paths: vec![PathPattern::parse("/a/**").unwrap()],
-    };
+    let mut rule = rule("r", Effect::Allow, Mode::Enforce);
+    rule.identities = ids(&["spiffe://td/ns/shop/*"]);
+    rule.routes = vec![Arc::from("api")];
+    rule.methods = vec!["GET".into()];
+    rule.paths = paths(&["/a/**"]);
     let shop = SpiffeId::parse("spiffe://td/ns/shop/sa/x").unwrap();
     let other = SpiffeId::parse("spiffe://td/ns/ops/sa/x").unwrap();
     let facts = |id, method, path| RequestFacts {
-        spiffe_id: id,
+        spiffe_id: Some(id),
         source_zone: "shop",
         route: "api",
         method,
         path,
+        presented: Presented::default(),
+        token: None,
     };
     assert!(rule.mismatches(&facts(&shop, "GET", "/a/b")).is_empty());
     assert!(rule.matches(&facts(&shop, "GET", "/a/b")));
@@ -280,4 +285,184 @@ fn mismatches_name_exactly_the_matchers_that_reject() {
         vec![Matcher::Methods, Matcher::Identities, Matcher::Paths]
     );
     assert!(!rule.matches(&facts(&other, "GET", "/a/b")));
+}
+
+fn claims(json: serde_json::Value) -> serde_json::Map<String, serde_json::Value> {
+    json.as_object().unwrap().clone()
+}
+
+fn token_facts<'a>(
+    id: Option<&'a SpiffeId>,
+    presented: Presented,
+    token: Option<TokenFacts<'a>>,
+) -> RequestFacts<'a> {
+    RequestFacts {
+        spiffe_id: id,
+        source_zone: "ci",
+        route: "api",
+        method: "POST",
+        path: "/deploy",
+        presented,
+        token,
+    }
+}
+
+#[test]
+fn token_matchers_match_issuer_subject_and_claims_and_never_a_tokenless_request() {
+    let mut deploy = rule("deploy", Effect::Allow, Mode::Enforce);
+    deploy.issuers = vec![Arc::from("ci")];
+    deploy.subjects = vec![SubjectPattern::parse("repo:acme/*").unwrap()];
+    deploy.claims = vec![
+        ClaimMatcher {
+            name: "scope".into(),
+            values: vec!["deploy:write".into()],
+        },
+        ClaimMatcher {
+            name: "env".into(),
+            values: vec!["prod".into(), "staging".into()],
+        },
+    ];
+    let both = Presented {
+        svid: false,
+        token: true,
+    };
+    let good = claims(serde_json::json!({"scope": "read deploy:write", "env": "prod"}));
+    let t = |issuer, subject, claims| TokenFacts {
+        issuer,
+        subject,
+        claims,
+    };
+    assert!(deploy.matches(&token_facts(
+        None,
+        both,
+        Some(t("ci", "repo:acme/app", &good))
+    )));
+    assert_eq!(
+        deploy.mismatches(&token_facts(
+            None,
+            both,
+            Some(t("other", "repo:acme/app", &good))
+        )),
+        vec![Matcher::Issuers]
+    );
+    assert_eq!(
+        deploy.mismatches(&token_facts(
+            None,
+            both,
+            Some(t("ci", "repo:evil/app", &good))
+        )),
+        vec![Matcher::Subjects]
+    );
+    // `scope` is a space-separated list: a substring is not an item.
+    let partial = claims(serde_json::json!({"scope": "deploy:writer", "env": "prod"}));
+    assert_eq!(
+        deploy.mismatches(&token_facts(
+            None,
+            both,
+            Some(t("ci", "repo:acme/app", &partial))
+        )),
+        vec![Matcher::Claims]
+    );
+    // Every listed claim must match; arrays match by element.
+    let listed = claims(serde_json::json!({"scope": ["deploy:write"], "env": ["dev", "staging"]}));
+    assert!(deploy.matches(&token_facts(
+        None,
+        both,
+        Some(t("ci", "repo:acme/x", &listed))
+    )));
+    let no_env = claims(serde_json::json!({"scope": "deploy:write"}));
+    assert!(!deploy.matches(&token_facts(
+        None,
+        both,
+        Some(t("ci", "repo:acme/x", &no_env))
+    )));
+    // Token matchers never match a request that has no token.
+    let svid_only = Presented {
+        svid: true,
+        token: false,
+    };
+    let id = SpiffeId::parse("spiffe://td/ns/ci/sa/runner").unwrap();
+    assert_eq!(
+        deploy.mismatches(&token_facts(Some(&id), svid_only, None)),
+        vec![Matcher::Issuers, Matcher::Subjects, Matcher::Claims]
+    );
+}
+
+#[test]
+fn credentials_and_identities_matchers() {
+    let mut both = rule("both", Effect::Allow, Mode::Enforce);
+    both.credentials = Some(Credentials::Both);
+    both.identities = ids(&["spiffe://td/*"]);
+    let id = SpiffeId::parse("spiffe://td/ns/a/sa/b").unwrap();
+    let empty = serde_json::Map::new();
+    let token = TokenFacts {
+        issuer: "td",
+        subject: "spiffe://td/ns/a/sa/b",
+        claims: &empty,
+    };
+    let svid_and_token = Presented {
+        svid: true,
+        token: true,
+    };
+    let svid_only = Presented {
+        svid: true,
+        token: false,
+    };
+    assert!(both.matches(&token_facts(Some(&id), svid_and_token, Some(token))));
+    assert_eq!(
+        both.mismatches(&token_facts(Some(&id), svid_only, None)),
+        vec![Matcher::Credentials]
+    );
+    // A subject that is no SPIFFE ID never matches an identities matcher, not even `*`.
+    let mut any = rule("any", Effect::Allow, Mode::Enforce);
+    any.identities = ids(&["*"]);
+    let bearer = Presented {
+        svid: false,
+        token: true,
+    };
+    assert!(!any.matches(&token_facts(None, bearer, Some(token))));
+    assert!(any.matches(&token_facts(Some(&id), bearer, Some(token))));
+}
+
+#[test]
+fn cache_key_carries_credentials_and_the_claims_rules_read() {
+    let id = SpiffeId::parse("spiffe://td/ns/a/sa/b").unwrap();
+    let names = vec!["scope".to_string()];
+    let read = claims(serde_json::json!({"scope": "read", "other": 1}));
+    let write = claims(serde_json::json!({"scope": "write", "other": 1}));
+    let other = claims(serde_json::json!({"scope": "read", "other": 2}));
+    let t = |claims| TokenFacts {
+        issuer: "ci",
+        subject: "s",
+        claims,
+    };
+    let bearer = Presented {
+        svid: false,
+        token: true,
+    };
+    let key = |facts: RequestFacts<'_>| DecisionCache::key(&facts, &names).unwrap();
+    let base = key(token_facts(Some(&id), bearer, Some(t(&read))));
+    assert_ne!(base, key(token_facts(Some(&id), bearer, Some(t(&write)))));
+    // A claim no rule reads does not split the cache.
+    assert_eq!(base, key(token_facts(Some(&id), bearer, Some(t(&other)))));
+    let with_svid = Presented {
+        svid: true,
+        token: true,
+    };
+    assert_ne!(base, key(token_facts(Some(&id), with_svid, Some(t(&read)))));
+    assert_ne!(base, key(token_facts(None, bearer, Some(t(&read)))));
+    // A huge claim value is decided afresh rather than cached.
+    let huge = claims(serde_json::json!({"scope": "x".repeat(4096)}));
+    assert!(DecisionCache::key(&token_facts(Some(&id), bearer, Some(t(&huge))), &names).is_none());
+}
+
+#[test]
+fn subject_patterns() {
+    assert!(SubjectPattern::parse("*").is_err());
+    assert!(SubjectPattern::parse("").is_err());
+    assert!(SubjectPattern::parse("a*b").is_err());
+    assert!(SubjectPattern::parse("a**").is_err());
+    let p = SubjectPattern::parse("repo:acme/*").unwrap();
+    assert!(p.matches("repo:acme/x") && !p.matches("repo:acme") && !p.matches("repo:acmex/y"));
+    assert_eq!(p.to_string(), "repo:acme/*");
 }

@@ -7,6 +7,11 @@ use bytes::Bytes;
 use pingora_http::ResponseHeader;
 use serde::Serialize;
 
+use crate::identity::TokenReason;
+
+/// The realm of the gateway's `WWW-Authenticate` challenges.
+const REALM: &str = "zonegate";
+
 /// Why the gateway answered instead of the upstream.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Refusal {
@@ -20,6 +25,14 @@ pub enum Refusal {
     CredentialRevoked,
     /// The chain no longer verifies against the trust bundles in force.
     CredentialUntrusted,
+    /// The request's token was refused.
+    Token(TokenReason),
+    /// The route requires an X.509-SVID and the connection has none.
+    MtlsRequired,
+    /// The route requires a token and the request has none.
+    TokenRequired,
+    /// Several `Authorization` headers, or a `Bearer` without a well-formed token.
+    BadAuthorization,
     BadPath,
     BadRequest,
     NoRoute,
@@ -39,8 +52,11 @@ impl Refusal {
             | Refusal::CredentialExpired
             | Refusal::CredentialNotYetValid
             | Refusal::CredentialRevoked
-            | Refusal::CredentialUntrusted => 401,
-            Refusal::BadPath | Refusal::BadRequest => 400,
+            | Refusal::CredentialUntrusted
+            | Refusal::Token(_)
+            | Refusal::MtlsRequired
+            | Refusal::TokenRequired => 401,
+            Refusal::BadPath | Refusal::BadRequest | Refusal::BadAuthorization => 400,
             Refusal::NoRoute => 404,
             Refusal::PolicyDenied | Refusal::DefaultDeny => 403,
             Refusal::UpstreamUnavailable => 502,
@@ -57,6 +73,10 @@ impl Refusal {
             Refusal::CredentialNotYetValid => "credential_not_yet_valid",
             Refusal::CredentialRevoked => "credential_revoked",
             Refusal::CredentialUntrusted => "credential_untrusted",
+            Refusal::Token(reason) => reason.as_str(),
+            Refusal::MtlsRequired => "mtls_required",
+            Refusal::TokenRequired => "token_required",
+            Refusal::BadAuthorization => "bad_authorization",
             Refusal::BadPath => "bad_path",
             Refusal::BadRequest => "bad_request",
             Refusal::NoRoute => "no_route",
@@ -81,6 +101,36 @@ impl Refusal {
         }
     }
 
+    /// Whether the connection's certificate is what failed: the connection is closed so the
+    /// client must handshake again. A refused token says nothing about the connection.
+    pub fn closes_connection(self) -> bool {
+        matches!(
+            self,
+            Refusal::NoCredential
+                | Refusal::CredentialExpired
+                | Refusal::CredentialNotYetValid
+                | Refusal::CredentialRevoked
+                | Refusal::CredentialUntrusted
+        )
+    }
+
+    /// The RFC 6750 challenge, when the gateway accepts tokens (`tokens`): which error, if
+    /// any, and its description. Descriptions are categories, never details.
+    fn challenge(self, tokens: bool) -> Option<String> {
+        let (error, description) = match self {
+            Refusal::Token(reason) => ("invalid_token", reason.description()),
+            Refusal::BadAuthorization => ("invalid_request", "malformed Authorization header"),
+            Refusal::TokenRequired => return Some(format!("Bearer realm=\"{REALM}\"")),
+            Refusal::NoCredential | Refusal::MtlsRequired if tokens => {
+                return Some(format!("Bearer realm=\"{REALM}\""))
+            }
+            _ => return None,
+        };
+        Some(format!(
+            "Bearer realm=\"{REALM}\", error=\"{error}\", error_description=\"{description}\""
+        ))
+    }
+
     /// Whether the verdict on the identity was a deny (as opposed to a failure after allow).
     pub fn is_denial(self) -> bool {
         !matches!(
@@ -96,10 +146,12 @@ struct Body<'a> {
     request_id: &'a str,
 }
 
-/// The response header and JSON body for `refusal`.
+/// The response header and JSON body for `refusal`; `tokens` says whether the gateway
+/// accepts tokens, and so whether a 401 challenges the client to present one.
 pub fn response(
     refusal: Refusal,
     request_id: &str,
+    tokens: bool,
 ) -> pingora_error::Result<(ResponseHeader, Bytes)> {
     let body = serde_json::to_vec(&Body {
         error: refusal.error(),
@@ -112,5 +164,8 @@ pub fn response(
     header.insert_header("content-length", body.len().to_string())?;
     header.insert_header("x-request-id", request_id)?;
     header.insert_header("cache-control", "no-store")?;
+    if let Some(challenge) = refusal.challenge(tokens) {
+        header.insert_header("www-authenticate", challenge)?;
+    }
     Ok((header, body))
 }

@@ -10,8 +10,9 @@ use pingora_http::RequestHeader;
 
 use super::answer::Refusal;
 use super::ids::next_id;
+use crate::config::GatewayConfig;
 use crate::events::{now_rfc3339, rfc3339_seconds, IdentityEvent, KIND_REQUEST, SCHEMA};
-use crate::identity::{Credential, Identity};
+use crate::identity::Identity;
 use crate::policy::{Decision, NormalizedTarget, Verdict};
 use crate::reload::Snapshot;
 
@@ -35,6 +36,10 @@ pub struct RequestCtx {
     pub decision: Option<Decision>,
     pub refusal: Option<Refusal>,
     pub detail: Option<String>,
+    /// The request's token was verified by the gateway (and is removed before proxying).
+    pub token_consumed: bool,
+    /// The route forwards a consumed token anyway.
+    pub forward_token: bool,
 }
 
 impl RequestCtx {
@@ -56,7 +61,17 @@ impl RequestCtx {
             decision: None,
             refusal: None,
             detail: None,
+            token_consumed: false,
+            forward_token: false,
         }
+    }
+
+    /// Records who the request is from, and the source zone that follows from it.
+    pub fn set_identity(&mut self, identity: Identity, config: &GatewayConfig) {
+        let zone = config.zone_of_identity(&identity).to_string();
+        self.cross_zone = zone != config.zone;
+        self.source_zone = Some(zone);
+        self.identity = Some(identity);
     }
 
     /// Records what the client asked for, before any check.
@@ -102,9 +117,8 @@ impl RequestCtx {
     ) -> IdentityEvent {
         let config = &self.snapshot.config;
         let (decision_name, reason) = self.outcome();
-        let svid = self.identity.as_ref().map(|i| match &i.credential {
-            Credential::X509Svid(svid) => svid,
-        });
+        let svid = self.identity.as_ref().and_then(|i| i.svid.as_deref());
+        let token = self.identity.as_ref().and_then(|i| i.token.as_deref());
         let decision = self.decision.as_ref();
         IdentityEvent {
             schema: SCHEMA,
@@ -119,12 +133,19 @@ impl RequestCtx {
             audit_rule_id: decision.and_then(|d| d.audit.as_ref().map(|a| a.rule.to_string())),
             audit_decision: decision.and_then(|d| d.audit.as_ref().map(|a| a.would.as_str())),
             cross_zone: self.cross_zone,
-            credential: self.identity.as_ref().map(|i| i.credential.kind()),
-            source_spiffe_id: self.identity.as_ref().map(|i| i.spiffe_id.to_string()),
+            credential: self.identity.as_ref().map(Identity::credential_kind),
+            source_spiffe_id: self
+                .identity
+                .as_ref()
+                .and_then(|i| i.spiffe_id.as_ref().map(|id| id.to_string())),
             source_zone: self.source_zone.clone(),
             peer_addr,
             cert_serial: svid.map(|s| s.serial_hex.clone()),
             cert_not_after: svid.and_then(|s| rfc3339_seconds(s.not_after_unix)),
+            token_issuer: token.map(|t| t.issuer.name.to_string()),
+            token_subject: token.map(|t| t.subject.clone()),
+            token_jti: token.and_then(|t| t.jti.clone()),
+            token_expiry: token.and_then(|t| rfc3339_seconds(t.expires_at)),
             destination_zone: config.zone.clone(),
             route: self.route.as_deref().map(str::to_string),
             upstream: self

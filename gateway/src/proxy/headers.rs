@@ -5,12 +5,18 @@
 
 use pingora_http::RequestHeader;
 
-use crate::identity::{Credential, Identity};
+use crate::identity::Identity;
 
 /// Envoy-compatible forwarded client certificate header.
 pub const XFCC: &str = "x-forwarded-client-cert";
 pub const REQUEST_ID: &str = "x-request-id";
 pub const SOURCE_ZONE: &str = "x-zonegate-source-zone";
+/// The verified identity in one string: the SPIFFE ID, else the token subject.
+pub const IDENTITY: &str = "x-zonegate-identity";
+/// The credential kinds that proved it (`x509-svid`, `jwt-svid`, `x509-svid+jwt-svid`, ...).
+pub const CREDENTIAL: &str = "x-zonegate-credential";
+/// The configured name of the token issuer, when a token proved it.
+pub const TOKEN_ISSUER: &str = "x-zonegate-token-issuer";
 
 /// Headers every gateway strips; `x-zonegate-*` is stripped as a namespace too.
 pub const BUILTIN_STRIP: &[&str] = &[
@@ -47,8 +53,12 @@ pub fn strip_client_identity(req: &mut RequestHeader, extra: &[String]) {
 
 /// Adds the verified identity for the upstream.
 ///
+/// When the connection presented an X.509-SVID:
 /// `x-forwarded-client-cert: By=<gateway SPIFFE ID>;Hash=<SHA-256 of the client cert>;URI=<client SPIFFE ID>`
-/// follows Envoy's format, so upstreams already parsing it need no change.
+/// follows Envoy's format, so upstreams already parsing it need no change. Every request also
+/// carries `x-zonegate-identity` and `x-zonegate-credential` (and `x-zonegate-token-issuer`
+/// when a token proved the identity), which the client can never set: the whole
+/// `x-zonegate-` namespace is stripped from client requests first.
 pub fn add_verified_identity(
     req: &mut RequestHeader,
     identity: &Identity,
@@ -56,22 +66,24 @@ pub fn add_verified_identity(
     source_zone: &str,
     request_id: &str,
 ) -> pingora_error::Result<()> {
-    let mut xfcc = String::with_capacity(192);
-    if let Some(by) = gateway_id {
-        xfcc.push_str("By=");
-        xfcc.push_str(by);
-        xfcc.push(';');
-    }
-    match &identity.credential {
-        Credential::X509Svid(svid) => {
-            xfcc.push_str("Hash=");
-            xfcc.push_str(&svid.sha256_hex);
+    if let Some(svid) = &identity.svid {
+        let mut xfcc = String::with_capacity(192);
+        if let Some(by) = gateway_id {
+            xfcc.push_str("By=");
+            xfcc.push_str(by);
             xfcc.push(';');
         }
+        xfcc.push_str("Hash=");
+        xfcc.push_str(&svid.sha256_hex);
+        xfcc.push_str(";URI=");
+        xfcc.push_str(svid.spiffe_id.as_str());
+        req.insert_header(XFCC, xfcc)?;
     }
-    xfcc.push_str("URI=");
-    xfcc.push_str(identity.spiffe_id.as_str());
-    req.insert_header(XFCC, xfcc)?;
+    req.insert_header(IDENTITY, identity.subject())?;
+    req.insert_header(CREDENTIAL, identity.credential_kind())?;
+    if let Some(token) = &identity.token {
+        req.insert_header(TOKEN_ISSUER, &*token.issuer.name)?;
+    }
     req.insert_header(REQUEST_ID, request_id)?;
     req.insert_header(SOURCE_ZONE, source_zone)?;
     Ok(())

@@ -4,6 +4,7 @@
 //! the compiled policy, the event sink. Errors become status codes in [`answer`] only.
 
 pub mod answer;
+pub mod authn;
 mod ctx;
 pub mod headers;
 pub mod ids;
@@ -24,10 +25,11 @@ use pingora_proxy::{FailToProxy, ProxyHttp, Session};
 
 use crate::admin::metrics::Metrics;
 use crate::events::EventSink;
-use crate::identity::{Credential, Identity};
-use crate::policy::{self, RequestFacts, Verdict};
-use crate::reload::SnapshotStore;
+use crate::identity::{Identity, VerifiedToken};
+use crate::policy::{self, Presented, RequestFacts, TokenFacts, Verdict};
+use crate::reload::{Snapshot, SnapshotStore};
 use answer::Refusal;
+use authn::Bearer;
 use tls::PeerSvid;
 
 /// The gateway's proxy logic.
@@ -50,42 +52,35 @@ impl Gateway {
     fn admit(&self, session: &Session, ctx: &mut RequestCtx) -> std::result::Result<(), Refusal> {
         let snapshot = ctx.snapshot.clone();
         let config = &snapshot.config;
+        let now = unix_now();
 
         let peer = session
             .digest()
             .and_then(|d| d.ssl_digest.as_ref())
-            .and_then(|tls| tls.extension.get::<PeerSvid>())
-            .ok_or(Refusal::NoCredential)?;
-        let svid = peer.facts.clone();
-        ctx.identity = Some(Identity {
-            spiffe_id: svid.spiffe_id.clone(),
-            credential: Credential::X509Svid(svid.clone()),
-        });
-        let zone = config.zone_of(&svid.spiffe_id).to_string();
-        ctx.cross_zone = zone != config.zone;
-        ctx.source_zone = Some(zone);
-
-        // The SVID was valid at the handshake; connections outlive certificates.
-        let now = unix_now();
-        if now > svid.not_after_unix {
-            return Err(Refusal::CredentialExpired);
+            .and_then(|tls| tls.extension.get::<PeerSvid>());
+        if let Some(peer) = peer {
+            // Attribute the request to the certificate at once, so that even a refusal's
+            // event says who was refused.
+            ctx.set_identity(
+                Identity {
+                    spiffe_id: Some(peer.facts.spiffe_id.clone()),
+                    svid: Some(peer.facts.clone()),
+                    token: None,
+                },
+                config,
+            );
+            authn::check_svid(&snapshot, peer, now, &mut ctx.detail)?;
         }
-        if now < svid.not_before_unix {
-            return Err(Refusal::CredentialNotYetValid);
+        let bearer = authn::bearer(session.req_header())?;
+        let mut verified = None;
+        if peer.is_none() {
+            // Without a certificate only a token can authenticate, and it must do so before
+            // the request learns anything about routes.
+            let Bearer::Token(token) = bearer else {
+                return Err(Refusal::NoCredential);
+            };
+            verified = Some(self.verify_token(&snapshot, token, None, now, ctx)?);
         }
-        // Revocations and bundle changes take effect on the very next request, even on
-        // connections that were admitted before them.
-        if let Some(why) = config
-            .revocation
-            .check(svid.spiffe_id.as_str(), &svid.serial_hex)
-        {
-            ctx.detail = Some(why.to_string());
-            return Err(Refusal::CredentialRevoked);
-        }
-        peer.still_trusted(&snapshot.trust).map_err(|why| {
-            ctx.detail = Some(why);
-            Refusal::CredentialUntrusted
-        })?;
 
         let target = policy::normalize(&ctx.raw_target).map_err(|e| {
             ctx.detail = Some(e.to_string());
@@ -97,13 +92,36 @@ impl Gateway {
             .ok_or(Refusal::NoRoute)?;
         ctx.route = Some(route.name.clone());
         ctx.upstream = Some(route.upstream.clone());
+        ctx.forward_token = route.forward_token;
 
+        if let (Some(peer), Bearer::Token(token)) = (peer, &bearer) {
+            if route.credentials.accepts_tokens() {
+                verified = Some(self.verify_token(&snapshot, token, Some(peer), now, ctx)?);
+            }
+        }
+        let authenticated = authn::identity_for(route.credentials, peer, verified)?;
+        ctx.token_consumed = authenticated.token_consumed;
+        ctx.set_identity(authenticated.identity, config);
+
+        let Some(identity) = &ctx.identity else {
+            return Err(Refusal::Internal);
+        };
+        let token = identity.token.as_deref();
         let decision = snapshot.policy.decide(&RequestFacts {
-            spiffe_id: &svid.spiffe_id,
+            spiffe_id: identity.spiffe_id.as_ref(),
             source_zone: ctx.source_zone.as_deref().unwrap_or_default(),
             route: &route.name,
             method: session.req_header().method.as_str(),
             path: &target.path,
+            presented: Presented {
+                svid: identity.svid.is_some(),
+                token: token.is_some(),
+            },
+            token: token.map(|t| TokenFacts {
+                issuer: &t.issuer.name,
+                subject: &t.subject,
+                claims: &t.claims,
+            }),
         });
         ctx.target = Some(target);
         let verdict = decision.verdict;
@@ -116,6 +134,21 @@ impl Gateway {
         }
     }
 
+    /// Verifies the request's token; a refusal records the precise reason for the event.
+    fn verify_token(
+        &self,
+        snapshot: &Snapshot,
+        token: &str,
+        peer: Option<&PeerSvid>,
+        now: i64,
+        ctx: &mut RequestCtx,
+    ) -> std::result::Result<Arc<VerifiedToken>, Refusal> {
+        authn::check_token(snapshot, token, peer, now).map_err(|failure| {
+            ctx.detail = Some(failure.detail);
+            Refusal::Token(failure.reason)
+        })
+    }
+
     async fn refuse(
         &self,
         session: &mut Session,
@@ -123,9 +156,10 @@ impl Gateway {
         refusal: Refusal,
     ) -> Result<bool> {
         ctx.refusal = Some(refusal);
-        let (header, body) = answer::response(refusal, &ctx.request_id)?;
-        if refusal.status() == 401 {
-            // The connection's credential is the problem: make the client handshake again.
+        let challenge = !ctx.snapshot.config.token_issuers.is_empty();
+        let (header, body) = answer::response(refusal, &ctx.request_id, challenge)?;
+        if refusal.closes_connection() {
+            // The connection's certificate is the problem: make the client handshake again.
             session.set_keepalive(None);
         }
         session
@@ -213,6 +247,11 @@ impl ProxyHttp for Gateway {
         upstream.set_uri(uri);
         let config = &ctx.snapshot.config;
         headers::strip_client_identity(upstream, &config.strip_headers);
+        if ctx.token_consumed && !ctx.forward_token {
+            // The gateway's credential, spent here: the upstream gets the verified identity,
+            // not a bearer token it could replay.
+            upstream.remove_header(&http::header::AUTHORIZATION);
+        }
         headers::add_verified_identity(
             upstream,
             identity,
@@ -257,7 +296,7 @@ impl ProxyHttp for Gateway {
                 ErrorType::WriteError | ErrorType::ReadError | ErrorType::ConnectionClosed
             );
         if !downstream_gone && session.response_written().is_none() {
-            if let Ok((header, body)) = answer::response(refusal, &ctx.request_id) {
+            if let Ok((header, body)) = answer::response(refusal, &ctx.request_id, false) {
                 let _ = session.write_response_header(Box::new(header), false).await;
                 let _ = session.write_response_body(Some(body), true).await;
             }
@@ -278,7 +317,10 @@ impl ProxyHttp for Gateway {
             ctx.source_zone.as_deref().unwrap_or("-"),
             elapsed,
         );
-        if ctx.refusal.is_some_and(|r| r.status() == 401) {
+        if ctx
+            .refusal
+            .is_some_and(|r| r.status() == 401 || r == Refusal::BadAuthorization)
+        {
             self.metrics.record_auth_failure(reason);
         }
         if !self.events.is_enabled() || !ctx.is_event_worthy() {

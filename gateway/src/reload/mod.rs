@@ -20,7 +20,7 @@ use rustls::sign::CertifiedKey;
 use x509_parser::prelude::FromDer;
 
 use crate::config::{self, ConfigErrors, GatewayConfig};
-use crate::identity::{TrustSource, TrustStore};
+use crate::identity::{TokenVerifier, TrustSource, TrustStore};
 use crate::policy::Policy;
 use crate::proxy::route::RouteTable;
 use crate::proxy::upstream::UpstreamPool;
@@ -31,6 +31,8 @@ pub struct Snapshot {
     pub config: GatewayConfig,
     pub policy: Policy,
     pub trust: Arc<TrustStore>,
+    /// Token issuers and the verified-token cache.
+    pub tokens: Arc<TokenVerifier>,
     pub routes: RouteTable,
     pub upstreams: HashMap<String, Arc<UpstreamPool>>,
     pub server_cert: Arc<CertifiedKey>,
@@ -42,8 +44,9 @@ impl Snapshot {
     /// Builds a snapshot from a validated config. Errors name the config file and key.
     ///
     /// Parts whose inputs did not change are shared with `previous`: the trust store (so open
-    /// connections need not verify their chains again) and upstream pools (so health state
-    /// and balancing carry over).
+    /// connections need not verify their chains again), the token verifier (so its cache of
+    /// verified tokens survives a policy change) and upstream pools (so health state and
+    /// balancing carry over).
     pub fn build(
         config: GatewayConfig,
         generation: u64,
@@ -63,6 +66,20 @@ impl Snapshot {
                 }
                 Arc::new(trust)
             }
+        };
+
+        let tokens = match previous {
+            Some(prev)
+                if prev.config.token_issuers == config.token_issuers
+                    && prev.config.tokens == config.tokens =>
+            {
+                prev.tokens.clone()
+            }
+            _ => Arc::new(TokenVerifier::new(
+                config.token_issuers.clone(),
+                config.tokens.max_token_bytes,
+                config.tokens.cache_entries,
+            )),
         };
 
         let own_tls_unchanged = previous.is_some_and(|p| {
@@ -122,6 +139,7 @@ impl Snapshot {
                 config,
                 policy,
                 trust,
+                tokens,
                 routes,
                 upstreams,
                 server_cert,

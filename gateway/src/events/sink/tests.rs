@@ -82,7 +82,19 @@ fn a_full_queue_drops_counts_and_reports_never_blocks() {
     }
     assert_eq!(sink.stats().dropped.load(Ordering::Relaxed), 47);
     gate.open();
-    let text = wait_for(&gate, "events_dropped");
+    // The kept events and the report arrive in either order; wait until all are out.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while sink.stats().written.load(Ordering::Relaxed) < 3
+        || !gate.text().contains("events_dropped")
+    {
+        assert!(
+            Instant::now() < deadline,
+            "not all written: {}",
+            gate.text()
+        );
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    let text = gate.text();
     let report = text.lines().find(|l| l.contains("events_dropped")).unwrap();
     let report: serde_json::Value = serde_json::from_str(report).unwrap();
     assert_eq!(report["dropped"], 47);
@@ -94,6 +106,7 @@ fn a_full_queue_drops_counts_and_reports_never_blocks() {
         );
     }
     assert_eq!(sink.stats().written.load(Ordering::Relaxed), 3);
+    assert_eq!(sink.stats().dropped.load(Ordering::Relaxed), 47);
 }
 
 #[test]

@@ -8,6 +8,8 @@ fn route(name: &str, hosts: &[&str], prefix: &str) -> Route {
         hosts: hosts.iter().map(|h| h.to_string()).collect(),
         path_prefix: prefix.to_string(),
         upstream: "u".into(),
+        credentials: crate::policy::Credentials::Mtls,
+        forward_token: false,
     }
 }
 

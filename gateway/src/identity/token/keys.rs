@@ -1,0 +1,292 @@
+//! Token verification keys: a JWK Set file, or a SPIFFE trust bundle whose `jwt-svid` keys are
+//! the trust domain's JWT authorities, turned into keys that each know which algorithms they
+//! may verify.
+//!
+//! RFC 8725 3.1: the algorithm comes from the key, never from the token. A key's algorithms
+//! are its JWK `alg` when set, else what its type and curve admit, always within the issuer's
+//! configured list. Symmetric keys are refused outright (an HMAC "public" key is a shared
+//! secret), and RSA keys shorter than 2048 bits are refused (RFC 8725 3.5).
+
+use jsonwebtoken::jwk::{
+    AlgorithmParameters, EllipticCurve, Jwk, KeyAlgorithm, KeyOperations, PublicKeyUse,
+};
+use jsonwebtoken::{Algorithm, DecodingKey};
+use serde_json::Value;
+
+use super::jose::b64url_decode;
+
+/// Smallest RSA modulus accepted, in bits.
+const MIN_RSA_BITS: usize = 2048;
+/// More keys than this in one file is a mistake, not a key set.
+const MAX_KEYS: usize = 256;
+
+/// How a key file is to be read.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum KeyFileFormat {
+    /// A SPIFFE trust bundle: keys carry `use`; only `jwt-svid` keys verify JWT-SVIDs.
+    SpiffeBundle,
+    /// A plain JWK Set: keys with `use` absent or `sig` verify tokens; `enc` keys are skipped.
+    Jwks,
+}
+
+/// One verification key.
+pub struct VerificationKey {
+    pub kid: Option<String>,
+    /// The algorithms this key may verify: never empty.
+    pub algorithms: Vec<Algorithm>,
+    pub key: DecodingKey,
+}
+
+impl std::fmt::Debug for VerificationKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("VerificationKey")
+            .field("kid", &self.kid)
+            .field("algorithms", &self.algorithms)
+            .finish()
+    }
+}
+
+/// The usable keys of one key file.
+#[derive(Debug, Default)]
+pub struct KeySet {
+    pub keys: Vec<VerificationKey>,
+    /// SHA-256 of the file's bytes: equal fingerprints mean the same keys.
+    pub fingerprint: Vec<u8>,
+}
+
+impl PartialEq for KeySet {
+    fn eq(&self, other: &Self) -> bool {
+        self.fingerprint == other.fingerprint
+    }
+}
+
+impl KeySet {
+    /// The key a token names by `kid`; without a `kid`, the only key, if there is one.
+    pub fn select(&self, kid: Option<&str>) -> Option<&VerificationKey> {
+        match kid {
+            Some(kid) => self.keys.iter().find(|k| k.kid.as_deref() == Some(kid)),
+            None if self.keys.len() == 1 => self.keys.first(),
+            None => None,
+        }
+    }
+}
+
+/// A problem with one key (`key` is its place in the file, `keys[2]`) or the whole file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KeyError {
+    pub key: String,
+    pub reason: String,
+}
+
+/// Reads the keys in `bytes` usable with `allowed` algorithms. Errors name each bad key; a
+/// file with no usable key is an error too.
+pub fn parse_key_set(
+    bytes: &[u8],
+    format: KeyFileFormat,
+    allowed: &[Algorithm],
+) -> Result<KeySet, Vec<KeyError>> {
+    let whole = |reason: String| {
+        vec![KeyError {
+            key: String::new(),
+            reason,
+        }]
+    };
+    let doc: Value = serde_json::from_slice(bytes).map_err(|e| whole(format!("not JSON: {e}")))?;
+    let Some(entries) = doc.get("keys").and_then(Value::as_array) else {
+        return Err(whole("no `keys` array (expected a JWK Set)".into()));
+    };
+    if entries.len() > MAX_KEYS {
+        return Err(whole(format!(
+            "{} keys; at most {MAX_KEYS} are read",
+            entries.len()
+        )));
+    }
+    let mut errors = Vec::new();
+    let mut keys: Vec<VerificationKey> = Vec::new();
+    for (i, entry) in entries.iter().enumerate() {
+        let at = format!("keys[{i}]");
+        match read_key(entry, format, allowed) {
+            Ok(Some(key)) => {
+                if key.kid.is_some() && keys.iter().any(|k| k.kid == key.kid) {
+                    errors.push(KeyError {
+                        key: at,
+                        reason: format!(
+                            "duplicate kid `{}`",
+                            key.kid.as_deref().unwrap_or_default()
+                        ),
+                    });
+                } else {
+                    keys.push(key);
+                }
+            }
+            Ok(None) => {}
+            Err(reason) => errors.push(KeyError { key: at, reason }),
+        }
+    }
+    if keys.len() > 1 && keys.iter().any(|k| k.kid.is_none()) {
+        errors.push(KeyError {
+            key: "keys".into(),
+            reason: "with several keys, every key needs a `kid` for tokens to select it".into(),
+        });
+    }
+    if errors.is_empty() && keys.is_empty() {
+        errors.push(KeyError {
+            key: "keys".into(),
+            reason: format!(
+                "no key usable for token signatures with algorithms {}",
+                names(allowed)
+            ),
+        });
+    }
+    if !errors.is_empty() {
+        return Err(errors);
+    }
+    Ok(KeySet {
+        keys,
+        fingerprint: ring::digest::digest(&ring::digest::SHA256, bytes)
+            .as_ref()
+            .to_vec(),
+    })
+}
+
+/// One key: `Ok(None)` for a key meant for something else (encryption, X.509-SVIDs, an
+/// algorithm this issuer does not allow).
+fn read_key(
+    entry: &Value,
+    format: KeyFileFormat,
+    allowed: &[Algorithm],
+) -> Result<Option<VerificationKey>, String> {
+    let jwk: Jwk = serde_json::from_value(entry.clone()).map_err(|e| format!("not a JWK: {e}"))?;
+    match (format, &jwk.common.public_key_use) {
+        (KeyFileFormat::SpiffeBundle, Some(PublicKeyUse::Other(u))) if u == "jwt-svid" => {}
+        (KeyFileFormat::SpiffeBundle, Some(PublicKeyUse::Other(u))) if u == "x509-svid" => {
+            return Ok(None)
+        }
+        (KeyFileFormat::SpiffeBundle, other) => {
+            return Err(format!(
+                "`use` is {}; a SPIFFE bundle key is `jwt-svid` or `x509-svid`",
+                use_name(other)
+            ))
+        }
+        (KeyFileFormat::Jwks, None | Some(PublicKeyUse::Signature)) => {}
+        (KeyFileFormat::Jwks, Some(PublicKeyUse::Encryption)) => return Ok(None),
+        (KeyFileFormat::Jwks, other) => {
+            return Err(format!(
+                "`use` is {}; a token signing key has `sig` or none",
+                use_name(other)
+            ))
+        }
+    }
+    if let Some(ops) = &jwk.common.key_operations {
+        if !ops.iter().any(|op| matches!(op, KeyOperations::Verify)) {
+            return Ok(None);
+        }
+    }
+    let admitted = admitted_algorithms(&jwk)?;
+    let algorithms: Vec<Algorithm> = match jwk.common.key_algorithm {
+        Some(declared) => {
+            let alg = signature_algorithm(declared)
+                .ok_or_else(|| format!("`alg` {declared:?} is not a signature algorithm"))?;
+            if !admitted.contains(&alg) {
+                return Err(format!(
+                    "`alg` {alg:?} does not fit the key type ({})",
+                    names(&admitted)
+                ));
+            }
+            vec![alg]
+        }
+        None => admitted,
+    };
+    let algorithms: Vec<Algorithm> = algorithms
+        .into_iter()
+        .filter(|a| allowed.contains(a))
+        .collect();
+    if algorithms.is_empty() {
+        return Ok(None);
+    }
+    let key = DecodingKey::from_jwk(&jwk).map_err(|e| format!("unusable key: {e}"))?;
+    Ok(Some(VerificationKey {
+        kid: jwk.common.key_id.clone(),
+        algorithms,
+        key,
+    }))
+}
+
+/// What the key's type and curve admit; refuses symmetric and weak keys.
+fn admitted_algorithms(jwk: &Jwk) -> Result<Vec<Algorithm>, String> {
+    match &jwk.algorithm {
+        AlgorithmParameters::EllipticCurve(ec) => match ec.curve {
+            EllipticCurve::P256 => Ok(vec![Algorithm::ES256]),
+            EllipticCurve::P384 => Ok(vec![Algorithm::ES384]),
+            ref other => Err(format!("EC curve {other:?} is not supported")),
+        },
+        AlgorithmParameters::OctetKeyPair(okp) => match okp.curve {
+            EllipticCurve::Ed25519 => Ok(vec![Algorithm::EdDSA]),
+            ref other => Err(format!("OKP curve {other:?} is not supported")),
+        },
+        AlgorithmParameters::RSA(rsa) => {
+            let modulus =
+                b64url_decode(&rsa.n).map_err(|e| format!("RSA `n` is not base64url: {e}"))?;
+            let bits = significant_bits(&modulus);
+            if bits < MIN_RSA_BITS {
+                return Err(format!(
+                    "RSA key of {bits} bits; at least {MIN_RSA_BITS} are required"
+                ));
+            }
+            Ok(vec![
+                Algorithm::RS256,
+                Algorithm::RS384,
+                Algorithm::RS512,
+                Algorithm::PS256,
+                Algorithm::PS384,
+                Algorithm::PS512,
+            ])
+        }
+        AlgorithmParameters::OctetKey(_) => Err(
+            "symmetric (`oct`) keys are never accepted: a shared secret cannot prove a workload"
+                .into(),
+        ),
+    }
+}
+
+fn significant_bits(big_endian: &[u8]) -> usize {
+    let skip = big_endian.iter().take_while(|&&b| b == 0).count();
+    match big_endian.get(skip) {
+        Some(first) => (big_endian.len() - skip) * 8 - first.leading_zeros() as usize,
+        None => 0,
+    }
+}
+
+fn signature_algorithm(alg: KeyAlgorithm) -> Option<Algorithm> {
+    Some(match alg {
+        KeyAlgorithm::ES256 => Algorithm::ES256,
+        KeyAlgorithm::ES384 => Algorithm::ES384,
+        KeyAlgorithm::RS256 => Algorithm::RS256,
+        KeyAlgorithm::RS384 => Algorithm::RS384,
+        KeyAlgorithm::RS512 => Algorithm::RS512,
+        KeyAlgorithm::PS256 => Algorithm::PS256,
+        KeyAlgorithm::PS384 => Algorithm::PS384,
+        KeyAlgorithm::PS512 => Algorithm::PS512,
+        KeyAlgorithm::EdDSA => Algorithm::EdDSA,
+        KeyAlgorithm::HS256 | KeyAlgorithm::HS384 | KeyAlgorithm::HS512 => return None,
+        KeyAlgorithm::RSA1_5 | KeyAlgorithm::RSA_OAEP | KeyAlgorithm::RSA_OAEP_256 => return None,
+    })
+}
+
+fn use_name(u: &Option<PublicKeyUse>) -> String {
+    match u {
+        None => "absent".into(),
+        Some(PublicKeyUse::Signature) => "`sig`".into(),
+        Some(PublicKeyUse::Encryption) => "`enc`".into(),
+        Some(PublicKeyUse::Other(o)) => format!("`{o}`"),
+    }
+}
+
+/// `[ES256, RS256]` as the config spells them.
+pub fn names(algs: &[Algorithm]) -> String {
+    let list: Vec<String> = algs.iter().map(|a| format!("{a:?}")).collect();
+    format!("[{}]", list.join(", "))
+}
+
+#[cfg(test)]
+mod tests;
