@@ -1,6 +1,6 @@
 //! The subcommands behind the `zonegate` binary, returning process exit codes.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use tracing::{error, info};
@@ -8,7 +8,7 @@ use tracing::{error, info};
 use crate::config::{self, EXIT_CONFIG};
 use crate::events::EventSink;
 use crate::reload::SnapshotStore;
-use crate::{devpki, server};
+use crate::{devpki, devtoken, server};
 
 /// Exit code for a failure that is not the config's fault (EX_SOFTWARE).
 pub const EXIT_FAILURE: i32 = 70;
@@ -115,4 +115,67 @@ pub fn dev_certs(out: &Path, trust_domain: &str) -> i32 {
             EXIT_FAILURE
         }
     }
+}
+
+/// `zonegate token mint`'s arguments.
+#[derive(Debug)]
+pub struct MintArgs {
+    pub key: PathBuf,
+    pub sub: String,
+    pub aud: Vec<String>,
+    pub ttl: i64,
+    pub iss: Option<String>,
+    pub claims: Vec<String>,
+    pub bind_cert: Option<PathBuf>,
+}
+
+/// `zonegate token mint`: prints a freshly signed dev token.
+pub fn mint_token(args: &MintArgs) -> i32 {
+    match mint(args) {
+        Ok(token) => {
+            println!("{token}");
+            0
+        }
+        Err(e) => {
+            eprintln!("zonegate token mint: {e}");
+            EXIT_CONFIG
+        }
+    }
+}
+
+fn mint(args: &MintArgs) -> Result<String, String> {
+    if args.ttl <= 0 {
+        return Err("--ttl must be positive".into());
+    }
+    let pem = std::fs::read_to_string(&args.key)
+        .map_err(|e| format!("--key {}: {e}", args.key.display()))?;
+    let signer = devtoken::TokenSigner::from_pkcs8_pem(&pem)
+        .map_err(|e| format!("--key {}: {e}", args.key.display()))?;
+    let mut claims = serde_json::Map::new();
+    for claim in &args.claims {
+        let (name, value) = claim
+            .split_once('=')
+            .filter(|(name, _)| !name.is_empty())
+            .ok_or_else(|| format!("--claim `{claim}`: expected NAME=VALUE"))?;
+        claims.insert(name.to_string(), serde_json::Value::from(value));
+    }
+    let bind_to_cert_sha256 = match &args.bind_cert {
+        Some(path) => {
+            Some(devtoken::cert_thumbprint(path).map_err(|e| format!("--bind-cert: {e}"))?)
+        }
+        None => None,
+    };
+    let spec = devtoken::MintSpec {
+        subject: args.sub.clone(),
+        audiences: args.aud.clone(),
+        issuer: args.iss.clone(),
+        ttl_s: args.ttl,
+        claims,
+        bind_to_cert_sha256,
+    };
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_err(|e| e.to_string())?
+        .as_secs() as i64;
+    signer.sign(&devtoken::claims(&spec, now))
 }

@@ -13,6 +13,8 @@ use crate::reload::SnapshotStore;
 use crate::{devpki, echo, server};
 
 const TRUST_DOMAIN: &str = "example.org";
+/// The token issuer's config name.
+const TRUST_DOMAIN_NAME: &str = "example-org";
 
 /// The demo zone's policy: checkout (zone `shop`) may charge; the payments zone's own ledger
 /// may read; a staged rule audits refunds from `shop`. Everything else is denied by default.
@@ -52,6 +54,8 @@ zone = "payments"
 
 [[listener]]
 address = "127.0.0.1:{port}"
+# Workloads without an SVID on the connection may still call with a JWT-SVID.
+client_cert = "optional"
 
 [tls]
 cert = "certs/gateway.crt"
@@ -68,10 +72,21 @@ identities = ["spiffe://{TRUST_DOMAIN}/ns/shop/*"]
 zone = "payments"
 identities = ["spiffe://{TRUST_DOMAIN}/ns/payments/*"]
 
+# JWT-SVIDs of {TRUST_DOMAIN}, signed with the dev key (`zonegate token mint`). Their audience
+# must be this gateway's SPIFFE ID (the default); they may live at most 10 minutes.
+[token_issuer.{TRUST_DOMAIN_NAME}]
+kind = "jwt-svid"
+trust_domain = "{TRUST_DOMAIN}"
+keys = "certs/jwt-bundle.json"
+algorithms = ["ES256"]
+max_lifetime_s = 600
+
 [[route]]
 name = "payments-api"
 path_prefix = "/payments"
 upstream = "echo"
+# An SVID on the connection, a JWT-SVID on the request, or both (then they must match).
+credentials = "either"
 
 [upstream.echo]
 addresses = ["{upstream}"]
@@ -102,7 +117,10 @@ pub fn run(dir: &Path, port: u16, admin_port: u16) -> i32 {
 
 fn start(dir: &Path, port: u16, admin_port: u16) -> Result<i32, String> {
     let certs = dir.join("certs");
-    if !certs.join("ca.crt").exists() || !certs.join("gateway.key").exists() {
+    let complete = ["ca.crt", "gateway.key", "jwt-signer.key", "jwt-bundle.json"]
+        .iter()
+        .all(|f| certs.join(f).exists());
+    if !complete {
         devpki::write_dev_pki(&certs, TRUST_DOMAIN)
             .map_err(|e| format!("cannot mint the dev PKI: {e}"))?;
     }
@@ -155,6 +173,10 @@ fn wait_listening(port: u16) -> Result<(), String> {
 
 fn print_instructions(dir: &Path, port: u16, admin_port: u16) {
     let d = dir.display();
+    let exe = std::env::current_exe()
+        .map(|p| p.display().to_string())
+        .unwrap_or_else(|_| "zonegate".into());
+    let gateway_id = format!("spiffe://{TRUST_DOMAIN}{}", devpki::DEV_GATEWAY_PATH);
     let curl = |who: &str| {
         format!(
             "curl --cacert {d}/certs/ca.crt --cert {d}/certs/{who}.crt --key {d}/certs/{who}.key"
@@ -172,8 +194,13 @@ Allowed: shop's checkout charges a card (cross-zone shop -> payments, rule check
 Denied (403): shop's cart has no rule for payments (default deny)
   {cart} https://localhost:{port}/payments/charge
 
-The identity events those two requests produced:
-  tail -n 2 {d}/events.jsonl
+Allowed with a token, no client certificate: checkout proves itself with a JWT-SVID
+  TOKEN=$({exe} token mint --key {d}/certs/jwt-signer.key \
+      --sub spiffe://{TRUST_DOMAIN}/ns/shop/sa/checkout --aud {gateway_id})
+  curl --cacert {d}/certs/ca.crt -H "Authorization: Bearer $TOKEN" -X POST https://localhost:{port}/payments/charge
+
+The identity events those three requests produced:
+  tail -n 3 {d}/events.jsonl
 
 Edit {d}/policy/payments.toml: the change is live on the next request (no restart).
 Admin:  curl http://127.0.0.1:{admin_port}/status   (also /metrics, /readyz, POST /reload)

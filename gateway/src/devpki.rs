@@ -159,7 +159,8 @@ pub const DEV_GATEWAY_PATH: &str = "/ns/payments/sa/zonegate";
 
 /// Writes a dev PKI into `dir`: `ca.crt` (the trust bundle), `ca.key`, the gateway's SVID
 /// (`gateway.crt`/`.key`, also valid for `localhost` and 127.0.0.1) and one SVID per
-/// workload in [`DEV_WORKLOADS`]. Returns the files written.
+/// workload in [`DEV_WORKLOADS`], and the trust domain's JWT-SVID signing key and JWT bundle
+/// (`jwt-signer.key`, `jwt-bundle.json`, see [`crate::devtoken`]). Returns the files written.
 pub fn write_dev_pki(dir: &Path, trust_domain: &str) -> std::io::Result<Vec<std::path::PathBuf>> {
     let io = |e: rcgen::Error| std::io::Error::other(e.to_string());
     std::fs::create_dir_all(dir)?;
@@ -190,6 +191,11 @@ pub fn write_dev_pki(dir: &Path, trust_domain: &str) -> std::io::Result<Vec<std:
         write(&format!("{name}.crt"), &svid.cert_pem, false)?;
         write(&format!("{name}.key"), &svid.key_pem, true)?;
     }
+    let signer = crate::devtoken::write_dev_signer(dir)?;
+    if let Some(key) = signer.first() {
+        restrict(key)?;
+    }
+    written.extend(signer);
     Ok(written)
 }
 

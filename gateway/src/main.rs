@@ -45,6 +45,11 @@ enum Command {
         #[arg(long, default_value = "example.org")]
         trust_domain: String,
     },
+    /// Development tokens.
+    Token {
+        #[command(subcommand)]
+        command: TokenCommand,
+    },
     /// Start a ready-to-try gateway: dev PKI, sample zone, built-in echo upstream.
     Demo {
         /// Working directory for the demo's certificates, config, policy and events.
@@ -59,6 +64,34 @@ enum Command {
     },
 }
 
+#[derive(Subcommand)]
+enum TokenCommand {
+    /// Mint a JWT-SVID (or bearer JWT) signed with a dev key; prints the token.
+    Mint {
+        /// The signing key (PKCS#8 PEM, P-256/P-384/Ed25519), as `dev-certs` writes it.
+        #[arg(long, default_value = "certs/jwt-signer.key")]
+        key: PathBuf,
+        /// Subject: the workload's SPIFFE ID for a JWT-SVID.
+        #[arg(long)]
+        sub: String,
+        /// Audience (repeat for several): the gateway's SPIFFE ID by default in its config.
+        #[arg(long, required = true)]
+        aud: Vec<String>,
+        /// Lifetime in seconds.
+        #[arg(long, default_value_t = 300)]
+        ttl: i64,
+        /// `iss` claim.
+        #[arg(long)]
+        iss: Option<String>,
+        /// Extra string claim NAME=VALUE (repeatable), e.g. scope="payments:charge payments:read".
+        #[arg(long = "claim", value_name = "NAME=VALUE")]
+        claims: Vec<String>,
+        /// Bind the token to this client certificate (PEM): RFC 8705 `cnf.x5t#S256`.
+        #[arg(long, value_name = "CERT")]
+        bind_cert: Option<PathBuf>,
+    },
+}
+
 fn main() -> ExitCode {
     let args = Args::parse();
     cli::init_logging(&args.log_format);
@@ -68,6 +101,26 @@ fn main() -> ExitCode {
         }
         Command::Check { config } => cli::check(&config),
         Command::DevCerts { out, trust_domain } => cli::dev_certs(&out, &trust_domain),
+        Command::Token {
+            command:
+                TokenCommand::Mint {
+                    key,
+                    sub,
+                    aud,
+                    ttl,
+                    iss,
+                    claims,
+                    bind_cert,
+                },
+        } => cli::mint_token(&cli::MintArgs {
+            key,
+            sub,
+            aud,
+            ttl,
+            iss,
+            claims,
+            bind_cert,
+        }),
         Command::Demo {
             dir,
             port,

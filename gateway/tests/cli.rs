@@ -162,6 +162,41 @@ fn curl(dir: &Path, who: &str, args: &[&str], url: &str) -> (u16, String) {
     (code.trim().parse().unwrap_or(0), body.to_string())
 }
 
+/// curl without a client certificate, with a bearer token; `-i` keeps the response headers.
+fn curl_token(dir: &Path, token: &str, url: &str) -> (u16, String) {
+    let out = Command::new("curl")
+        .args(["-sS", "-i", "-o", "-", "-w", "\n%{http_code}", "--cacert"])
+        .arg(dir.join("certs/ca.crt"))
+        .arg("-H")
+        .arg(format!("Authorization: Bearer {token}"))
+        .args(["-X", "POST", url])
+        .output()
+        .expect("curl is installed (.ci/run installs it)");
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    let (body, code) = text.rsplit_once('\n').unwrap_or(("", "0"));
+    (code.trim().parse().unwrap_or(0), body.to_string())
+}
+
+fn mint(dir: &Path, aud: &str) -> String {
+    let out = Command::new(BIN)
+        .args(["token", "mint", "--key"])
+        .arg(dir.join("certs/jwt-signer.key"))
+        .args([
+            "--sub",
+            "spiffe://example.org/ns/shop/sa/checkout",
+            "--aud",
+            aud,
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap().trim().to_string()
+}
+
 #[test]
 fn demo_lets_checkout_through_and_denies_cart_with_curl() {
     let dir = tempfile::tempdir().unwrap();
@@ -202,6 +237,29 @@ fn demo_lets_checkout_through_and_denies_cart_with_curl() {
     assert_eq!(status, 403, "{body}");
     assert!(body.contains("\"error\":\"forbidden\""), "{body}");
 
+    // As the demo prints it: a JWT-SVID from `token mint`, no client certificate.
+    let token = mint(dir.path(), "spiffe://example.org/ns/payments/sa/zonegate");
+    let (status, body) = curl_token(dir.path(), &token, &url);
+    assert_eq!(status, 200, "{body}");
+    assert!(
+        body.contains(r#""x-zonegate-credential": "jwt-svid""#),
+        "{body}"
+    );
+    assert!(
+        !body.contains(r#""authorization""#),
+        "the token reached the upstream: {body}"
+    );
+    // A token for another audience: 401 with an RFC 6750 challenge.
+    let token = mint(dir.path(), "spiffe://example.org/ns/other/sa/api");
+    let (status, body) = curl_token(dir.path(), &token, &url);
+    assert_eq!(status, 401, "{body}");
+    assert!(
+        body.to_ascii_lowercase().contains(
+            "www-authenticate: bearer realm=\"zonegate\", error=\"invalid_token\", error_description=\"wrong audience\""
+        ),
+        "{body}"
+    );
+
     let events_path = dir.path().join("events.jsonl");
     let deadline = Instant::now() + Duration::from_secs(10);
     let events: Vec<serde_json::Value> = loop {
@@ -212,12 +270,12 @@ fn demo_lets_checkout_through_and_denies_cart_with_curl() {
             .lines()
             .map(|l| serde_json::from_str(l).unwrap())
             .collect();
-        if lines.len() >= 2 || Instant::now() > deadline {
+        if lines.len() >= 4 || Instant::now() > deadline {
             break lines;
         }
         std::thread::sleep(Duration::from_millis(50));
     };
-    assert_eq!(events.len(), 2, "{events:?}");
+    assert_eq!(events.len(), 4, "{events:?}");
     assert_eq!(events[0]["decision"], "allow");
     assert_eq!(
         events[0]["source_spiffe_id"],
@@ -228,4 +286,13 @@ fn demo_lets_checkout_through_and_denies_cart_with_curl() {
         events[1]["source_spiffe_id"],
         "spiffe://example.org/ns/shop/sa/cart"
     );
+    assert_eq!(events[2]["decision"], "allow");
+    assert_eq!(events[2]["credential"], "jwt-svid");
+    assert_eq!(events[2]["token_issuer"], "example-org");
+    assert_eq!(
+        events[2]["token_subject"],
+        "spiffe://example.org/ns/shop/sa/checkout"
+    );
+    assert_eq!(events[3]["reason"], "token_wrong_audience");
+    assert_eq!(events[3]["status"], 401);
 }
