@@ -119,6 +119,8 @@ pub struct Setup {
     pub events_capacity: usize,
     /// Files written into the config directory before start: (relative path, contents).
     pub files: Vec<(String, String)>,
+    /// Let clients without a certificate finish the handshake (token-only callers).
+    pub client_cert_optional: bool,
 }
 
 impl Default for Setup {
@@ -130,6 +132,7 @@ impl Default for Setup {
             upstream_http2: false,
             events_capacity: 65_536,
             files: Vec::new(),
+            client_cert_optional: false,
         }
     }
 }
@@ -174,6 +177,7 @@ zone = "payments"
 workers = 1
 [[listener]]
 address = "127.0.0.1:{port}"
+client_cert = "{client_cert}"
 [tls]
 cert = "{certs}/gateway.crt"
 key = "{certs}/gateway.key"
@@ -209,6 +213,11 @@ address = "127.0.0.1:{admin_port}"
 {extra}
 "#,
             h2 = setup.upstream_http2,
+            client_cert = if setup.client_cert_optional {
+                "optional"
+            } else {
+                "required"
+            },
             capacity = setup.events_capacity,
             extra = setup
                 .extra_config
@@ -242,6 +251,13 @@ address = "127.0.0.1:{admin_port}"
 
     pub fn addr(&self) -> SocketAddr {
         SocketAddr::from((Ipv4Addr::LOCALHOST, self.port))
+    }
+
+    /// A client presenting no certificate (it must authenticate with a token).
+    pub async fn anonymous_client(&self, h2: bool) -> Client {
+        Client::connect_with(self.addr(), anonymous_tls(&self.pki, h2), h2)
+            .await
+            .expect("connect")
     }
 
     /// A client presenting a fresh SVID for `spiffe_id`.
@@ -364,6 +380,24 @@ pub fn client_tls(pki: &Pki, cert: &Issued, alpn: &[&[u8]]) -> rustls::ClientCon
     config
 }
 
+/// A client TLS config trusting the test CA and presenting no certificate.
+pub fn anonymous_tls(pki: &Pki, h2: bool) -> rustls::ClientConfig {
+    let mut roots = rustls::RootCertStore::empty();
+    roots.add(pki.ca.cert_der()).expect("root");
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .expect("versions")
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    config.alpn_protocols = vec![if h2 {
+        b"h2".to_vec()
+    } else {
+        b"http/1.1".to_vec()
+    }];
+    config
+}
+
 /// The TLS handshake alone, so tests can assert that the gateway refuses it.
 pub async fn handshake(
     addr: SocketAddr,
@@ -426,8 +460,17 @@ impl Client {
         h2: bool,
     ) -> std::io::Result<Client> {
         let alpn: &[&[u8]] = if h2 { &[b"h2"] } else { &[b"http/1.1"] };
+        Client::connect_with(addr, client_tls(pki, cert, alpn), h2).await
+    }
+
+    /// Connects with any client TLS config (its ALPN must match `h2`).
+    pub async fn connect_with(
+        addr: SocketAddr,
+        tls_config: rustls::ClientConfig,
+        h2: bool,
+    ) -> std::io::Result<Client> {
         let tcp = tokio::net::TcpStream::connect(addr).await?;
-        let connector = TlsConnector::from(Arc::new(client_tls(pki, cert, alpn)));
+        let connector = TlsConnector::from(Arc::new(tls_config));
         let tls = connector
             .connect(ServerName::try_from("localhost").expect("name"), tcp)
             .await?;
@@ -448,6 +491,14 @@ impl Client {
 
     pub async fn get(&mut self, path: &str) -> Reply {
         self.send(Method::GET, path, &[], Bytes::new())
+            .await
+            .expect("request failed")
+    }
+
+    /// `method path` with `Authorization: Bearer token`.
+    pub async fn with_token(&mut self, method: Method, path: &str, token: &str) -> Reply {
+        let auth = format!("Bearer {token}");
+        self.send(method, path, &[("authorization", &auth)], Bytes::new())
             .await
             .expect("request failed")
     }

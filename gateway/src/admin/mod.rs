@@ -176,12 +176,16 @@ impl AdminState {
     fn render_metrics(&self) -> String {
         let snapshot = self.reloader.store().load();
         let cache = snapshot.policy.cache();
+        let tokens = snapshot.tokens.cache();
         let stats = self.events.stats();
         let gauges = Gauges {
             generation: snapshot.generation,
             cache_hits: cache.hits(),
             cache_misses: cache.misses(),
             cache_entries: cache.len(),
+            token_cache_hits: tokens.hits(),
+            token_cache_misses: tokens.misses(),
+            token_cache_entries: tokens.len(),
             events_written: stats.written.load(Ordering::Relaxed),
             events_dropped: stats.dropped.load(Ordering::Relaxed),
             server_cert_not_after: snapshot.server_cert_not_after,
@@ -206,6 +210,11 @@ impl AdminState {
             "files": config.files.iter().map(|f| f.display().to_string()).collect::<Vec<_>>(),
             "listeners": config.listeners.iter().map(|l| l.address.to_string()).collect::<Vec<_>>(),
             "trust_domains": trust_domains,
+            "token_issuers": config.token_issuers.iter().map(|i| json!({
+                "name": &*i.name,
+                "kind": i.kind.as_str(),
+                "keys": i.keys.keys.iter().map(|k| k.kid.clone()).collect::<Vec<_>>(),
+            })).collect::<Vec<_>>(),
             "server_certificate_not_after": rfc3339_seconds(snapshot.server_cert_not_after),
             "last_reload": {
                 "time": reload.time,

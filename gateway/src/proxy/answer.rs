@@ -102,12 +102,12 @@ impl Refusal {
     }
 
     /// Whether the connection's certificate is what failed: the connection is closed so the
-    /// client must handshake again. A refused token says nothing about the connection.
+    /// client must handshake again. A refused or missing token says nothing about the
+    /// connection.
     pub fn closes_connection(self) -> bool {
         matches!(
             self,
-            Refusal::NoCredential
-                | Refusal::CredentialExpired
+            Refusal::CredentialExpired
                 | Refusal::CredentialNotYetValid
                 | Refusal::CredentialRevoked
                 | Refusal::CredentialUntrusted
