@@ -78,6 +78,13 @@ pub fn build(
         Gateway::new(store.clone(), events.clone(), metrics.clone()),
         "zonegate",
     );
+    if let Some(app) = proxy.app_logic_mut() {
+        // HTTP/2 connections with no open stream are closed after the idle timeout (taken at
+        // start); HTTP/1.1 keep-alive follows the snapshot in force, request by request.
+        let mut options = pingora_core::apps::HttpServerOptions::default();
+        options.h2_idle_timeout = Some(config.idle_timeout);
+        app.server_options = Some(options);
+    }
     for listener in &config.listeners {
         let recorder = PeerSvidRecorder {
             trust: store.clone(),

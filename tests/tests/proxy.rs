@@ -1,6 +1,8 @@
 //! Requests through the gateway: allow and deny, headers, HTTP/2, gRPC-style streaming,
 //! upstream failure, and the identity events they produce.
 
+use std::time::Duration;
+
 use bytes::Bytes;
 use http::{Method, StatusCode};
 use zonegate_e2e::*;
@@ -300,4 +302,28 @@ fn x509_serial_hex(der: &[u8]) -> String {
         .iter()
         .map(|b| format!("{b:02x}"))
         .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn idle_connections_are_closed_and_busy_ones_kept() {
+    let gw = Gateway::start(Setup {
+        extra_config: "[connections]\nidle_timeout_s = 1\n".into(),
+        ..Setup::default()
+    })
+    .await;
+    for h2 in [false, true] {
+        let mut busy = gw.client(CHECKOUT, h2).await;
+        let mut idle = gw.client(CHECKOUT, h2).await;
+        assert_eq!(idle.get("/payments/charge").await.status, StatusCode::OK);
+        // Requests every 400 ms keep a connection alive past the idle timeout.
+        for _ in 0..5 {
+            assert_eq!(busy.get("/payments/charge").await.status, StatusCode::OK);
+            tokio::time::sleep(Duration::from_millis(400)).await;
+        }
+        assert!(busy.is_open(), "h2={h2}: a busy connection was closed");
+        assert!(
+            !idle.is_open(),
+            "h2={h2}: an idle connection outlived the idle timeout"
+        );
+    }
 }

@@ -38,6 +38,7 @@ pub const UNKNOWN_ZONE: &str = "unknown";
 
 const DEFAULT_EVENTS_CAPACITY: usize = 8192;
 const DEFAULT_CACHE_ENTRIES: usize = 65_536;
+const DEFAULT_IDLE_TIMEOUT_S: u64 = 60;
 
 /// A validated gateway configuration with its referenced files loaded.
 #[derive(Debug)]
@@ -64,6 +65,9 @@ pub struct GatewayConfig {
     pub shutdown: Shutdown,
     pub token_issuers: Vec<Arc<IssuerSpec>>,
     pub tokens: TokenSettings,
+    /// How long a client connection may sit idle between requests (HTTP/1.1 keep-alive, or an
+    /// HTTP/2 connection with no stream) before the gateway closes it.
+    pub idle_timeout: Duration,
     /// Every file this config was built from (the config itself first), for reload watching.
     pub files: Vec<PathBuf>,
     /// Directories whose content is part of the config (policy directories).
@@ -483,6 +487,18 @@ fn load_unhashed(path: &Path) -> Result<GatewayConfig, ConfigErrors> {
             .unwrap_or_else(|| PathBuf::from("/tmp/zonegate-upgrade.sock")),
     };
 
+    let idle_timeout = match raw.connections.idle_timeout_s {
+        Some(0) => {
+            errors.push(
+                file,
+                "connections.idle_timeout_s",
+                "must be at least 1: idle connections would pile up",
+            );
+            Duration::from_secs(DEFAULT_IDLE_TIMEOUT_S)
+        }
+        Some(s) => Duration::from_secs(s),
+        None => Duration::from_secs(DEFAULT_IDLE_TIMEOUT_S),
+    };
     let tokens = token_issuers::convert_settings(file, &raw.tokens, &mut errors);
     let token_issuers = token_issuers::convert_issuers(
         file,
@@ -523,6 +539,7 @@ fn load_unhashed(path: &Path) -> Result<GatewayConfig, ConfigErrors> {
         shutdown,
         token_issuers,
         tokens,
+        idle_timeout,
         files,
         dirs,
         content_hash: String::new(),

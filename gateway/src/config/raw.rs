@@ -38,6 +38,15 @@ pub struct RawGateway {
     pub token_issuer: BTreeMap<String, RawTokenIssuer>,
     #[serde(default)]
     pub tokens: RawTokens,
+    #[serde(default)]
+    pub connections: RawConnections,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawConnections {
+    #[serde(default)]
+    pub idle_timeout_s: Option<u64>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -180,6 +180,11 @@ impl ProxyHttp for Gateway {
 
     async fn request_filter(&self, session: &mut Session, ctx: &mut RequestCtx) -> Result<bool> {
         ctx.describe_request(session.req_header());
+        if session.get_keepalive().is_some() {
+            // Pingora keeps an HTTP/1.1 connection open forever between requests by default:
+            // bound it, so idle connections cannot pile up.
+            session.set_keepalive(Some(ctx.snapshot.config.idle_timeout.as_secs()));
+        }
         match self.admit(session, ctx) {
             Ok(()) => Ok(false),
             Err(refusal) => self.refuse(session, ctx, refusal).await,
