@@ -153,14 +153,22 @@ fn convert_rule(file: &Path, key: &str, raw: &RawRule, errors: &mut ConfigErrors
             ),
         }
     }
+    if (!raw.subjects.is_empty() || !raw.claims.is_empty()) && raw.issuers.is_empty() {
+        // Subjects and claims mean something only within one issuer's namespace.
+        errors.push(
+            file,
+            format!("{key}.issuers"),
+            "required with `subjects` or `claims`: name the issuers whose tokens they describe",
+        );
+    }
     let mut claims = Vec::new();
     for (name, values) in &raw.claims {
         let values = values.to_vec();
-        if name.is_empty() || values.is_empty() {
+        if name.is_empty() || values.is_empty() || values.iter().any(String::is_empty) {
             errors.push(
                 file,
                 format!("{key}.claims.{name}"),
-                "a claim matcher needs a name and at least one value",
+                "a claim matcher needs a name and at least one non-empty value",
             );
         }
         claims.push(ClaimMatcher {

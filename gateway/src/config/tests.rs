@@ -151,3 +151,134 @@ fn tls_upstream_requires_a_ca() {
     let errors = load(&path).unwrap_err();
     assert_eq!(errors.0[0].key, "upstream.backend.ca");
 }
+
+const TOKENS: &str = r#"
+[token_issuer.td]
+kind = "jwt-svid"
+trust_domain = "example.org"
+keys = "certs/jwt-bundle.json"
+algorithms = ["ES256"]
+[[route]]
+name = "tok"
+path_prefix = "/tok"
+upstream = "backend"
+credentials = "either"
+"#;
+
+#[test]
+fn loads_token_issuers_with_their_defaults() {
+    let dir = pki_dir();
+    let path = write(dir.path(), "gw.toml", &format!("{GOOD}{TOKENS}"));
+    write(dir.path(), "policy/a.toml", GOOD_POLICY);
+    let config = load(&path).unwrap();
+    let issuer = &config.token_issuers[0];
+    assert_eq!(&*issuer.name, "td");
+    // The audience defaults to the gateway's own SPIFFE ID.
+    assert_eq!(
+        issuer.audiences,
+        vec!["spiffe://example.org/ns/payments/sa/zonegate".to_string()]
+    );
+    assert_eq!((issuer.leeway_s, issuer.max_lifetime_s), (30, 3600));
+    assert_eq!(issuer.keys.keys.len(), 1);
+    assert_eq!(
+        config.routes[1].credentials,
+        crate::policy::Credentials::Either
+    );
+    assert!(
+        config.files.iter().any(|f| f.ends_with("jwt-bundle.json")),
+        "keys are watched"
+    );
+}
+
+#[test]
+fn refuses_every_unsafe_token_setting_with_file_and_key() {
+    let dir = pki_dir();
+    let bad = r#"
+[token_issuer.a]
+kind = "jwt-svid"
+trust_domain = "example.org"
+keys = "certs/jwt-bundle.json"
+algorithms = ["none", "HS256", "EdDSA", "ES999"]
+max_lifetime_s = 100000
+leeway_s = 3600
+[token_issuer.b]
+kind = "jwt"
+trust_domain = "example.org"
+keys = "certs/missing.json"
+algorithms = ["ES256"]
+[token_issuer.c]
+kind = "saml"
+keys = "certs/jwt-bundle.json"
+algorithms = []
+[[route]]
+name = "tok"
+path_prefix = "/tok"
+upstream = "backend"
+credentials = "sometimes"
+"#;
+    let path = write(dir.path(), "gw.toml", &format!("{GOOD}{bad}"));
+    write(
+        dir.path(),
+        "policy/a.toml",
+        r#"
+[[rule]]
+id = "by-subject"
+effect = "allow"
+subjects = ["repo:acme/*"]
+claims = { scope = "" }
+[[rule]]
+id = "unknown-issuer"
+effect = "allow"
+issuers = ["nobody"]
+"#,
+    );
+    let errors = load(&path).unwrap_err().to_string();
+    for want in [
+        "token_issuer.a.algorithms[0]: `none` (an unsigned token) is never accepted",
+        "token_issuer.a.algorithms[1]: `HS256`: symmetric (HMAC) algorithms are never accepted",
+        "token_issuer.a.algorithms[2]: `EdDSA` is not a JWT-SVID algorithm",
+        "token_issuer.a.algorithms[3]: `ES999` is not one of",
+        "token_issuer.a.max_lifetime_s: between 1 and 86400 seconds",
+        "token_issuer.a.leeway_s: at most 300 seconds",
+        "token_issuer.b.issuer: required for kind = \"jwt\"",
+        "token_issuer.b.trust_domain: another issuer already speaks for `example.org`",
+        "token_issuer.b.keys: cannot read",
+        "token_issuer.c.kind: `saml` is not \"jwt-svid\" or \"jwt\"",
+        "token_issuer.c.algorithms: list the signature algorithms",
+        "route[1].credentials: `sometimes` is not one of",
+        "rule[0].issuers: required with `subjects` or `claims`",
+        "rule[0].claims.scope: a claim matcher needs a name and at least one non-empty value",
+        "rule `unknown-issuer` names token issuer `nobody`",
+    ] {
+        assert!(errors.contains(want), "missing `{want}` in:\n{errors}");
+    }
+}
+
+#[test]
+fn token_routes_need_an_issuer_and_forward_token_needs_a_token_route() {
+    let dir = pki_dir();
+    let bad = r#"
+[[route]]
+name = "tok"
+path_prefix = "/tok"
+upstream = "backend"
+credentials = "token"
+[[route]]
+name = "fwd"
+path_prefix = "/fwd"
+upstream = "backend"
+forward_token = true
+[connections]
+idle_timeout_s = 0
+"#;
+    let path = write(dir.path(), "gw.toml", &format!("{GOOD}{bad}"));
+    write(dir.path(), "policy/a.toml", GOOD_POLICY);
+    let errors = load(&path).unwrap_err().to_string();
+    for want in [
+        "route[1].credentials: `token` accepts tokens, but no [token_issuer.NAME] is configured",
+        "route[2].forward_token: set only on routes whose credentials accept tokens",
+        "connections.idle_timeout_s: must be at least 1",
+    ] {
+        assert!(errors.contains(want), "missing `{want}` in:\n{errors}");
+    }
+}

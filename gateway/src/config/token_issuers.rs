@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use jsonwebtoken::Algorithm;
+use tracing::warn;
 
 use super::error::ConfigErrors;
 use super::raw::{RawTokenIssuer, RawTokens};
@@ -68,7 +69,8 @@ pub(super) fn convert_issuers(
 ) -> Vec<Arc<IssuerSpec>> {
     let mut issuers = Vec::new();
     let mut iss_values = HashSet::new();
-    let mut svid_domains = HashSet::new();
+    // One issuer speaks for a trust domain: two would let either mint the other's workloads.
+    let mut spoken_for = HashSet::new();
     for (name, r) in raw {
         let key = format!("token_issuer.{name}");
         let before = errors.len();
@@ -117,11 +119,11 @@ pub(super) fn convert_issuers(
                         format!("`{td}` is not a valid trust domain name: {e}"),
                     );
                 }
-                if kind == IssuerKind::JwtSvid && !svid_domains.insert(td.clone()) {
+                if !spoken_for.insert(td.clone()) {
                     errors.push(
                         file,
                         format!("{key}.trust_domain"),
-                        format!("another jwt-svid issuer already verifies `{td}`"),
+                        format!("another issuer already speaks for `{td}`"),
                     );
                 }
             }
@@ -186,20 +188,22 @@ pub(super) fn convert_issuers(
         };
         let keys = match sources::read(&keys_path) {
             Ok(bytes) => match parse_key_set(&bytes, format, &algorithms) {
-                Ok(keys) => Some(keys),
-                Err(key_errors) => {
-                    for e in key_errors {
-                        let at = if e.key.is_empty() {
-                            String::new()
-                        } else {
-                            format!(" {}", e.key)
-                        };
-                        errors.push(
-                            file,
-                            format!("{key}.keys"),
-                            format!("{}{at}: {}", keys_path.display(), e.reason),
+                Ok(keys) => {
+                    for note in &keys.skipped {
+                        warn!(
+                            file = %keys_path.display(),
+                            issuer = %name,
+                            "token issuer key skipped: {note}"
                         );
                     }
+                    Some(keys)
+                }
+                Err(e) => {
+                    errors.push(
+                        file,
+                        format!("{key}.keys"),
+                        format!("{}: {}", keys_path.display(), e.reason),
+                    );
                     None
                 }
             },

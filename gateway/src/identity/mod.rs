@@ -45,13 +45,4 @@ impl Identity {
             (None, None) => "none",
         }
     }
-
-    /// Who the identity is, in one string: the SPIFFE ID, else the token subject.
-    pub fn subject(&self) -> &str {
-        match (&self.spiffe_id, &self.token) {
-            (Some(id), _) => id.as_str(),
-            (None, Some(token)) => &token.subject,
-            (None, None) => "",
-        }
-    }
 }

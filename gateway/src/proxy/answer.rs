@@ -121,9 +121,8 @@ impl Refusal {
             Refusal::Token(reason) => ("invalid_token", reason.description()),
             Refusal::BadAuthorization => ("invalid_request", "malformed Authorization header"),
             Refusal::TokenRequired => return Some(format!("Bearer realm=\"{REALM}\"")),
-            Refusal::NoCredential | Refusal::MtlsRequired if tokens => {
-                return Some(format!("Bearer realm=\"{REALM}\""))
-            }
+            // A token cannot satisfy `MtlsRequired`: no challenge to present one.
+            Refusal::NoCredential if tokens => return Some(format!("Bearer realm=\"{REALM}\"")),
             _ => return None,
         };
         Some(format!(

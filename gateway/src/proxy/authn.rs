@@ -5,8 +5,8 @@
 //! Order is chosen to fail closed and reveal little: a request with no credential at all is
 //! refused before its route is looked up; a request without a certificate must prove itself
 //! with a token before routing too, so that unauthenticated clients cannot map the routes. On
-//! a connection with an SVID, a token is the gateway's to verify only where the route accepts
-//! tokens: elsewhere `Authorization` belongs to the upstream and is passed through untouched.
+//! a connection with an SVID, `Authorization` is the gateway's to read only where the route
+//! accepts tokens: elsewhere it belongs to the upstream and is passed through unread.
 
 use std::sync::Arc;
 
@@ -27,8 +27,12 @@ pub enum Bearer<'r> {
     OtherScheme,
 }
 
-/// Reads `Authorization`. More than one such header, or a `Bearer` without a token, is a
-/// malformed request (RFC 6750 `invalid_request`), never a guess at which one counts.
+/// Reads `Authorization`, only where it is the gateway's: on a connection without a
+/// certificate, or on a route that accepts tokens. More than one such header, a value that is
+/// not visible ASCII, or a `Bearer` scheme not followed by one or more spaces and a token68, is
+/// a malformed request (RFC 6750 `invalid_request`): never a guess at what was meant, and
+/// never something to ignore and forward (`Bearer\t<token>` would otherwise skip the binding
+/// check here and be honoured by a lenient upstream).
 pub fn bearer(req: &RequestHeader) -> Result<Bearer<'_>, Refusal> {
     let mut values = req.headers.get_all(AUTHORIZATION).iter();
     let Some(value) = values.next() else {
@@ -38,28 +42,31 @@ pub fn bearer(req: &RequestHeader) -> Result<Bearer<'_>, Refusal> {
         return Err(Refusal::BadAuthorization);
     }
     let value = value.to_str().map_err(|_| Refusal::BadAuthorization)?;
-    let (scheme, rest) = value.split_once(' ').unwrap_or((value, ""));
+    let scheme_end = value.find([' ', '\t']).unwrap_or(value.len());
+    let (scheme, rest) = value.split_at(scheme_end);
     if !scheme.eq_ignore_ascii_case("bearer") {
         return Ok(Bearer::OtherScheme);
     }
-    let token = rest.trim_matches(' ');
-    // RFC 6750 2.1 b64token: the characters a compact JWS can hold, and nothing else.
-    let is_b64token = !token.is_empty()
-        && token
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b"-._~+/=".contains(&b));
-    if is_b64token {
-        Ok(Bearer::Token(token))
-    } else {
-        Err(Refusal::BadAuthorization)
+    // RFC 7235 2.1: auth-scheme 1*SP token68.
+    let token = rest.trim_start_matches(' ');
+    if token.len() == rest.len() || !is_token68(token) {
+        return Err(Refusal::BadAuthorization);
     }
+    Ok(Bearer::Token(token))
+}
+
+/// RFC 6750 2.1 b64token: `1*( ALPHA / DIGIT / "-" / "." / "_" / "~" / "+" / "/" ) *"="`.
+fn is_token68(token: &str) -> bool {
+    let body = token.trim_end_matches('=');
+    !body.is_empty()
+        && body
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-._~+/".contains(&b))
 }
 
 /// The outcome of authentication, for the rest of the request.
 pub struct Authenticated {
     pub identity: Identity,
-    /// A token on the request was the gateway's (verified and consumed).
-    pub token_consumed: bool,
 }
 
 /// Checks the connection's SVID against the snapshot in force: it outlives its handshake, so
@@ -158,11 +165,53 @@ pub fn identity_for(
         .map(|s| s.spiffe_id.clone())
         .or_else(|| verified.as_ref().and_then(|t| t.spiffe_id.clone()));
     Ok(Authenticated {
-        token_consumed: verified.is_some(),
         identity: Identity {
             spiffe_id,
             svid,
             token: verified,
         },
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn read(values: &[&str]) -> Result<Option<String>, Refusal> {
+        let mut req = RequestHeader::build("GET", b"/", None).unwrap();
+        for v in values {
+            req.append_header(AUTHORIZATION, *v).unwrap();
+        }
+        bearer(&req).map(|b| match b {
+            Bearer::Absent => None,
+            Bearer::OtherScheme => Some("(other)".into()),
+            Bearer::Token(t) => Some(t.to_string()),
+        })
+    }
+
+    #[test]
+    fn reads_exactly_one_well_formed_bearer_token() {
+        assert_eq!(read(&[]), Ok(None));
+        assert_eq!(
+            read(&["Bearer abc.def-_~+/=="]),
+            Ok(Some("abc.def-_~+/==".into()))
+        );
+        assert_eq!(read(&["bearer   abc"]), Ok(Some("abc".into())));
+        assert_eq!(read(&["Basic dXNlcjpwdw=="]), Ok(Some("(other)".into())));
+        for bad in [
+            "Bearer",
+            "Bearer ",
+            "Bearer\tabc",
+            "Bearer a b",
+            "Bearer \"abc\"",
+            "Bearer a=b",
+            "Bearer ==",
+        ] {
+            assert_eq!(read(&[bad]), Err(Refusal::BadAuthorization), "{bad:?}");
+        }
+        assert_eq!(
+            read(&["Bearer a", "Bearer a"]),
+            Err(Refusal::BadAuthorization)
+        );
+    }
 }

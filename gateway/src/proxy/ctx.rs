@@ -36,10 +36,8 @@ pub struct RequestCtx {
     pub decision: Option<Decision>,
     pub refusal: Option<Refusal>,
     pub detail: Option<String>,
-    /// The request's token was verified by the gateway (and is removed before proxying).
-    pub token_consumed: bool,
-    /// The route forwards a consumed token anyway.
-    pub forward_token: bool,
+    /// `Authorization` is the gateway's on this route and is removed before proxying.
+    pub strip_authorization: bool,
 }
 
 impl RequestCtx {
@@ -61,8 +59,7 @@ impl RequestCtx {
             decision: None,
             refusal: None,
             detail: None,
-            token_consumed: false,
-            forward_token: false,
+            strip_authorization: false,
         }
     }
 

@@ -11,8 +11,10 @@ use crate::identity::Identity;
 pub const XFCC: &str = "x-forwarded-client-cert";
 pub const REQUEST_ID: &str = "x-request-id";
 pub const SOURCE_ZONE: &str = "x-zonegate-source-zone";
-/// The verified identity in one string: the SPIFFE ID, else the token subject.
+/// The verified SPIFFE ID (absent when the identity has none).
 pub const IDENTITY: &str = "x-zonegate-identity";
+/// The verified token's `sub`, meaningful only together with the issuer.
+pub const TOKEN_SUBJECT: &str = "x-zonegate-token-subject";
 /// The credential kinds that proved it (`x509-svid`, `jwt-svid`, `x509-svid+jwt-svid`, ...).
 pub const CREDENTIAL: &str = "x-zonegate-credential";
 /// The configured name of the token issuer, when a token proved it.
@@ -55,9 +57,10 @@ pub fn strip_client_identity(req: &mut RequestHeader, extra: &[String]) {
 ///
 /// When the connection presented an X.509-SVID:
 /// `x-forwarded-client-cert: By=<gateway SPIFFE ID>;Hash=<SHA-256 of the client cert>;URI=<client SPIFFE ID>`
-/// follows Envoy's format, so upstreams already parsing it need no change. Every request also
-/// carries `x-zonegate-identity` and `x-zonegate-credential` (and `x-zonegate-token-issuer`
-/// when a token proved the identity), which the client can never set: the whole
+/// follows Envoy's format, so upstreams already parsing it need no change. `x-zonegate-identity`
+/// carries the SPIFFE ID, and only a SPIFFE ID: a token subject from an issuer that speaks for
+/// no trust domain goes in `x-zonegate-token-subject`, beside `x-zonegate-token-issuer`, so it
+/// can never pass for a workload identity. The client can set none of these: the whole
 /// `x-zonegate-` namespace is stripped from client requests first.
 pub fn add_verified_identity(
     req: &mut RequestHeader,
@@ -79,10 +82,13 @@ pub fn add_verified_identity(
         xfcc.push_str(svid.spiffe_id.as_str());
         req.insert_header(XFCC, xfcc)?;
     }
-    req.insert_header(IDENTITY, identity.subject())?;
+    if let Some(id) = &identity.spiffe_id {
+        req.insert_header(IDENTITY, id.as_str())?;
+    }
     req.insert_header(CREDENTIAL, identity.credential_kind())?;
     if let Some(token) = &identity.token {
         req.insert_header(TOKEN_ISSUER, &*token.issuer.name)?;
+        req.insert_header(TOKEN_SUBJECT, &token.subject)?;
     }
     req.insert_header(REQUEST_ID, request_id)?;
     req.insert_header(SOURCE_ZONE, source_zone)?;

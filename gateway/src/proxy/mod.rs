@@ -71,12 +71,11 @@ impl Gateway {
             );
             authn::check_svid(&snapshot, peer, now, &mut ctx.detail)?;
         }
-        let bearer = authn::bearer(session.req_header())?;
         let mut verified = None;
         if peer.is_none() {
             // Without a certificate only a token can authenticate, and it must do so before
             // the request learns anything about routes.
-            let Bearer::Token(token) = bearer else {
+            let Bearer::Token(token) = authn::bearer(session.req_header())? else {
                 return Err(Refusal::NoCredential);
             };
             verified = Some(self.verify_token(&snapshot, token, None, now, ctx)?);
@@ -92,15 +91,15 @@ impl Gateway {
             .ok_or(Refusal::NoRoute)?;
         ctx.route = Some(route.name.clone());
         ctx.upstream = Some(route.upstream.clone());
-        ctx.forward_token = route.forward_token;
+        // Where the route accepts tokens, `Authorization` is the gateway's, whatever it holds.
+        ctx.strip_authorization = route.credentials.accepts_tokens() && !route.forward_token;
 
-        if let (Some(peer), Bearer::Token(token)) = (peer, &bearer) {
-            if route.credentials.accepts_tokens() {
+        if let (Some(peer), true) = (peer, route.credentials.accepts_tokens()) {
+            if let Bearer::Token(token) = authn::bearer(session.req_header())? {
                 verified = Some(self.verify_token(&snapshot, token, Some(peer), now, ctx)?);
             }
         }
         let authenticated = authn::identity_for(route.credentials, peer, verified)?;
-        ctx.token_consumed = authenticated.token_consumed;
         ctx.set_identity(authenticated.identity, config);
 
         let Some(identity) = &ctx.identity else {
@@ -252,7 +251,7 @@ impl ProxyHttp for Gateway {
         upstream.set_uri(uri);
         let config = &ctx.snapshot.config;
         headers::strip_client_identity(upstream, &config.strip_headers);
-        if ctx.token_consumed && !ctx.forward_token {
+        if ctx.strip_authorization {
             // The gateway's credential, spent here: the upstream gets the verified identity,
             // not a bearer token it could replay.
             upstream.remove_header(&http::header::AUTHORIZATION);

@@ -1,8 +1,9 @@
 //! The verified-token cache: a token's signature is verified once, then its verified claims
 //! are served from here until it expires.
 //!
-//! Bounded: when full, expired entries are swept (at most once a second); if it is still
-//! full, new tokens are verified but not stored, so a flood of distinct tokens costs
+//! Bounded in entries and in bytes (each entry counted at the size of its token, which bounds
+//! the claims it keeps): when full, expired entries are swept (at most once a second); if it
+//! is still full, new tokens are verified but not stored, so a flood of distinct tokens costs
 //! verification time, never unbounded memory. The cache belongs to one verifier, which belongs
 //! to one snapshot: new keys or issuers start with an empty cache, so a token can never be
 //! served on the word of a key that has since been removed.
@@ -25,10 +26,14 @@ pub fn key(token: &str) -> CacheKey {
     key
 }
 
+/// Bytes of tokens the cache holds at most.
+const MAX_BYTES: usize = 32 * 1024 * 1024;
+
 #[derive(Debug)]
 pub struct TokenCache {
-    entries: DashMap<CacheKey, Arc<VerifiedToken>>,
+    entries: DashMap<CacheKey, (Arc<VerifiedToken>, usize)>,
     len: AtomicUsize,
+    bytes: AtomicUsize,
     capacity: usize,
     last_sweep: AtomicI64,
     hits: AtomicU64,
@@ -40,6 +45,7 @@ impl TokenCache {
         TokenCache {
             entries: DashMap::new(),
             len: AtomicUsize::new(0),
+            bytes: AtomicUsize::new(0),
             capacity,
             last_sweep: AtomicI64::new(i64::MIN),
             hits: AtomicU64::new(0),
@@ -48,7 +54,7 @@ impl TokenCache {
     }
 
     pub fn lookup(&self, key: &CacheKey) -> Option<Arc<VerifiedToken>> {
-        let hit = self.entries.get(key).map(|t| t.value().clone());
+        let hit = self.entries.get(key).map(|t| t.value().0.clone());
         let counter = if hit.is_some() {
             &self.hits
         } else {
@@ -58,15 +64,22 @@ impl TokenCache {
         hit
     }
 
-    pub fn store(&self, key: CacheKey, token: Arc<VerifiedToken>, now: i64) {
-        if self.len.load(Ordering::Relaxed) >= self.capacity {
+    /// Stores a verified token of `size` bytes, unless the cache is full.
+    pub fn store(&self, key: CacheKey, token: Arc<VerifiedToken>, size: usize, now: i64) {
+        let full = || {
+            self.len.load(Ordering::Relaxed) >= self.capacity
+                || self.bytes.load(Ordering::Relaxed) + size > MAX_BYTES
+        };
+        if full() {
             self.sweep(now);
-            if self.len.load(Ordering::Relaxed) >= self.capacity {
+            if full() {
                 return;
             }
         }
-        if self.entries.insert(key, token).is_none() {
+        // A token two requests verified at once is inserted twice: counted once.
+        if self.entries.insert(key, (token, size)).is_none() {
             self.len.fetch_add(1, Ordering::Relaxed);
+            self.bytes.fetch_add(size, Ordering::Relaxed);
         }
     }
 
@@ -81,10 +94,11 @@ impl TokenCache {
         {
             return;
         }
-        self.entries.retain(|_, token| {
+        self.entries.retain(|_, (token, size)| {
             let keep = token.check_time(now).is_ok();
             if !keep {
                 self.len.fetch_sub(1, Ordering::Relaxed);
+                self.bytes.fetch_sub(*size, Ordering::Relaxed);
             }
             keep
         });

@@ -4,12 +4,16 @@
 //!
 //! RFC 8725 3.1: the algorithm comes from the key, never from the token. A key's algorithms
 //! are its JWK `alg` when set, else what its type and curve admit, always within the issuer's
-//! configured list. Symmetric keys are refused outright (an HMAC "public" key is a shared
-//! secret), and RSA keys shorter than 2048 bits are refused (RFC 8725 3.5).
+//! configured list. Symmetric keys are never used (an HMAC "public" key is a shared secret),
+//! nor RSA keys outside 2048..=8192 bits (RFC 8725 3.5).
+//!
+//! A key that cannot be used is skipped with a note, never a reason to refuse the file: the
+//! SPIFFE bundle format and RFC 7517 5 say keys a reader does not understand are ignored, and
+//! refusing the file would keep the previous keys, so an issuer that rotates a compromised key
+//! out while adding a key of a newer type would stay trusted with the compromised one. A file
+//! with no usable key loads as an issuer that accepts nothing.
 
-use jsonwebtoken::jwk::{
-    AlgorithmParameters, EllipticCurve, Jwk, KeyAlgorithm, KeyOperations, PublicKeyUse,
-};
+use jsonwebtoken::jwk::{AlgorithmParameters, EllipticCurve, Jwk, KeyAlgorithm, KeyOperations};
 use jsonwebtoken::{Algorithm, DecodingKey};
 use serde_json::Value;
 
@@ -17,6 +21,8 @@ use super::jose::b64url_decode;
 
 /// Smallest RSA modulus accepted, in bits.
 const MIN_RSA_BITS: usize = 2048;
+/// Largest RSA modulus ring verifies with, in bits.
+const MAX_RSA_BITS: usize = 8192;
 /// More keys than this in one file is a mistake, not a key set.
 const MAX_KEYS: usize = 256;
 
@@ -50,6 +56,8 @@ impl std::fmt::Debug for VerificationKey {
 #[derive(Debug, Default)]
 pub struct KeySet {
     pub keys: Vec<VerificationKey>,
+    /// Keys skipped, and why (`keys[2]: RSA key of 1024 bits ...`), for the operator.
+    pub skipped: Vec<String>,
     /// SHA-256 of the file's bytes: equal fingerprints mean the same keys.
     pub fingerprint: Vec<u8>,
 }
@@ -71,26 +79,20 @@ impl KeySet {
     }
 }
 
-/// A problem with one key (`key` is its place in the file, `keys[2]`) or the whole file.
+/// A problem with the whole file (not JSON, no `keys` array, too many keys).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct KeyError {
-    pub key: String,
     pub reason: String,
 }
 
-/// Reads the keys in `bytes` usable with `allowed` algorithms. Errors name each bad key; a
-/// file with no usable key is an error too.
+/// Reads the keys in `bytes` usable with `allowed` algorithms. Only a file that is not a key
+/// set at all is an error; each unusable key is skipped and noted in [`KeySet::skipped`].
 pub fn parse_key_set(
     bytes: &[u8],
     format: KeyFileFormat,
     allowed: &[Algorithm],
-) -> Result<KeySet, Vec<KeyError>> {
-    let whole = |reason: String| {
-        vec![KeyError {
-            key: String::new(),
-            reason,
-        }]
-    };
+) -> Result<KeySet, KeyError> {
+    let whole = |reason: String| KeyError { reason };
     let doc: Value = serde_json::from_slice(bytes).map_err(|e| whole(format!("not JSON: {e}")))?;
     let Some(entries) = doc.get("keys").and_then(Value::as_array) else {
         return Err(whole("no `keys` array (expected a JWK Set)".into()));
@@ -101,48 +103,35 @@ pub fn parse_key_set(
             entries.len()
         )));
     }
-    let mut errors = Vec::new();
+    let mut skipped = Vec::new();
     let mut keys: Vec<VerificationKey> = Vec::new();
     for (i, entry) in entries.iter().enumerate() {
-        let at = format!("keys[{i}]");
         match read_key(entry, format, allowed) {
-            Ok(Some(key)) => {
-                if key.kid.is_some() && keys.iter().any(|k| k.kid == key.kid) {
-                    errors.push(KeyError {
-                        key: at,
-                        reason: format!(
-                            "duplicate kid `{}`",
-                            key.kid.as_deref().unwrap_or_default()
-                        ),
-                    });
-                } else {
-                    keys.push(key);
-                }
+            Ok(Some(key)) if key.kid.is_some() && keys.iter().any(|k| k.kid == key.kid) => {
+                skipped.push(format!(
+                    "keys[{i}]: duplicate kid `{}`: only the first key with it is used",
+                    key.kid.as_deref().unwrap_or_default()
+                ));
             }
+            Ok(Some(key)) => keys.push(key),
             Ok(None) => {}
-            Err(reason) => errors.push(KeyError { key: at, reason }),
+            Err(reason) => skipped.push(format!("keys[{i}]: {reason}")),
         }
     }
     if keys.len() > 1 && keys.iter().any(|k| k.kid.is_none()) {
-        errors.push(KeyError {
-            key: "keys".into(),
-            reason: "with several keys, every key needs a `kid` for tokens to select it".into(),
-        });
+        // A token without `kid` selects a key only when there is one key: these never could.
+        keys.retain(|k| k.kid.is_some());
+        skipped.push("keys without `kid` beside other keys can never be selected".into());
     }
-    if errors.is_empty() && keys.is_empty() {
-        errors.push(KeyError {
-            key: "keys".into(),
-            reason: format!(
-                "no key usable for token signatures with algorithms {}",
-                names(allowed)
-            ),
-        });
-    }
-    if !errors.is_empty() {
-        return Err(errors);
+    if keys.is_empty() {
+        skipped.push(format!(
+            "no key usable with algorithms {}: this issuer accepts no token",
+            names(allowed)
+        ));
     }
     Ok(KeySet {
         keys,
+        skipped,
         fingerprint: ring::digest::digest(&ring::digest::SHA256, bytes)
             .as_ref()
             .to_vec(),
@@ -150,33 +139,39 @@ pub fn parse_key_set(
 }
 
 /// One key: `Ok(None)` for a key meant for something else (encryption, X.509-SVIDs, an
-/// algorithm this issuer does not allow).
+/// algorithm this issuer does not allow); `Err` says why a signing key is unusable.
 fn read_key(
     entry: &Value,
     format: KeyFileFormat,
     allowed: &[Algorithm],
 ) -> Result<Option<VerificationKey>, String> {
-    let jwk: Jwk = serde_json::from_value(entry.clone()).map_err(|e| format!("not a JWK: {e}"))?;
-    match (format, &jwk.common.public_key_use) {
-        (KeyFileFormat::SpiffeBundle, Some(PublicKeyUse::Other(u))) if u == "jwt-svid" => {}
-        (KeyFileFormat::SpiffeBundle, Some(PublicKeyUse::Other(u))) if u == "x509-svid" => {
-            return Ok(None)
-        }
+    let key_use = entry
+        .get("use")
+        .map(|u| u.as_str().unwrap_or("(not a string)"));
+    match (format, key_use) {
+        (KeyFileFormat::SpiffeBundle, Some("jwt-svid")) => {}
+        (KeyFileFormat::SpiffeBundle, Some("x509-svid")) => return Ok(None),
         (KeyFileFormat::SpiffeBundle, other) => {
             return Err(format!(
-                "`use` is {}; a SPIFFE bundle key is `jwt-svid` or `x509-svid`",
-                use_name(other)
+                "`use` is {}; JWT authorities of a SPIFFE bundle have `jwt-svid`",
+                other.map_or("absent".to_string(), |u| format!("`{u}`"))
             ))
         }
-        (KeyFileFormat::Jwks, None | Some(PublicKeyUse::Signature)) => {}
-        (KeyFileFormat::Jwks, Some(PublicKeyUse::Encryption)) => return Ok(None),
-        (KeyFileFormat::Jwks, other) => {
+        (KeyFileFormat::Jwks, None | Some("sig")) => {}
+        (KeyFileFormat::Jwks, Some("enc")) => return Ok(None),
+        (KeyFileFormat::Jwks, Some(other)) => {
             return Err(format!(
-                "`use` is {}; a token signing key has `sig` or none",
-                use_name(other)
+                "`use` is `{other}`; a token signing key has `sig` or none"
             ))
         }
     }
+    if entry.get("kty").and_then(Value::as_str) == Some("oct") {
+        return Err(
+            "symmetric (`oct`) keys are never used: a shared secret cannot prove a workload".into(),
+        );
+    }
+    let jwk: Jwk = serde_json::from_value(entry.clone())
+        .map_err(|e| format!("not a JWK this gateway supports: {e}"))?;
     if let Some(ops) = &jwk.common.key_operations {
         if !ops.iter().any(|op| matches!(op, KeyOperations::Verify)) {
             return Ok(None);
@@ -228,9 +223,9 @@ fn admitted_algorithms(jwk: &Jwk) -> Result<Vec<Algorithm>, String> {
             let modulus =
                 b64url_decode(&rsa.n).map_err(|e| format!("RSA `n` is not base64url: {e}"))?;
             let bits = significant_bits(&modulus);
-            if bits < MIN_RSA_BITS {
+            if !(MIN_RSA_BITS..=MAX_RSA_BITS).contains(&bits) {
                 return Err(format!(
-                    "RSA key of {bits} bits; at least {MIN_RSA_BITS} are required"
+                    "RSA key of {bits} bits; {MIN_RSA_BITS} to {MAX_RSA_BITS} are accepted"
                 ));
             }
             Ok(vec![
@@ -243,8 +238,7 @@ fn admitted_algorithms(jwk: &Jwk) -> Result<Vec<Algorithm>, String> {
             ])
         }
         AlgorithmParameters::OctetKey(_) => Err(
-            "symmetric (`oct`) keys are never accepted: a shared secret cannot prove a workload"
-                .into(),
+            "symmetric (`oct`) keys are never used: a shared secret cannot prove a workload".into(),
         ),
     }
 }
@@ -271,15 +265,6 @@ fn signature_algorithm(alg: KeyAlgorithm) -> Option<Algorithm> {
         KeyAlgorithm::HS256 | KeyAlgorithm::HS384 | KeyAlgorithm::HS512 => return None,
         KeyAlgorithm::RSA1_5 | KeyAlgorithm::RSA_OAEP | KeyAlgorithm::RSA_OAEP_256 => return None,
     })
-}
-
-fn use_name(u: &Option<PublicKeyUse>) -> String {
-    match u {
-        None => "absent".into(),
-        Some(PublicKeyUse::Signature) => "`sig`".into(),
-        Some(PublicKeyUse::Encryption) => "`enc`".into(),
-        Some(PublicKeyUse::Other(o)) => format!("`{o}`"),
-    }
 }
 
 /// `[ES256, RS256]` as the config spells them.

@@ -93,17 +93,19 @@ impl TokenReason {
     }
 
     /// What the client is told in `WWW-Authenticate: error_description`: the category in
-    /// words, never a claim value, key id or other detail.
+    /// words, never a claim value, key id or other detail. Refusals made before the signature
+    /// verified all read "invalid token": telling them apart would let anyone probe which
+    /// issuers, key ids and algorithms are configured. The event keeps the precise reason.
     pub fn description(self) -> &'static str {
         match self {
-            TokenReason::Malformed => "malformed token",
+            TokenReason::Malformed
+            | TokenReason::TypeNotAccepted
+            | TokenReason::CritUnsupported
+            | TokenReason::UnknownIssuer
+            | TokenReason::UnknownKey
+            | TokenReason::AlgorithmNotAllowed
+            | TokenReason::BadSignature => "invalid token",
             TokenReason::TooLarge => "token too large",
-            TokenReason::TypeNotAccepted => "token type not accepted",
-            TokenReason::CritUnsupported => "unsupported critical header",
-            TokenReason::UnknownIssuer => "unknown issuer",
-            TokenReason::UnknownKey => "unknown signing key",
-            TokenReason::AlgorithmNotAllowed => "algorithm not allowed",
-            TokenReason::BadSignature => "bad signature",
             TokenReason::Expired => "token expired",
             TokenReason::NotYetValid => "token not yet valid",
             TokenReason::WrongAudience => "wrong audience",
@@ -224,16 +226,19 @@ impl VerifiedToken {
     /// Whether this token and the connection's SVID name the same workload: the token is
     /// bound to that very certificate (`cnf.x5t#S256`), or its subject is that SPIFFE ID.
     /// A token that can be bound neither way cannot ride on someone's connection.
+    /// A token bound to a certificate that also names a SPIFFE ID must agree on both, so
+    /// policy never sees one workload's subject on another's connection.
     pub fn check_binding(&self, svid: &SvidFacts) -> Result<(), TokenFailure> {
         if let Some(thumbprint) = &self.cnf_x5t_s256 {
-            return if thumbprint == &svid.sha256 {
-                Ok(())
-            } else {
-                Err(TokenFailure::new(
+            if thumbprint != &svid.sha256 {
+                return Err(TokenFailure::new(
                     TokenReason::BindingMismatch,
                     "cnf.x5t#S256 is not the thumbprint of the connection's certificate",
-                ))
-            };
+                ));
+            }
+            if self.spiffe_id.is_none() {
+                return Ok(());
+            }
         }
         match &self.spiffe_id {
             Some(id) if id == &svid.spiffe_id => Ok(()),
@@ -322,7 +327,7 @@ impl TokenVerifier {
             return Ok(hit);
         }
         let verified = Arc::new(self.verify_uncached(token, now)?);
-        self.cache.store(key, verified.clone(), now);
+        self.cache.store(key, verified.clone(), token.len(), now);
         Ok(verified)
     }
 
@@ -450,9 +455,13 @@ fn check_claims(
     let issued_at = numeric_date(&claims, "iat")?;
 
     let subject = match claims.get("sub") {
-        // The subject is forwarded in a header and written in events: printable text only.
-        Some(Value::String(s)) if s.chars().any(char::is_control) => {
-            return Err(malformed_claim("sub", "printable text"))
+        // The subject is forwarded in a header and written in events: visible ASCII with inner
+        // spaces only, so no upstream parser can read it as anything but what was signed.
+        Some(Value::String(s)) if !is_header_safe(s) => {
+            return Err(malformed_claim(
+                "sub",
+                "visible ASCII without leading or trailing spaces",
+            ))
         }
         Some(Value::String(s)) if !s.is_empty() => s.clone(),
         Some(Value::String(_)) | None => return Err(missing("sub")),
@@ -535,6 +544,10 @@ fn check_claims(
     };
     verified.check_time(now)?;
     Ok(verified)
+}
+
+fn is_header_safe(s: &str) -> bool {
+    s.bytes().all(|b| (0x20..0x7f).contains(&b)) && s.trim_matches(' ').len() == s.len()
 }
 
 fn malformed_claim(name: &str, expected: &str) -> TokenFailure {

@@ -405,4 +405,12 @@ fn binding_requires_the_same_workload_or_the_same_certificate() {
         bound.check_binding(&svid(SUB, 8)).unwrap_err().reason,
         TokenReason::BindingMismatch
     );
+    // The bound certificate, but another workload's SVID in it: both must agree.
+    assert_eq!(
+        bound
+            .check_binding(&svid("spiffe://example.org/ns/shop/sa/cart", 7))
+            .unwrap_err()
+            .reason,
+        TokenReason::BindingMismatch
+    );
 }
