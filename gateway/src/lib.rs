@@ -14,6 +14,7 @@ pub mod devpki;
 pub mod echo;
 pub mod events;
 pub mod identity;
+pub mod intel;
 pub mod policy;
 pub mod proxy;
 pub mod reload;
