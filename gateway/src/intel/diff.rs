@@ -337,3 +337,6 @@ fn section<A: fmt::Display>(s: &mut String, title: &str, rows: &[Row<A>], named:
         let _ = writeln!(s, "      {}", row.attr);
     }
 }
+
+#[cfg(test)]
+mod tests;

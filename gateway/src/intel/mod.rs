@@ -27,6 +27,8 @@ pub mod suggest;
 mod events;
 mod reach;
 mod template;
+#[cfg(test)]
+mod testing;
 
 use std::io::Write;
 
