@@ -509,9 +509,13 @@ fn rank_text(r: &Ranking) -> String {
     s
 }
 
-/// A DOT string literal.
+/// A DOT string literal; a newline becomes DOT's `\n` line break.
 fn q(s: &str) -> String {
-    format!("\"{}\"", s.replace('\\', "\\\\").replace('"', "\\\""))
+    let escaped = s
+        .replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n");
+    format!("\"{escaped}\"")
 }
 
 fn dot_edges<A>(
@@ -536,7 +540,7 @@ fn dot_edges<A>(
             "  {} -> {} [label={}{style}];",
             q(from),
             q(&format!("{zone}/{route}")),
-            q(&labels.join("\\n"))
+            q(&labels.join("\n"))
         );
     }
 }
@@ -622,7 +626,7 @@ fn rank_dot(r: &Ranking) -> String {
             s,
             "  {} [label={}];",
             q(&i.identity),
-            q(&format!("{}\\n{} grants", i.identity, i.grants))
+            q(&format!("{}\n{} grants", i.identity, i.grants))
         );
         for route in &i.routes {
             let _ = writeln!(s, "  {} -> {};", q(&i.identity), q(route));

@@ -39,8 +39,10 @@ use crate::policy::{Effect, Mode, Verdict};
 pub const DEFAULT_MAX_KEYS: usize = 100_000;
 /// Most distinct identities, routes or methods interned.
 const MAX_NAMES: usize = 100_000;
-/// Most entries listed for denials.
+/// Most entries kept for denials (all are in `--json`).
 const MAX_LISTED: usize = 10_000;
+/// Most entries of a list the human report shows, busiest first.
+const MAX_SHOWN: usize = 20;
 
 /// `zonegate policy suggest`
 #[derive(clap::Args, Debug)]
@@ -729,7 +731,8 @@ pub fn policy_text(s: &Suggestion) -> String {
 /// Loads `text` with the gateway's policy loader: at `out` when given (the file about to be
 /// written is checked in a sibling temporary file), else in the temporary directory.
 fn check_policy(text: &str, out: Option<&Path>) -> Result<(), ConfigErrors> {
-    let name = format!(".zonegate-suggest-{}.toml", std::process::id());
+    // Not `*.toml`: a gateway reading the directory must never pick the check file up.
+    let name = format!(".zonegate-suggest-{}.check", std::process::id());
     let tmp = match out.and_then(Path::parent) {
         Some(dir) if !dir.as_os_str().is_empty() => dir.join(name),
         _ => std::env::temp_dir().join(name),
@@ -838,7 +841,19 @@ fn list_observed(t: &mut String, rows: &[Observed]) {
     if rows.is_empty() {
         let _ = writeln!(t, "  none");
     }
-    for o in rows {
+    let mut busiest: Vec<&Observed> = rows.iter().collect();
+    busiest.sort_by(|a, b| b.requests.cmp(&a.requests));
+    busiest.truncate(MAX_SHOWN);
+    // Shown in the list's own (identity, route, path) order.
+    busiest.sort_by(|a, b| {
+        (&a.identity, &a.route, &a.path, &a.method).cmp(&(
+            &b.identity,
+            &b.route,
+            &b.path,
+            &b.method,
+        ))
+    });
+    for o in &busiest {
         let by = o
             .rule
             .as_deref()
@@ -847,6 +862,13 @@ fn list_observed(t: &mut String, rows: &[Observed]) {
             t,
             "  {} {} {} {}: {} request(s), denied {by}",
             o.identity, o.method, o.route, o.path, o.requests
+        );
+    }
+    if rows.len() > busiest.len() {
+        let _ = writeln!(
+            t,
+            "  ... and {} more (the {MAX_SHOWN} busiest are shown; --json lists all)",
+            rows.len() - busiest.len()
         );
     }
 }
