@@ -88,6 +88,9 @@ fn methods_of(grid: &Grid, set: &BTreeSet<usize>) -> Methods {
     }
 }
 
+/// Classes of a dimension, by index into the grid.
+type Classes = BTreeSet<usize>;
+
 /// Compresses `selected` (cells of `side`, each with its attribute) into rows.
 pub fn rows<A: Ord + Clone>(
     grid: &Grid,
@@ -95,7 +98,7 @@ pub fn rows<A: Ord + Clone>(
     selected: &BTreeMap<Cell, A>,
 ) -> Vec<Row<A>> {
     // Methods per (identity, target, attribute).
-    let mut by_it: BTreeMap<(usize, usize, A), BTreeSet<usize>> = BTreeMap::new();
+    let mut by_it: BTreeMap<(usize, usize, A), Classes> = BTreeMap::new();
     for (cell, attr) in selected {
         by_it
             .entry((cell.identity, cell.target, attr.clone()))
@@ -103,8 +106,7 @@ pub fn rows<A: Ord + Clone>(
             .insert(cell.method);
     }
     // Targets per (route, methods, attribute, identity).
-    let mut by_route: BTreeMap<(String, BTreeSet<usize>, A, usize), BTreeSet<usize>> =
-        BTreeMap::new();
+    let mut by_route: BTreeMap<(String, Classes, A, usize), Classes> = BTreeMap::new();
     for ((i, t, attr), methods) in by_it {
         let Some(route) = grid.route(side, t) else {
             continue;
@@ -115,8 +117,7 @@ pub fn rows<A: Ord + Clone>(
             .insert(t);
     }
     // Identities per (route, methods, attribute, targets).
-    let mut by_paths: BTreeMap<(String, BTreeSet<usize>, A, BTreeSet<usize>), BTreeSet<usize>> =
-        BTreeMap::new();
+    let mut by_paths: BTreeMap<(String, Classes, A, Classes), Classes> = BTreeMap::new();
     for ((route, methods, attr, i), targets) in by_route {
         by_paths
             .entry((route, methods, attr, targets))

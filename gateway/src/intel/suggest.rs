@@ -440,9 +440,33 @@ impl State<'_> {
         }
     }
 
+    /// Rule ids of the current policy, except those of the file `--out` replaces: rule ids are
+    /// unique across a gateway's policy files, so suggested ones must avoid them.
+    fn taken_ids(&self) -> BTreeSet<String> {
+        let Some(current) = self.current else {
+            return BTreeSet::new();
+        };
+        let replaced = self
+            .args
+            .out
+            .as_ref()
+            .and_then(|o| std::fs::canonicalize(o).ok());
+        current
+            .rules()
+            .iter()
+            .enumerate()
+            .filter(|&(i, _)| {
+                let file = std::fs::canonicalize(&current.origin(i).file).ok();
+                replaced.is_none() || file != replaced
+            })
+            .map(|(_, r)| r.id.to_string())
+            .collect()
+    }
+
     fn finish(mut self, events: ReadStats) -> Suggestion {
         fold(&mut self.observed.map, self.args.fold_threshold);
-        let rules = suggested_rules(&self.observed.map, &self.names, &self.args.id_prefix);
+        let taken = self.taken_ids();
+        let rules = suggested_rules(&self.observed.map, &self.names, &self.args.id_prefix, taken);
         let listed = |agg: &Aggregate<Denied>, names: &Names| -> Vec<Observed> {
             let mut out: Vec<Observed> = agg
                 .map
@@ -587,7 +611,12 @@ fn fold(map: &mut HashMap<Key, Counts>, threshold: usize) {
 
 /// One rule per identity and route; methods that were seen on different paths get rules of
 /// their own, so no rule allows a method on a path it was not seen on.
-fn suggested_rules(map: &HashMap<Key, Counts>, names: &Names, prefix: &str) -> Vec<Suggested> {
+fn suggested_rules(
+    map: &HashMap<Key, Counts>,
+    names: &Names,
+    prefix: &str,
+    mut ids: BTreeSet<String>,
+) -> Vec<Suggested> {
     type PerMethod = BTreeMap<String, (BTreeSet<String>, Counts)>;
     let mut by_pair: BTreeMap<(String, String), PerMethod> = BTreeMap::new();
     for (key, counts) in map {
@@ -605,7 +634,6 @@ fn suggested_rules(map: &HashMap<Key, Counts>, names: &Names, prefix: &str) -> V
         slot.1.denied += counts.denied;
     }
     let mut rules = Vec::new();
-    let mut ids = BTreeSet::new();
     for ((identity, route), methods) in by_pair {
         let mut by_paths: BTreeMap<BTreeSet<String>, (Vec<String>, Counts)> = BTreeMap::new();
         for (method, (paths, counts)) in methods {
@@ -842,7 +870,7 @@ fn list_observed(t: &mut String, rows: &[Observed]) {
         let _ = writeln!(t, "  none");
     }
     let mut busiest: Vec<&Observed> = rows.iter().collect();
-    busiest.sort_by(|a, b| b.requests.cmp(&a.requests));
+    busiest.sort_by_key(|o| std::cmp::Reverse(o.requests));
     busiest.truncate(MAX_SHOWN);
     // Shown in the list's own (identity, route, path) order.
     busiest.sort_by(|a, b| {

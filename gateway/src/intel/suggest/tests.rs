@@ -66,7 +66,7 @@ fn one_rule_per_identity_and_route_split_only_where_methods_differ() {
     map.insert(key(&mut names, "spiffe://td/ns/a", "POST", "/y"), c);
     map.insert(key(&mut names, "spiffe://td/ns/b", "GET", "/x/*"), c);
     map.insert(key(&mut names, "spiffe://td/ns/b", "GET", "/x/1"), c);
-    let rules = suggested_rules(&map, &names, "obs");
+    let rules = suggested_rules(&map, &names, "obs", BTreeSet::new());
     let summary: Vec<(&str, Vec<String>, Vec<String>, u64)> = rules
         .iter()
         .map(|r| (r.id.as_str(), r.methods.clone(), r.paths.clone(), r.allowed))
@@ -105,7 +105,7 @@ fn the_policy_text_loads_with_the_gateways_loader() {
     let suggestion = Suggestion {
         policy: None,
         out: None,
-        rules: suggested_rules(&map, &names, "observed"),
+        rules: suggested_rules(&map, &names, "observed", BTreeSet::new()),
         stale_grants: None,
         rule_use: None,
         denied_now: None,
@@ -128,6 +128,19 @@ fn the_policy_text_loads_with_the_gateways_loader() {
     assert_eq!(rules[0].paths[0].as_str(), "/x/*/y");
     assert!(check_policy(&text, None).is_ok());
     assert!(check_policy("[[rule]]\nid = \"x\"\n", None).is_err());
+}
+
+#[test]
+fn suggested_ids_avoid_ids_already_taken() {
+    let mut names = Names::default();
+    let mut map = HashMap::new();
+    map.insert(
+        key(&mut names, "spiffe://td/ns/a", "GET", "/x"),
+        Counts::default(),
+    );
+    let taken: BTreeSet<String> = ["obs.api.ns.a".to_string()].into();
+    let rules = suggested_rules(&map, &names, "obs", taken);
+    assert_eq!(rules[0].id, "obs.api.ns.a.2");
 }
 
 #[test]
