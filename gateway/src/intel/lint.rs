@@ -482,23 +482,15 @@ fn semantic(loaded: &Loaded, grid: &Grid, out: &mut Vec<Finding>) {
                     .filter(|&c| after[c].verdict != decided.base[c].verdict)
                     .map(|c| {
                         let now = match &decided.base[c].rule {
-                            Some(r) => format!("{} by `{r}`", decided.base[c].verdict.as_str()),
+                            Some(r) => format!("{} by `{r}`", past(decided.base[c].verdict)),
                             None => "denied by default".to_string(),
                         };
-                        (c, format!("{} instead of {now}", after[c].verdict.as_str()))
+                        (c, format!("{} instead of {now}", past(after[c].verdict)))
                     })
                     .collect();
                 if changes.is_empty() {
                     dead[index] = true;
-                    let mut f = finding(
-                        loaded,
-                        index,
-                        Severity::Warning,
-                        "shadowed",
-                        "audit rule would change no decision if enforced: every request it matches is already decided that way".into(),
-                    );
-                    f.details = truncate_rows(decided.rows(mine.iter().map(|&c| (c, ""))));
-                    out.push(f);
+                    out.push(audit_shadowed(&decided, &matches, index, rule, &mine));
                 } else {
                     let verb = match rule.effect {
                         Effect::Allow => "allow",
@@ -520,6 +512,51 @@ fn semantic(loaded: &Loaded, grid: &Grid, out: &mut Vec<Finding>) {
         }
     }
     overlaps(&decided, &matches, &dead, &opaque, out);
+}
+
+fn past(v: Verdict) -> &'static str {
+    match v {
+        Verdict::Allow => "allowed",
+        Verdict::Deny => "denied",
+    }
+}
+
+/// An audit rule that would change nothing if enforced: names the enforced rules that
+/// already decide every request it matches its way.
+fn audit_shadowed(
+    decided: &Decided<'_>,
+    matches: &[Vec<bool>],
+    index: usize,
+    rule: &Rule,
+    mine: &[usize],
+) -> Finding {
+    let rules = decided.loaded.rules();
+    let covering: Vec<String> = (0..rules.len())
+        .filter(|&r| r != index && rules[r].mode == Mode::Enforce && rules[r].effect == rule.effect)
+        .filter(|&r| mine.iter().all(|&c| matches[r][c]))
+        .map(|r| format!("`{}` ({})", rules[r].id, decided.loaded.origin(r).display()))
+        .collect();
+    let message = if covering.is_empty() {
+        "audit rule would change no decision if enforced: every request it matches is already decided that way".to_string()
+    } else {
+        format!(
+            "audit rule would change no decision if enforced: {} already {} everything it matches",
+            covering.join(", "),
+            match rule.effect {
+                Effect::Allow => "allows",
+                Effect::Deny => "denies",
+            }
+        )
+    };
+    let mut f = finding(
+        decided.loaded,
+        index,
+        Severity::Warning,
+        "shadowed",
+        message,
+    );
+    f.details = truncate_rows(decided.rows(mine.iter().map(|&c| (c, ""))));
+    f
 }
 
 fn would(d: &Decision) -> Verdict {

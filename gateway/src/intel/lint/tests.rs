@@ -211,7 +211,7 @@ identities = ["spiffe://example.org/ns/shop/sa/cart"]
     assert_eq!(staged.rule.as_deref(), Some("staged-refunds"));
     assert_eq!(
         staged.details,
-        ["spiffe://example.org/ns/shop/sa/checkout (shop) POST payments-api /payments/charges/*/refund: deny instead of allow by `charges`"]
+        ["spiffe://example.org/ns/shop/sa/checkout (shop) POST payments-api /payments/charges/*/refund: denied instead of allowed by `charges`"]
     );
     let noop = report
         .findings
