@@ -104,6 +104,8 @@ pub struct ZoneReach {
 pub struct IdentityReach {
     pub identity: String,
     pub zones: Vec<ZoneReach>,
+    /// Some path classes may be missing (too many patterns).
+    pub incomplete: bool,
 }
 
 #[derive(Debug, Serialize)]
@@ -112,6 +114,7 @@ pub struct RouteReach {
     pub route: String,
     pub allowed: Vec<Row<Via>>,
     pub named_methods: Vec<String>,
+    pub incomplete: bool,
 }
 
 /// One identity's reach in the ranking.
@@ -133,6 +136,7 @@ pub struct Ranking {
     pub identities: Vec<Ranked>,
     /// Identities considered (before `--top`).
     pub considered: usize,
+    pub incomplete: bool,
 }
 
 pub fn run(args: &BlastArgs) -> i32 {
@@ -229,11 +233,13 @@ fn decide_identity(
 /// Everything `id` can reach on every side.
 pub fn identity_reach(sides: &[Loaded], id: &SpiffeId) -> IdentityReach {
     let mut zones = Vec::new();
+    let mut incomplete = false;
     for side in sides {
         let mut gens = Generators::default();
         gens.add(side);
         gens.add_identity(id);
         let grid = Grid::new(gens.build(), &[side]);
+        incomplete |= grid.truncated;
         let mut reach = ZoneReach {
             zone: side.zone().to_string(),
             config: side.config.source.display().to_string(),
@@ -269,6 +275,7 @@ pub fn identity_reach(sides: &[Loaded], id: &SpiffeId) -> IdentityReach {
     IdentityReach {
         identity: id.to_string(),
         zones,
+        incomplete,
     }
 }
 
@@ -318,6 +325,7 @@ pub fn route_reach(sides: &[Loaded], spec: &str) -> Result<RouteReach, String> {
         route: route.to_string(),
         allowed: reach::rows(&grid, side, &allowed),
         named_methods: named_methods(&grid),
+        incomplete: grid.truncated,
     })
 }
 
@@ -416,6 +424,21 @@ pub fn rank(sides: &[Loaded], observed: &BTreeSet<String>) -> Ranking {
     Ranking {
         considered: identities.len(),
         identities,
+        incomplete: space.truncated,
+    }
+}
+
+/// The scope note and the incompleteness note, when they apply.
+fn notes(s: &mut String, incomplete: bool) {
+    use std::fmt::Write;
+    if let Some(note) = super::facts::scope_note() {
+        let _ = writeln!(s, "note: {note}");
+    }
+    if incomplete {
+        let _ = writeln!(
+            s,
+            "note: too many path patterns to enumerate: rows may be missing"
+        );
     }
 }
 
@@ -444,6 +467,7 @@ fn identity_text(r: &IdentityReach) -> String {
             let _ = writeln!(s, "  staged: {}", reach_line(row, &z.named_methods));
         }
     }
+    notes(&mut s, r.incomplete);
     s
 }
 
@@ -471,6 +495,7 @@ fn route_text(r: &RouteReach) -> String {
     for row in &r.allowed {
         let _ = writeln!(s, "  {}: {}", row_text(row, &r.named_methods), row.attr);
     }
+    notes(&mut s, r.incomplete);
     s
 }
 
@@ -506,6 +531,7 @@ fn rank_text(r: &Ranking) -> String {
         r.identities.len(),
         r.considered
     );
+    notes(&mut s, r.incomplete);
     s
 }
 

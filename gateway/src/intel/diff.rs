@@ -105,6 +105,8 @@ pub struct Diff {
     /// All method names rules mention, to read `methods.others`.
     pub named_methods: Vec<String>,
     pub incomplete: bool,
+    /// Set when some matchers are not enumerated ([`super::facts::scope_note`]).
+    pub scope: Option<String>,
 }
 
 /// An audit-only change: the decision audit rules would make, after and before.
@@ -247,6 +249,7 @@ pub fn diff(old: &Loaded, new: &Loaded, old_name: String, new_name: String) -> D
         staged,
         named_methods: named_methods(&grid),
         incomplete: grid.truncated,
+        scope: super::facts::scope_note(),
     }
 }
 
@@ -310,6 +313,9 @@ pub fn render(d: &Diff) -> String {
         &d.staged,
         &d.named_methods,
     );
+    if let Some(note) = &d.scope {
+        let _ = writeln!(s, "\nnote: {note}");
+    }
     if d.incomplete {
         let _ = writeln!(
             s,

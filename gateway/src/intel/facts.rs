@@ -94,3 +94,16 @@ pub fn opaque_matchers() -> Vec<Matcher> {
         .filter(|&m| !enumerable(m))
         .collect()
 }
+
+/// What every whole-space answer says when some matchers are not enumerated: its classes stand
+/// for requests with an X.509-SVID and nothing else.
+pub fn scope_note() -> Option<String> {
+    let opaque = opaque_matchers();
+    (!opaque.is_empty()).then(|| {
+        let names: Vec<&str> = opaque.iter().map(|m| m.key()).collect();
+        format!(
+            "matchers {} are evaluated for requests authenticated by an X.509-SVID alone; requests with other credentials are not enumerated",
+            names.join(", ")
+        )
+    })
+}

@@ -12,7 +12,7 @@ use std::path::PathBuf;
 use serde::Serialize;
 
 use super::explain::{effect_name, mode_name};
-use super::facts::{opaque_matchers, opaque_rejections, Probe};
+use super::facts::{opaque_rejections, scope_note, Probe};
 use super::load::{self, Loaded};
 use super::reach::{self, named_methods, row_text};
 use super::space::{Cell, Generators, Grid};
@@ -150,19 +150,14 @@ pub fn lint(loaded: &Loaded, broad_identity: Scope) -> Report {
             details: Vec::new(),
         });
     }
-    let opaque = opaque_matchers();
-    if !opaque.is_empty() {
-        let names: Vec<&str> = opaque.iter().map(|m| m.key()).collect();
+    if let Some(note) = scope_note() {
         findings.push(Finding {
             severity: Severity::Info,
             code: "scope",
             file: loaded.config.source.display().to_string(),
             line: None,
             rule: None,
-            message: format!(
-                "semantic findings cover requests authenticated by an X.509-SVID alone; matchers {} are not enumerated",
-                names.join(", ")
-            ),
+            message: format!("{note}; rules they restrict are never called dead"),
             details: Vec::new(),
         });
     }
