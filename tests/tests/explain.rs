@@ -5,8 +5,7 @@
 
 use std::collections::HashMap;
 
-use zonegate::identity::SpiffeId;
-use zonegate::intel::explain::{explain, Query};
+use zonegate::intel::explain::{explain, query, ExplainArgs};
 use zonegate::intel::load;
 use zonegate_e2e::*;
 
@@ -90,13 +89,17 @@ async fn explain_agrees_with_the_live_gateway() {
             .lines()
             .find_map(|l| l.strip_prefix("x-request-id: "))
             .map(str::to_string);
-        let q = Query {
-            spiffe_id: SpiffeId::parse(id).unwrap(),
+        // The Host header as sent: the command line reads it as the gateway does.
+        let args = ExplainArgs {
+            config: gw.config_path(),
+            policy: Vec::new(),
+            spiffe_id: id.to_string(),
             method: method.to_string(),
-            host: Some(host.split(':').next().unwrap().to_ascii_lowercase()),
+            host: Some(host.to_string()),
+            json: false,
             target: target.to_string(),
         };
-        let e = explain(&loaded, &q);
+        let e = explain(&loaded, &query(&args).unwrap());
         // An allowed request is proxied to the echo upstream, which answers 200.
         assert_eq!(
             e.status.unwrap_or(200),

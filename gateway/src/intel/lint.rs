@@ -350,10 +350,11 @@ struct Decided<'a> {
 }
 
 impl Decided<'_> {
-    fn under(&self, policy: &Policy) -> Vec<Decision> {
-        self.cells
+    /// The decisions of `policy` on the cells at `indexes`.
+    fn under(&self, policy: &Policy, indexes: &[usize]) -> Vec<Decision> {
+        indexes
             .iter()
-            .map(|(_, probe)| policy.evaluate(&probe.facts()))
+            .map(|&c| policy.evaluate(&self.cells[c].1.facts()))
             .collect()
     }
 
@@ -460,11 +461,11 @@ fn semantic(loaded: &Loaded, grid: &Grid, out: &mut Vec<Finding>) {
             continue;
         }
         match rule.mode {
+            // Removing or promoting a rule can only change the requests it matches.
             Mode::Enforce => {
-                let after = decided.under(&without(rules, index));
-                let changed = (0..decided.cells.len()).any(|c| {
-                    after[c].verdict != decided.base[c].verdict
-                        || would(&after[c]) != would(&decided.base[c])
+                let after = decided.under(&without(rules, index), &mine);
+                let changed = mine.iter().zip(&after).any(|(&c, a)| {
+                    a.verdict != decided.base[c].verdict || would(a) != would(&decided.base[c])
                 });
                 if !changed {
                     dead[index] = true;
@@ -472,15 +473,17 @@ fn semantic(loaded: &Loaded, grid: &Grid, out: &mut Vec<Finding>) {
                 }
             }
             Mode::Audit => {
-                let after = decided.under(&promoted(rules, index));
-                let changes: Vec<(usize, String)> = (0..decided.cells.len())
-                    .filter(|&c| after[c].verdict != decided.base[c].verdict)
-                    .map(|c| {
+                let after = decided.under(&promoted(rules, index), &mine);
+                let changes: Vec<(usize, String)> = mine
+                    .iter()
+                    .zip(&after)
+                    .filter(|(&c, a)| a.verdict != decided.base[c].verdict)
+                    .map(|(&c, a)| {
                         let now = match &decided.base[c].rule {
                             Some(r) => format!("{} by `{r}`", past(decided.base[c].verdict)),
                             None => "denied by default".to_string(),
                         };
-                        (c, format!("{} instead of {now}", past(after[c].verdict)))
+                        (c, format!("{} instead of {now}", past(a.verdict)))
                     })
                     .collect();
                 if changes.is_empty() {
