@@ -571,6 +571,7 @@ fn suggest_peak_rss(lines: usize) -> (u64, String) {
     let read = |name: &str| std::fs::read_to_string(dir.path().join(name)).unwrap();
     assert!(status.success(), "{}", read("stderr"));
     assert!(peak > 0, "never saw the process's memory");
+    eprintln!("suggest over {lines} lines: peak RSS {peak} KiB");
     (peak, read("stdout"))
 }
 

@@ -169,7 +169,11 @@ fn origins(rules: &[Rule], files: &[PathBuf]) -> Vec<Origin> {
         };
         for rule in parsed.rule {
             let start = rule.id.span().start.min(text.len());
-            let line = text[..start].bytes().filter(|&b| b == b'\n').count() + 1;
+            let line = text.as_bytes()[..start]
+                .iter()
+                .filter(|&&b| b == b'\n')
+                .count()
+                + 1;
             by_id.entry(rule.id.into_inner()).or_insert(Origin {
                 file: file.clone(),
                 line: Some(line),

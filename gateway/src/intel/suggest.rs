@@ -244,13 +244,13 @@ struct State<'a> {
 /// the path it came from (a template only ever replaces whole segments or their tails by `*`,
 /// so if it matches one path of its shape it matches them all); else the exact path, or
 /// `None`.
-fn template_checked(path: &str, checked: &mut HashSet<Box<str>>) -> Option<String> {
+fn template_checked(path: &str, checked: &mut HashSet<Box<str>>, cap: usize) -> Option<String> {
     let t = template(path);
     if checked.contains(t.as_str()) {
         return Some(t);
     }
     let t = pattern_for(path)?;
-    if checked.len() < MAX_NAMES {
+    if checked.len() < cap {
         checked.insert(t.as_str().into());
     }
     Some(t)
@@ -354,7 +354,7 @@ impl State<'_> {
         }
         self.counters.used += 1;
         let method = event.method.as_ref();
-        let template = template_checked(path, &mut self.checked);
+        let template = template_checked(path, &mut self.checked, self.args.max_keys);
         let key = match (
             template,
             self.names.intern(id),
