@@ -15,6 +15,7 @@ pub mod devtoken;
 pub mod echo;
 pub mod events;
 pub mod identity;
+pub mod intel;
 pub mod policy;
 pub mod proxy;
 pub mod reload;

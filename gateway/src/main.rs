@@ -62,6 +62,11 @@ enum Command {
         #[arg(long, default_value_t = 9901)]
         admin_port: u16,
     },
+    /// Policy intelligence, offline on files: explain, lint, diff, blast-radius, suggest, report.
+    Policy {
+        #[command(subcommand)]
+        command: zonegate::intel::PolicyCommand,
+    },
 }
 
 #[derive(Subcommand)]
@@ -126,6 +131,7 @@ fn main() -> ExitCode {
             port,
             admin_port,
         } => demo::run(&dir, port, admin_port),
+        Command::Policy { command } => zonegate::intel::run(&command),
     };
     ExitCode::from(u8::try_from(code).unwrap_or(1))
 }

@@ -1,0 +1,427 @@
+//! `zonegate policy explain`: how the gateway would decide one request, and why.
+//!
+//! Every step is the gateway's own function, in the gateway's order: trust of the SVID's trust
+//! domain (the handshake), the revocation list, [`policy::normalize`], the
+//! [`crate::proxy::route::RouteTable`], [`crate::config::GatewayConfig::zone_of`] and
+//! [`crate::policy::Policy::evaluate`]. What it adds is the reason: for every rule on the
+//! selected route or on every route, which matchers rejected the request.
+
+use std::path::PathBuf;
+
+use serde::Serialize;
+
+use super::facts::{fact_value, rule_values, Probe};
+use super::load::{self, Loaded};
+use super::{json_out, usage_error};
+use crate::identity::SpiffeId;
+use crate::policy::{self, Decision, Effect, Mode, Rule, Verdict};
+
+/// `zonegate policy explain`
+#[derive(clap::Args, Debug)]
+pub struct ExplainArgs {
+    /// The gateway config.
+    #[arg(long, short)]
+    pub config: PathBuf,
+    /// Policy files or directories to use instead of the config's own (e.g. a pull request's).
+    #[arg(long)]
+    pub policy: Vec<PathBuf>,
+    /// The SPIFFE ID of the calling workload's X.509-SVID.
+    #[arg(long)]
+    pub spiffe_id: String,
+    /// The HTTP method, as sent (methods are case-sensitive on the wire).
+    #[arg(long, default_value = "GET")]
+    pub method: String,
+    /// The request's host (Host header or :authority); a URL's host is used when absent.
+    #[arg(long)]
+    pub host: Option<String>,
+    /// Machine-readable output.
+    #[arg(long)]
+    pub json: bool,
+    /// The request target as sent (`/payments/x?y=1`), or a URL (`https://host:8443/x`).
+    pub target: String,
+}
+
+/// One request to explain.
+#[derive(Clone, Debug)]
+pub struct Query {
+    pub spiffe_id: SpiffeId,
+    pub method: String,
+    /// Lower-case, without port, as the gateway compares it.
+    pub host: Option<String>,
+    /// The request target exactly as sent.
+    pub target: String,
+}
+
+/// How the gateway answers, and why.
+#[derive(Clone, Debug, Serialize, PartialEq)]
+pub struct Explanation {
+    pub spiffe_id: String,
+    pub method: String,
+    pub host: Option<String>,
+    pub target: String,
+    /// `allow` or `deny`, as the identity event's `decision`.
+    pub decision: &'static str,
+    /// The identity event's `reason`.
+    pub reason: &'static str,
+    /// The status the gateway answers with itself; `None` when it proxies (the upstream's).
+    pub status: Option<u16>,
+    pub detail: Option<String>,
+    /// The zone map decides the source zone.
+    pub source_zone: Option<String>,
+    /// Index of the first `[[zone_map]]` entry that matched; `None`: zone `unknown`.
+    pub zone_map_entry: Option<usize>,
+    /// The normalised path policy sees.
+    pub path: Option<String>,
+    pub route: Option<String>,
+    pub rule: Option<RuleRef>,
+    pub audit: Option<AuditRef>,
+    /// Rules on the selected route and on every route, in file order.
+    pub rules: Vec<RuleCheck>,
+}
+
+#[derive(Clone, Debug, Serialize, PartialEq)]
+pub struct RuleRef {
+    pub id: String,
+    pub file: String,
+    pub line: Option<usize>,
+    pub description: Option<String>,
+}
+
+#[derive(Clone, Debug, Serialize, PartialEq)]
+pub struct AuditRef {
+    pub rule: RuleRef,
+    /// The decision had audit rules been enforced.
+    pub decision: &'static str,
+}
+
+/// One rule's verdict on the request.
+#[derive(Clone, Debug, Serialize, PartialEq)]
+pub struct RuleCheck {
+    pub id: String,
+    pub effect: &'static str,
+    pub mode: &'static str,
+    pub file: String,
+    pub line: Option<usize>,
+    pub matches: bool,
+    pub rejected_by: Vec<Rejection>,
+}
+
+/// A matcher that rejected the request: what the rule lists and what the request has.
+#[derive(Clone, Debug, Serialize, PartialEq)]
+pub struct Rejection {
+    pub matcher: String,
+    pub rule_values: Option<Vec<String>>,
+    pub request_value: Option<String>,
+}
+
+pub fn run(args: &ExplainArgs) -> i32 {
+    let policy_override = (!args.policy.is_empty()).then_some(args.policy.as_slice());
+    let loaded = match load::open(&args.config, policy_override) {
+        Ok(l) => l,
+        Err(errors) => return load::report_errors(&errors),
+    };
+    if let Some(code) = super::refuse_unknown_routes(&loaded) {
+        return code;
+    }
+    let query = match query(args) {
+        Ok(q) => q,
+        Err(message) => return usage_error(&message),
+    };
+    let explanation = explain(&loaded, &query);
+    if args.json {
+        json_out(&explanation)
+    } else {
+        print!("{}", render(&explanation));
+        0
+    }
+}
+
+/// The query the command line describes.
+pub fn query(args: &ExplainArgs) -> Result<Query, String> {
+    let spiffe_id = SpiffeId::parse(&args.spiffe_id)
+        .map_err(|e| format!("--spiffe-id: `{}`: {e}", args.spiffe_id))?;
+    let (url_host, target) = split_url(&args.target)?;
+    let host = match args.host.as_deref().or(url_host.as_deref()) {
+        Some(h) => Some(host_of(h).ok_or_else(|| format!("--host: `{h}` is not a host"))?),
+        None => None,
+    };
+    if args.method.is_empty() || !args.method.bytes().all(|b| b.is_ascii_graphic()) {
+        return Err(format!("--method: `{}` is not an HTTP method", args.method));
+    }
+    Ok(Query {
+        spiffe_id,
+        method: args.method.clone(),
+        host,
+        target,
+    })
+}
+
+/// A URL's authority and request target; anything else is the target as given.
+fn split_url(s: &str) -> Result<(Option<String>, String), String> {
+    let rest = match s.split_once("://") {
+        Some((scheme, rest)) if scheme == "http" || scheme == "https" => rest,
+        _ => return Ok((None, s.to_string())),
+    };
+    let end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    let (authority, target) = rest.split_at(end);
+    if authority.is_empty() {
+        return Err(format!("`{s}`: the URL has no host"));
+    }
+    let target = match target {
+        "" => "/".to_string(),
+        t if t.starts_with('/') => t.to_string(),
+        // `https://h?q` asks for `/?q`, as clients send it.
+        t => format!("/{t}"),
+    };
+    Ok((Some(authority.to_string()), target))
+}
+
+/// The host as the gateway compares it: the authority's host (HTTP/2's `:authority` is read
+/// this way by the gateway; HTTP/1.1's Host has its port dropped the same way), lower-case.
+fn host_of(authority: &str) -> Option<String> {
+    let authority = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
+    authority
+        .parse::<http::uri::Authority>()
+        .ok()
+        .map(|a| a.host().to_ascii_lowercase())
+}
+
+/// Decides `query` as the gateway configured by `loaded` would.
+pub fn explain(loaded: &Loaded, query: &Query) -> Explanation {
+    let config = &loaded.config;
+    let id = &query.spiffe_id;
+    let mut out = Explanation {
+        spiffe_id: id.to_string(),
+        method: query.method.clone(),
+        host: query.host.clone(),
+        target: query.target.clone(),
+        decision: "deny",
+        reason: "",
+        status: None,
+        detail: None,
+        source_zone: None,
+        zone_map_entry: None,
+        path: None,
+        route: None,
+        rule: None,
+        audit: None,
+        rules: Vec::new(),
+    };
+    // The handshake: an X.509-SVID chains to the bundle of its own trust domain, and a leaf
+    // names a workload (an ID with a path).
+    if !loaded.trusts(id.trust_domain()) {
+        out.reason = "svid_refused";
+        out.detail = Some(format!(
+            "the gateway trusts no bundle for trust domain `{}`: the TLS handshake fails",
+            id.trust_domain()
+        ));
+        return out;
+    }
+    if id.path().is_empty() {
+        out.reason = "svid_refused";
+        out.detail = Some(format!(
+            "`{id}` is a trust domain's ID; a leaf X.509-SVID names a workload: the TLS handshake fails"
+        ));
+        return out;
+    }
+    let zone = config.zone_of(id).to_string();
+    out.zone_map_entry = config
+        .zone_map
+        .iter()
+        .position(|m| m.identities.iter().any(|p| p.matches(id)))
+        .filter(|&i| config.zone_map[i].zone == zone);
+    out.source_zone = Some(zone.clone());
+    // The serial is unknown offline: only a revoked SPIFFE ID can be explained.
+    if let Some(why) = config.revocation.check(id.as_str(), "") {
+        out.reason = "credential_revoked";
+        out.status = Some(401);
+        out.detail = Some(why.to_string());
+        return out;
+    }
+    let target = match policy::normalize(&query.target) {
+        Ok(t) => t,
+        Err(e) => {
+            out.reason = "bad_path";
+            out.status = Some(400);
+            out.detail = Some(e.to_string());
+            return out;
+        }
+    };
+    out.path = Some(target.path.clone());
+    let Some(route) = loaded.routes.select(query.host.as_deref(), &target.path) else {
+        out.reason = "no_route";
+        out.status = Some(404);
+        return out;
+    };
+    out.route = Some(route.name.to_string());
+    let probe = Probe {
+        spiffe_id: id.clone(),
+        source_zone: zone,
+        route: route.name.clone(),
+        method: query.method.clone(),
+        path: target.path,
+    };
+    let decision = loaded.policy.evaluate(&probe.facts());
+    describe_decision(loaded, &decision, &mut out);
+    out.rules = nearby(loaded, &probe);
+    out
+}
+
+fn describe_decision(loaded: &Loaded, decision: &Decision, out: &mut Explanation) {
+    out.decision = decision.verdict.as_str();
+    (out.reason, out.status) = match (decision.verdict, &decision.rule) {
+        (Verdict::Allow, _) => ("allowed", None),
+        (Verdict::Deny, Some(_)) => ("policy_denied", Some(403)),
+        (Verdict::Deny, None) => ("default_deny", Some(403)),
+    };
+    out.rule = decision.rule.as_deref().and_then(|id| rule_ref(loaded, id));
+    out.audit = decision.audit.as_ref().and_then(|a| {
+        Some(AuditRef {
+            rule: rule_ref(loaded, &a.rule)?,
+            decision: a.would.as_str(),
+        })
+    });
+}
+
+fn rule_ref(loaded: &Loaded, id: &str) -> Option<RuleRef> {
+    let index = loaded.rule_index(id)?;
+    let origin = loaded.origin(index);
+    Some(RuleRef {
+        id: id.to_string(),
+        file: origin.file.display().to_string(),
+        line: origin.line,
+        description: loaded.rules()[index].description.clone(),
+    })
+}
+
+/// Rules on the probe's route and on every route (those whose `routes` matcher accepts it),
+/// in file order, each with the matchers that rejected the request.
+fn nearby(loaded: &Loaded, probe: &Probe) -> Vec<RuleCheck> {
+    let facts = probe.facts();
+    let mut out = Vec::new();
+    for (index, rule) in loaded.rules().iter().enumerate() {
+        if !rule.accepts(policy::Matcher::Routes, &facts) {
+            continue;
+        }
+        let mismatches = rule.mismatches(&facts);
+        let origin = loaded.origin(index);
+        out.push(RuleCheck {
+            id: rule.id.to_string(),
+            effect: effect_name(rule),
+            mode: mode_name(rule),
+            file: origin.file.display().to_string(),
+            line: origin.line,
+            matches: mismatches.is_empty(),
+            rejected_by: mismatches
+                .into_iter()
+                .map(|m| Rejection {
+                    matcher: m.key().to_string(),
+                    rule_values: rule_values(rule, m),
+                    request_value: fact_value(probe, m),
+                })
+                .collect(),
+        });
+    }
+    out
+}
+
+pub(crate) fn effect_name(rule: &Rule) -> &'static str {
+    match rule.effect {
+        Effect::Allow => "allow",
+        Effect::Deny => "deny",
+    }
+}
+
+pub(crate) fn mode_name(rule: &Rule) -> &'static str {
+    match rule.mode {
+        Mode::Enforce => "enforce",
+        Mode::Audit => "audit",
+    }
+}
+
+fn at(file: &str, line: Option<usize>) -> String {
+    match line {
+        Some(line) => format!("{file}:{line}"),
+        None => file.to_string(),
+    }
+}
+
+/// The human form.
+pub fn render(e: &Explanation) -> String {
+    use std::fmt::Write;
+    let mut s = String::new();
+    let _ = writeln!(s, "request   {} {}", e.method, e.target);
+    let _ = writeln!(s, "host      {}", e.host.as_deref().unwrap_or("(none)"));
+    let zone = match (&e.source_zone, e.zone_map_entry) {
+        (Some(z), Some(i)) => format!(" (zone {z}, zone_map[{i}])"),
+        (Some(z), None) => format!(" (zone {z}: no zone_map entry matches)"),
+        (None, _) => String::new(),
+    };
+    let _ = writeln!(s, "identity  {}{zone}", e.spiffe_id);
+    if let Some(path) = &e.path {
+        let _ = writeln!(s, "path      {path}");
+    }
+    if let Some(route) = &e.route {
+        let _ = writeln!(s, "route     {route}");
+    }
+    let answer = match e.status {
+        Some(status) => format!("{status}, {}", e.reason),
+        None if e.reason == "svid_refused" => "TLS handshake refused, svid_refused".to_string(),
+        None => format!("proxied, {}", e.reason),
+    };
+    let by = match &e.rule {
+        Some(r) => format!(" by rule {} ({})", r.id, at(&r.file, r.line)),
+        None if e.reason == "default_deny" => " by default: no enforced allow rule matches".into(),
+        None => String::new(),
+    };
+    let _ = writeln!(s, "decision  {} ({answer}){by}", e.decision);
+    if let Some(detail) = &e.detail {
+        let _ = writeln!(s, "detail    {detail}");
+    }
+    if let Some(a) = &e.audit {
+        let _ = writeln!(
+            s,
+            "audit     would be {} if audit rules were enforced: rule {} ({})",
+            a.decision,
+            a.rule.id,
+            at(&a.rule.file, a.rule.line)
+        );
+    }
+    if let Some(route) = &e.route {
+        let _ = writeln!(
+            s,
+            "\nrules on route {route} and on every route, in file order:"
+        );
+        if e.rules.is_empty() {
+            let _ = writeln!(s, "  (none)");
+        }
+        let width = e.rules.iter().map(|r| r.id.len()).max().unwrap_or(0);
+        for r in &e.rules {
+            let verdict = if r.matches { "match" } else { "-" };
+            let why: Vec<String> = r.rejected_by.iter().map(rejection_text).collect();
+            let _ = writeln!(
+                s,
+                "  {verdict:<5}  {:<width$}  {:<5} {:<7}  {}{}{}",
+                r.id,
+                r.effect,
+                r.mode,
+                at(&r.file, r.line),
+                if why.is_empty() { "" } else { "  " },
+                why.join("; "),
+            );
+        }
+    }
+    s
+}
+
+fn rejection_text(r: &Rejection) -> String {
+    match (&r.rule_values, &r.request_value) {
+        (Some(values), Some(value)) => {
+            format!("{} [{}] rejects `{value}`", r.matcher, values.join(", "))
+        }
+        _ => format!("{} rejects the request", r.matcher),
+    }
+}
+
+#[cfg(test)]
+mod tests;
