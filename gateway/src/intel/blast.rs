@@ -102,6 +102,9 @@ pub struct ZoneReach {
 
 #[derive(Debug, Serialize)]
 pub struct IdentityReach {
+    /// Set when rules use matchers that are not enumerated ([`super::facts::scope_note`]).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub scope: Option<String>,
     pub identity: String,
     pub zones: Vec<ZoneReach>,
     /// Some path classes may be missing (too many patterns).
@@ -110,6 +113,9 @@ pub struct IdentityReach {
 
 #[derive(Debug, Serialize)]
 pub struct RouteReach {
+    /// Set when rules use matchers that are not enumerated ([`super::facts::scope_note`]).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub scope: Option<String>,
     pub zone: String,
     pub route: String,
     pub allowed: Vec<Row<Via>>,
@@ -133,6 +139,9 @@ pub struct Ranked {
 
 #[derive(Debug, Serialize)]
 pub struct Ranking {
+    /// Set when rules use matchers that are not enumerated ([`super::facts::scope_note`]).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub scope: Option<String>,
     pub identities: Vec<Ranked>,
     /// Identities considered (before `--top`).
     pub considered: usize,
@@ -273,6 +282,7 @@ pub fn identity_reach(sides: &[Loaded], id: &SpiffeId) -> IdentityReach {
         zones.push(reach);
     }
     IdentityReach {
+        scope: super::facts::scope_note(sides.iter().flat_map(|l| l.rules())),
         identity: id.to_string(),
         zones,
         incomplete,
@@ -321,6 +331,7 @@ pub fn route_reach(sides: &[Loaded], spec: &str) -> Result<RouteReach, String> {
         }
     }
     Ok(RouteReach {
+        scope: super::facts::scope_note(sides.iter().flat_map(|l| l.rules())),
         zone: zone.to_string(),
         route: route.to_string(),
         allowed: reach::rows(&grid, side, &allowed),
@@ -422,6 +433,7 @@ pub fn rank(sides: &[Loaded], observed: &BTreeSet<String>) -> Ranking {
         (b.routes.len(), b.grants, &a.identity).cmp(&(a.routes.len(), a.grants, &b.identity))
     });
     Ranking {
+        scope: super::facts::scope_note(sides.iter().flat_map(|l| l.rules())),
         considered: identities.len(),
         identities,
         incomplete: space.truncated,
@@ -429,9 +441,9 @@ pub fn rank(sides: &[Loaded], observed: &BTreeSet<String>) -> Ranking {
 }
 
 /// The scope note and the incompleteness note, when they apply.
-fn notes(s: &mut String, incomplete: bool) {
+fn notes(s: &mut String, scope: &Option<String>, incomplete: bool) {
     use std::fmt::Write;
-    if let Some(note) = super::facts::scope_note() {
+    if let Some(note) = scope {
         let _ = writeln!(s, "note: {note}");
     }
     if incomplete {
@@ -467,7 +479,7 @@ fn identity_text(r: &IdentityReach) -> String {
             let _ = writeln!(s, "  staged: {}", reach_line(row, &z.named_methods));
         }
     }
-    notes(&mut s, r.incomplete);
+    notes(&mut s, &r.scope, r.incomplete);
     s
 }
 
@@ -495,7 +507,7 @@ fn route_text(r: &RouteReach) -> String {
     for row in &r.allowed {
         let _ = writeln!(s, "  {}: {}", row_text(row, &r.named_methods), row.attr);
     }
-    notes(&mut s, r.incomplete);
+    notes(&mut s, &r.scope, r.incomplete);
     s
 }
 
@@ -531,7 +543,7 @@ fn rank_text(r: &Ranking) -> String {
         r.identities.len(),
         r.considered
     );
-    notes(&mut s, r.incomplete);
+    notes(&mut s, &r.scope, r.incomplete);
     s
 }
 

@@ -249,7 +249,7 @@ pub fn diff(old: &Loaded, new: &Loaded, old_name: String, new_name: String) -> D
         staged,
         named_methods: named_methods(&grid),
         incomplete: grid.truncated,
-        scope: super::facts::scope_note(),
+        scope: super::facts::scope_note(old.rules().iter().chain(new.rules())),
     }
 }
 

@@ -10,11 +10,12 @@ use std::path::PathBuf;
 
 use serde::Serialize;
 
-use super::facts::{fact_value, rule_values, Probe};
+use super::facts::{fact_value, rule_values, Probe, ProbeToken};
 use super::load::{self, Loaded};
 use super::{json_out, usage_error};
-use crate::identity::SpiffeId;
-use crate::policy::{self, Decision, Effect, Mode, Rule, Verdict};
+use crate::config::UNKNOWN_ZONE;
+use crate::identity::{IssuerKind, IssuerSpec, SpiffeId};
+use crate::policy::{self, Decision, Effect, Mode, Presented, Rule, Verdict};
 
 /// `zonegate policy explain`
 #[derive(clap::Args, Debug)]
@@ -25,9 +26,22 @@ pub struct ExplainArgs {
     /// Policy files or directories to use instead of the config's own (e.g. a pull request's).
     #[arg(long)]
     pub policy: Vec<PathBuf>,
-    /// The SPIFFE ID of the calling workload's X.509-SVID.
+    /// The SPIFFE ID of the X.509-SVID the caller presents on the connection.
+    #[arg(long, required_unless_present = "issuer")]
+    pub spiffe_id: Option<String>,
+    /// The request carries a valid token from this configured issuer (`[token_issuer.NAME]`).
     #[arg(long)]
-    pub spiffe_id: String,
+    pub issuer: Option<String>,
+    /// The token's `sub` (default: the --spiffe-id).
+    #[arg(long, requires = "issuer")]
+    pub subject: Option<String>,
+    /// A token claim NAME=VALUE (repeatable): VALUE is read as JSON when it is JSON (`42`,
+    /// `["a","b"]`), else as a string (`scope="payments:read payments:charge"`).
+    #[arg(long = "claim", value_name = "NAME=VALUE", requires = "issuer")]
+    pub claims: Vec<String>,
+    /// The caller presents no certificate, only the token.
+    #[arg(long, requires = "issuer")]
+    pub token_only: bool,
     /// The HTTP method, as sent (methods are case-sensitive on the wire).
     #[arg(long, default_value = "GET")]
     pub method: String,
@@ -44,7 +58,10 @@ pub struct ExplainArgs {
 /// One request to explain.
 #[derive(Clone, Debug)]
 pub struct Query {
-    pub spiffe_id: SpiffeId,
+    /// The X.509-SVID's SPIFFE ID, when the connection presents one.
+    pub spiffe_id: Option<SpiffeId>,
+    /// The request's token, taken as valid (signature, time, audience are not explained).
+    pub token: Option<ProbeToken>,
     pub method: String,
     /// Lower-case, without port, as the gateway compares it.
     pub host: Option<String>,
@@ -55,7 +72,12 @@ pub struct Query {
 /// How the gateway answers, and why.
 #[derive(Clone, Debug, Serialize, PartialEq)]
 pub struct Explanation {
-    pub spiffe_id: String,
+    /// The identity's SPIFFE ID: the SVID's, else the token's when its issuer speaks for a
+    /// trust domain.
+    pub spiffe_id: Option<String>,
+    /// The token, when the request carries one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub token: Option<TokenView>,
     pub method: String,
     pub host: Option<String>,
     pub target: String,
@@ -77,6 +99,14 @@ pub struct Explanation {
     pub audit: Option<AuditRef>,
     /// Rules on the selected route and on every route, in file order.
     pub rules: Vec<RuleCheck>,
+}
+
+#[derive(Clone, Debug, Serialize, PartialEq)]
+pub struct TokenView {
+    pub issuer: String,
+    pub subject: String,
+    /// `x509-svid+jwt-svid`, `jwt`, ...: what the event's `credential` would say.
+    pub credential: &'static str,
 }
 
 #[derive(Clone, Debug, Serialize, PartialEq)]
@@ -138,8 +168,38 @@ pub fn run(args: &ExplainArgs) -> i32 {
 
 /// The query the command line describes.
 pub fn query(args: &ExplainArgs) -> Result<Query, String> {
-    let spiffe_id = SpiffeId::parse(&args.spiffe_id)
-        .map_err(|e| format!("--spiffe-id: `{}`: {e}", args.spiffe_id))?;
+    if args.spiffe_id.is_none() && args.issuer.is_none() {
+        return Err("name the caller: --spiffe-id, --issuer, or both".into());
+    }
+    let spiffe_id = match &args.spiffe_id {
+        Some(id) => Some(SpiffeId::parse(id).map_err(|e| format!("--spiffe-id: `{id}`: {e}"))?),
+        None => None,
+    };
+    let token = match &args.issuer {
+        Some(issuer) => {
+            let subject = args
+                .subject
+                .clone()
+                .or_else(|| args.spiffe_id.clone())
+                .ok_or("--issuer needs --subject (or --spiffe-id)")?;
+            let mut claims = serde_json::Map::new();
+            for claim in &args.claims {
+                let (name, value) = claim
+                    .split_once('=')
+                    .filter(|(n, _)| !n.is_empty())
+                    .ok_or_else(|| format!("--claim `{claim}`: expected NAME=VALUE"))?;
+                let value =
+                    serde_json::from_str(value).unwrap_or_else(|_| serde_json::Value::from(value));
+                claims.insert(name.to_string(), value);
+            }
+            Some(ProbeToken {
+                issuer: issuer.clone(),
+                subject,
+                claims,
+            })
+        }
+        None => None,
+    };
     let (url_host, target) = split_url(&args.target)?;
     let host = match args.host.as_deref().or(url_host.as_deref()) {
         Some(h) => Some(host_of(h).ok_or_else(|| format!("--host: `{h}` is not a host"))?),
@@ -149,7 +209,8 @@ pub fn query(args: &ExplainArgs) -> Result<Query, String> {
         return Err(format!("--method: `{}` is not an HTTP method", args.method));
     }
     Ok(Query {
-        spiffe_id,
+        spiffe_id: if args.token_only { None } else { spiffe_id },
+        token,
         method: args.method.clone(),
         host,
         target,
@@ -186,12 +247,15 @@ fn host_of(authority: &str) -> Option<String> {
         .map(|a| a.host().to_ascii_lowercase())
 }
 
-/// Decides `query` as the gateway configured by `loaded` would.
+/// Decides `query` as the gateway configured by `loaded` would, in the gateway's order
+/// (`proxy::Gateway::admit`): the connection's SVID, a token on a connection without one
+/// (before routing), the path, the route, a token the route accepts and its binding to the
+/// SVID, the route's credential requirement, then policy.
 pub fn explain(loaded: &Loaded, query: &Query) -> Explanation {
     let config = &loaded.config;
-    let id = &query.spiffe_id;
     let mut out = Explanation {
-        spiffe_id: id.to_string(),
+        spiffe_id: query.spiffe_id.as_ref().map(|id| id.to_string()),
+        token: None,
         method: query.method.clone(),
         host: query.host.clone(),
         target: query.target.clone(),
@@ -207,43 +271,127 @@ pub fn explain(loaded: &Loaded, query: &Query) -> Explanation {
         audit: None,
         rules: Vec::new(),
     };
-    // The handshake: an X.509-SVID chains to the bundle of its own trust domain, and a leaf
-    // names a workload (an ID with a path).
-    if !loaded.trusts(id.trust_domain()) {
+    let refuse = |out: &mut Explanation, reason: &'static str, status: u16, detail: String| {
+        out.reason = reason;
+        out.status = Some(status);
+        out.detail = Some(detail);
+    };
+    if let Some(id) = &query.spiffe_id {
+        // The handshake: an X.509-SVID chains to the bundle of its own trust domain, and a
+        // leaf names a workload (an ID with a path).
+        if !loaded.trusts(id.trust_domain()) {
+            out.reason = "svid_refused";
+            out.detail = Some(format!(
+                "the gateway trusts no bundle for trust domain `{}`: the TLS handshake fails",
+                id.trust_domain()
+            ));
+            return out;
+        }
+        if id.path().is_empty() {
+            out.reason = "svid_refused";
+            out.detail = Some(format!(
+                "`{id}` is a trust domain's ID; a leaf X.509-SVID names a workload: the TLS handshake fails"
+            ));
+            return out;
+        }
+        attribute(loaded, &mut out, None);
+        // The serial is unknown offline: only a revoked SPIFFE ID can be explained.
+        if let Some(why) = config.revocation.check(id.as_str(), "") {
+            refuse(&mut out, "credential_revoked", 401, why.to_string());
+            return out;
+        }
+    } else if !config.listeners.iter().any(|l| !l.client_cert_required) {
         out.reason = "svid_refused";
-        out.detail = Some(format!(
-            "the gateway trusts no bundle for trust domain `{}`: the TLS handshake fails",
-            id.trust_domain()
-        ));
+        out.detail =
+            Some("every listener requires a client certificate: the TLS handshake fails".into());
         return out;
     }
-    if id.path().is_empty() {
-        out.reason = "svid_refused";
-        out.detail = Some(format!(
-            "`{id}` is a trust domain's ID; a leaf X.509-SVID names a workload: the TLS handshake fails"
-        ));
-        return out;
+
+    // A token is the gateway's to read when the connection has no SVID (before routing), or
+    // on a route that accepts tokens.
+    let check_token = |out: &mut Explanation| -> Result<Option<ProbeToken>, ()> {
+        let Some(token) = &query.token else {
+            return Ok(None);
+        };
+        let Some(issuer) = config
+            .token_issuers
+            .iter()
+            .find(|i| *i.name == token.issuer)
+        else {
+            refuse(
+                out,
+                "token_unknown_issuer",
+                401,
+                format!("no [token_issuer.{}] in this config", token.issuer),
+            );
+            return Err(());
+        };
+        let token_id = match token_spiffe_id(issuer, &token.subject) {
+            Ok(id) => id,
+            Err(detail) => {
+                refuse(out, "token_bad_subject", 401, detail);
+                return Err(());
+            }
+        };
+        if let Some(id) = &token_id {
+            if let Some(why) = config.revocation.check(id.as_str(), "") {
+                refuse(out, "token_revoked", 401, why.to_string());
+                return Err(());
+            }
+        }
+        if let Some(svid) = &query.spiffe_id {
+            // Binding by subject (a `cnf`-bound token is bound to the very certificate,
+            // which an offline explanation does not have).
+            if token_id.as_ref() != Some(svid) {
+                refuse(
+                    out,
+                    "token_binding_mismatch",
+                    401,
+                    format!(
+                        "token subject `{}` is not the connection's SVID `{svid}`",
+                        token.subject
+                    ),
+                );
+                return Err(());
+            }
+        }
+        out.token = Some(TokenView {
+            issuer: token.issuer.clone(),
+            subject: token.subject.clone(),
+            credential: match (query.spiffe_id.is_some(), &issuer.kind) {
+                (true, IssuerKind::JwtSvid) => "x509-svid+jwt-svid",
+                (true, IssuerKind::Jwt) => "x509-svid+jwt",
+                (false, IssuerKind::JwtSvid) => "jwt-svid",
+                (false, IssuerKind::Jwt) => "jwt",
+            },
+        });
+        if out.spiffe_id.is_none() {
+            out.spiffe_id = token_id.map(|id| id.to_string());
+        }
+        attribute(loaded, out, Some(token));
+        Ok(Some(token.clone()))
+    };
+    let mut token = None;
+    if query.spiffe_id.is_none() {
+        if query.token.is_none() {
+            refuse(
+                &mut out,
+                "no_credential",
+                401,
+                "neither an SVID on the connection nor a token on the request".into(),
+            );
+            return out;
+        }
+        match check_token(&mut out) {
+            Ok(t) => token = t,
+            Err(()) => return out,
+        }
     }
-    let zone = config.zone_of(id).to_string();
-    out.zone_map_entry = config
-        .zone_map
-        .iter()
-        .position(|m| m.identities.iter().any(|p| p.matches(id)))
-        .filter(|&i| config.zone_map[i].zone == zone);
-    out.source_zone = Some(zone.clone());
-    // The serial is unknown offline: only a revoked SPIFFE ID can be explained.
-    if let Some(why) = config.revocation.check(id.as_str(), "") {
-        out.reason = "credential_revoked";
-        out.status = Some(401);
-        out.detail = Some(why.to_string());
-        return out;
-    }
+
     let target = match policy::normalize(&query.target) {
         Ok(t) => t,
         Err(e) => {
-            out.reason = "bad_path";
-            out.status = Some(400);
-            out.detail = Some(e.to_string());
+            refuse(&mut out, "bad_path", 400, e.to_string());
             return out;
         }
     };
@@ -254,17 +402,102 @@ pub fn explain(loaded: &Loaded, query: &Query) -> Explanation {
         return out;
     };
     out.route = Some(route.name.to_string());
+    let route_config = config.routes.iter().find(|r| r.name == route.name);
+    let credentials = route_config.map_or(policy::Credentials::Mtls, |r| r.credentials);
+    if query.spiffe_id.is_some() && credentials.accepts_tokens() {
+        match check_token(&mut out) {
+            Ok(t) => token = t,
+            Err(()) => return out,
+        }
+    }
+    let presented = Presented {
+        svid: query.spiffe_id.is_some(),
+        token: token.is_some(),
+    };
+    if !credentials.admits(presented) {
+        let needs_svid = matches!(
+            credentials,
+            policy::Credentials::Mtls | policy::Credentials::Both
+        );
+        let (reason, what) = if needs_svid && !presented.svid {
+            ("mtls_required", "an X.509-SVID on the connection")
+        } else {
+            ("token_required", "a token on the request")
+        };
+        refuse(
+            &mut out,
+            reason,
+            401,
+            format!("route `{}` requires {what}", route.name),
+        );
+        return out;
+    }
+
+    let spiffe_id = out
+        .spiffe_id
+        .as_deref()
+        .and_then(|id| SpiffeId::parse(id).ok());
+    let zone = out
+        .source_zone
+        .clone()
+        .unwrap_or_else(|| UNKNOWN_ZONE.to_string());
     let probe = Probe {
-        spiffe_id: id.clone(),
+        spiffe_id,
         source_zone: zone,
         route: route.name.clone(),
         method: query.method.clone(),
         path: target.path,
+        svid: presented.svid,
+        token: token.map(std::sync::Arc::new),
     };
     let decision = loaded.policy.evaluate(&probe.facts());
     describe_decision(loaded, &decision, &mut out);
     out.rules = nearby(loaded, &probe);
     out
+}
+
+/// Records the source zone of the identity known so far, as the gateway does from the moment
+/// it knows who is calling: by SPIFFE ID, else by the token issuer's `zone`.
+fn attribute(loaded: &Loaded, out: &mut Explanation, token: Option<&ProbeToken>) {
+    let config = &loaded.config;
+    let spiffe_id = out
+        .spiffe_id
+        .as_deref()
+        .and_then(|id| SpiffeId::parse(id).ok());
+    let zone = match (&spiffe_id, token) {
+        (Some(id), _) => config.zone_of(id).to_string(),
+        (None, Some(t)) => config
+            .token_issuers
+            .iter()
+            .find(|i| *i.name == t.issuer)
+            .and_then(|i| i.zone.clone())
+            .unwrap_or_else(|| UNKNOWN_ZONE.to_string()),
+        (None, None) => return,
+    };
+    out.zone_map_entry = spiffe_id.as_ref().and_then(|id| {
+        config
+            .zone_map
+            .iter()
+            .position(|m| m.identities.iter().any(|p| p.matches(id)))
+            .filter(|&i| config.zone_map[i].zone == zone)
+    });
+    out.source_zone = Some(zone);
+}
+
+/// The SPIFFE ID a token's subject names: only for an issuer that speaks for a trust domain,
+/// and then it must be a workload of it (as the gateway's verifier requires).
+fn token_spiffe_id(issuer: &IssuerSpec, subject: &str) -> Result<Option<SpiffeId>, String> {
+    let Some(td) = &issuer.trust_domain else {
+        return Ok(None);
+    };
+    let id = SpiffeId::parse(subject)
+        .map_err(|e| format!("`sub` `{subject}` is not a SPIFFE ID: {e}"))?;
+    if id.trust_domain() != td || id.path().is_empty() {
+        return Err(format!(
+            "`sub` `{id}` is not a workload of trust domain `{td}`"
+        ));
+    }
+    Ok(Some(id))
 }
 
 fn describe_decision(loaded: &Loaded, decision: &Decision, out: &mut Explanation) {
@@ -357,7 +590,15 @@ pub fn render(e: &Explanation) -> String {
         (Some(z), None) => format!(" (zone {z}: no zone_map entry matches)"),
         (None, _) => String::new(),
     };
-    let _ = writeln!(s, "identity  {}{zone}", e.spiffe_id);
+    let identity = e.spiffe_id.as_deref().unwrap_or("(no SPIFFE ID)");
+    let _ = writeln!(s, "identity  {identity}{zone}");
+    if let Some(t) = &e.token {
+        let _ = writeln!(
+            s,
+            "token     issuer {}, subject {} ({})",
+            t.issuer, t.subject, t.credential
+        );
+    }
     if let Some(path) = &e.path {
         let _ = writeln!(s, "path      {path}");
     }

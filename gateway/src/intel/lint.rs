@@ -150,7 +150,7 @@ pub fn lint(loaded: &Loaded, broad_identity: Scope) -> Report {
             details: Vec::new(),
         });
     }
-    if let Some(note) = scope_note() {
+    if let Some(note) = scope_note(loaded.rules()) {
         findings.push(Finding {
             severity: Severity::Info,
             code: "scope",

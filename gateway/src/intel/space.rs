@@ -184,7 +184,9 @@ impl Grid {
                 sig.push_bit(trusted);
                 sig.push_str(Some(&zone));
                 let probe = Probe {
-                    spiffe_id: w.id.clone(),
+                    svid: true,
+                    token: None,
+                    spiffe_id: Some(w.id.clone()),
                     source_zone: zone,
                     route: Arc::from(""),
                     method: String::new(),
@@ -200,7 +202,9 @@ impl Grid {
             if let Some(id) = &placeholder {
                 for side in sides {
                     let probe = Probe {
-                        spiffe_id: id.clone(),
+                        svid: true,
+                        token: None,
+                        spiffe_id: Some(id.clone()),
                         source_zone: String::new(),
                         route: Arc::from(""),
                         method: w.method.clone(),
@@ -218,7 +222,9 @@ impl Grid {
                 sig.push_str(route.map(|r| &*r.name));
                 if let Some(id) = &placeholder {
                     let probe = Probe {
-                        spiffe_id: id.clone(),
+                        svid: true,
+                        token: None,
+                        spiffe_id: Some(id.clone()),
                         source_zone: String::new(),
                         route: route.map_or_else(|| Arc::from(""), |r| r.name.clone()),
                         method: String::new(),
@@ -275,7 +281,9 @@ impl Grid {
         let zone = self.zone(side, cell.identity)?;
         let route = self.route(side, cell.target)?;
         Some(Probe {
-            spiffe_id: self.identities[cell.identity].rep.id.clone(),
+            svid: true,
+            token: None,
+            spiffe_id: Some(self.identities[cell.identity].rep.id.clone()),
             source_zone: zone.to_string(),
             route,
             method: self.methods[cell.method].rep.method.clone(),

@@ -414,7 +414,9 @@ impl State<'_> {
         };
         let probe = Probe {
             source_zone: current.config.zone_of(&spiffe_id).to_string(),
-            spiffe_id,
+            spiffe_id: Some(spiffe_id),
+            svid: true,
+            token: None,
             route: route.name.clone(),
             method: event.method.to_string(),
             path: path.to_string(),

@@ -78,7 +78,16 @@ impl Gateway {
             let Bearer::Token(token) = authn::bearer(session.req_header())? else {
                 return Err(Refusal::NoCredential);
             };
-            verified = Some(self.verify_token(&snapshot, token, None, now, ctx)?);
+            let token = self.verify_token(&snapshot, token, None, now, ctx)?;
+            ctx.set_identity(
+                Identity {
+                    spiffe_id: token.spiffe_id.clone(),
+                    svid: None,
+                    token: Some(token.clone()),
+                },
+                config,
+            );
+            verified = Some(token);
         }
 
         let target = policy::normalize(&ctx.raw_target).map_err(|e| {
@@ -96,7 +105,16 @@ impl Gateway {
 
         if let (Some(peer), true) = (peer, route.credentials.accepts_tokens()) {
             if let Bearer::Token(token) = authn::bearer(session.req_header())? {
-                verified = Some(self.verify_token(&snapshot, token, Some(peer), now, ctx)?);
+                let token = self.verify_token(&snapshot, token, Some(peer), now, ctx)?;
+                ctx.set_identity(
+                    Identity {
+                        spiffe_id: Some(peer.facts.spiffe_id.clone()),
+                        svid: Some(peer.facts.clone()),
+                        token: Some(token.clone()),
+                    },
+                    config,
+                );
+                verified = Some(token);
             }
         }
         let authenticated = authn::identity_for(route.credentials, peer, verified)?;

@@ -43,7 +43,11 @@ fn ask(f: &Fixture, id: &str, method: &str, host: Option<&str>, target: &str) ->
     let args = ExplainArgs {
         config: f.dir.path().join("gateway.toml"),
         policy: Vec::new(),
-        spiffe_id: id.to_string(),
+        spiffe_id: Some(id.to_string()),
+        issuer: None,
+        subject: None,
+        claims: Vec::new(),
+        token_only: false,
         method: method.to_string(),
         host: host.map(str::to_string),
         json: false,
@@ -191,7 +195,8 @@ fn revoked_ids_get_401() {
     std::fs::write(dir.path().join("gateway.toml"), config).unwrap();
     let loaded = crate::intel::load::open(&dir.path().join("gateway.toml"), None).unwrap();
     let q = Query {
-        spiffe_id: SpiffeId::parse(CHECKOUT).unwrap(),
+        spiffe_id: Some(SpiffeId::parse(CHECKOUT).unwrap()),
+        token: None,
         method: "POST".into(),
         host: None,
         target: "/payments/charge".into(),
@@ -205,7 +210,11 @@ fn command_line_mistakes_are_usage_errors() {
     let args = |id: &str, method: &str, target: &str| ExplainArgs {
         config: "x".into(),
         policy: Vec::new(),
-        spiffe_id: id.into(),
+        spiffe_id: Some(id.into()),
+        issuer: None,
+        subject: None,
+        claims: Vec::new(),
+        token_only: false,
         method: method.into(),
         host: None,
         json: false,
@@ -241,4 +250,194 @@ fn the_human_form_names_rules_files_and_matchers() {
         text.contains("audit     would be deny if audit rules were enforced: rule shop-no-refunds"),
         "{text}"
     );
+}
+
+/// A gateway taking tokens: JWT-SVIDs of example.org and a CI issuer's bearer JWTs.
+fn token_fixture() -> (tempfile::TempDir, Loaded) {
+    let dir = tempfile::tempdir().unwrap();
+    crate::devpki::write_dev_pki(&dir.path().join("certs"), "example.org").unwrap();
+    std::fs::copy(
+        dir.path().join("certs/jwt-bundle.json"),
+        dir.path().join("ci.json"),
+    )
+    .unwrap();
+    // The CI issuer's JWKS: the dev key with `use: sig`.
+    let ci = std::fs::read_to_string(dir.path().join("ci.json"))
+        .unwrap()
+        .replace("jwt-svid", "sig");
+    std::fs::write(dir.path().join("ci.json"), ci).unwrap();
+    let config = r#"
+zone = "payments"
+[[listener]]
+address = "127.0.0.1:8443"
+client_cert = "optional"
+[tls]
+cert = "certs/gateway.crt"
+key = "certs/gateway.key"
+[trust_domain."example.org"]
+bundle = "certs/ca.crt"
+[[zone_map]]
+zone = "shop"
+identities = ["spiffe://example.org/ns/shop/*"]
+[token_issuer.example-org]
+kind = "jwt-svid"
+trust_domain = "example.org"
+keys = "certs/jwt-bundle.json"
+algorithms = ["ES256"]
+[token_issuer.ci]
+kind = "jwt"
+issuer = "https://ci.example.net"
+keys = "ci.json"
+algorithms = ["ES256"]
+audiences = ["payments"]
+zone = "ci"
+[[route]]
+name = "api"
+path_prefix = "/api"
+upstream = "b"
+credentials = "either"
+[[route]]
+name = "mtls"
+path_prefix = "/mtls"
+upstream = "b"
+[upstream.b]
+addresses = ["127.0.0.1:9000"]
+[policy]
+files = ["policy.toml"]
+"#;
+    let policy = r#"
+[[rule]]
+id = "checkout-api"
+effect = "allow"
+identities = ["spiffe://example.org/ns/shop/sa/checkout"]
+routes = ["api", "mtls"]
+[[rule]]
+id = "ci-deploys"
+effect = "allow"
+issuers = ["ci"]
+subjects = ["repo:acme/*"]
+claims = { scope = "deploy" }
+routes = ["api"]
+methods = ["POST"]
+"#;
+    std::fs::write(dir.path().join("policy.toml"), policy).unwrap();
+    std::fs::write(dir.path().join("gateway.toml"), config).unwrap();
+    let loaded = crate::intel::load::open(&dir.path().join("gateway.toml"), None).unwrap();
+    (dir, loaded)
+}
+
+fn ask_token(
+    loaded: &Loaded,
+    svid: Option<&str>,
+    issuer: &str,
+    subject: &str,
+    claims: &[&str],
+    method: &str,
+    target: &str,
+) -> Explanation {
+    let args = ExplainArgs {
+        config: "unused".into(),
+        policy: Vec::new(),
+        spiffe_id: svid.map(str::to_string),
+        issuer: Some(issuer.into()),
+        subject: Some(subject.into()),
+        claims: claims.iter().map(|c| c.to_string()).collect(),
+        token_only: svid.is_none(),
+        method: method.into(),
+        host: None,
+        json: false,
+        target: target.into(),
+    };
+    explain(loaded, &query(&args).unwrap())
+}
+
+#[test]
+fn tokens_are_explained_in_the_gateways_order() {
+    let (_dir, loaded) = token_fixture();
+    // A JWT-SVID alone: the identity is its subject's SPIFFE ID.
+    let e = ask_token(&loaded, None, "example-org", CHECKOUT, &[], "GET", "/api/x");
+    assert_eq!((e.decision, e.reason), ("allow", "allowed"), "{e:?}");
+    assert_eq!(e.spiffe_id.as_deref(), Some(CHECKOUT));
+    assert_eq!(e.source_zone.as_deref(), Some("shop"));
+    assert_eq!(e.token.as_ref().unwrap().credential, "jwt-svid");
+    // The same on an mtls route: the token cannot stand in for a certificate.
+    let e = ask_token(
+        &loaded,
+        None,
+        "example-org",
+        CHECKOUT,
+        &[],
+        "GET",
+        "/mtls/x",
+    );
+    assert_eq!((e.reason, e.status), ("mtls_required", Some(401)));
+    // With an SVID: both must name the same workload.
+    let cart = "spiffe://example.org/ns/shop/sa/cart";
+    let e = ask_token(
+        &loaded,
+        Some(cart),
+        "example-org",
+        CHECKOUT,
+        &[],
+        "GET",
+        "/api/x",
+    );
+    assert_eq!((e.reason, e.status), ("token_binding_mismatch", Some(401)));
+    let e = ask_token(
+        &loaded,
+        Some(CHECKOUT),
+        "example-org",
+        CHECKOUT,
+        &[],
+        "GET",
+        "/api/x",
+    );
+    assert_eq!(e.token.as_ref().unwrap().credential, "x509-svid+jwt-svid");
+    assert_eq!(e.reason, "allowed");
+    // A JWT-SVID subject outside the trust domain.
+    let e = ask_token(
+        &loaded,
+        None,
+        "example-org",
+        "spiffe://other.org/a",
+        &[],
+        "GET",
+        "/api/x",
+    );
+    assert_eq!(e.reason, "token_bad_subject");
+    // An issuer the config does not have.
+    let e = ask_token(&loaded, None, "nobody", "x", &[], "GET", "/api/x");
+    assert_eq!(e.reason, "token_unknown_issuer");
+}
+
+#[test]
+fn token_claims_decide_and_explain_rejections() {
+    let (_dir, loaded) = token_fixture();
+    let deploy = |claims: &[&str], subject: &str| {
+        ask_token(&loaded, None, "ci", subject, claims, "POST", "/api/deploy")
+    };
+    let e = deploy(&["scope=read deploy"], "repo:acme/app");
+    assert_eq!(
+        (e.decision, e.rule.as_ref().map(|r| r.id.as_str())),
+        ("allow", Some("ci-deploys"))
+    );
+    assert_eq!(e.spiffe_id, None, "a ci subject is never a SPIFFE ID");
+    assert_eq!(e.source_zone.as_deref(), Some("ci"));
+    let e = deploy(&["scope=read"], "repo:acme/app");
+    assert_eq!(e.reason, "default_deny");
+    let ci_rule = e.rules.iter().find(|r| r.id == "ci-deploys").unwrap();
+    let rejected: Vec<&str> = ci_rule
+        .rejected_by
+        .iter()
+        .map(|r| r.matcher.as_str())
+        .collect();
+    assert_eq!(rejected, vec!["claims"]);
+    assert_eq!(
+        ci_rule.rejected_by[0].rule_values,
+        Some(vec!["scope=deploy".to_string()])
+    );
+    let e = deploy(&["scope=deploy"], "repo:evil/app");
+    let ci_rule = e.rules.iter().find(|r| r.id == "ci-deploys").unwrap();
+    assert_eq!(ci_rule.rejected_by[0].matcher, "subjects");
+    assert!(render(&e).contains("token     issuer ci, subject repo:evil/app (jwt)"));
 }

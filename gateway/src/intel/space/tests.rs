@@ -233,7 +233,9 @@ paths = ["/payments/charges/*/refund"]
                                 .routes
                                 .select(tw.host.as_deref(), &tw.path)
                                 .map(|route| Probe {
-                                    spiffe_id: iw.id.clone(),
+                                    svid: true,
+                                    token: None,
+                                    spiffe_id: Some(iw.id.clone()),
                                     source_zone: loaded.config.zone_of(&iw.id).to_string(),
                                     route: route.name.clone(),
                                     method: mw.method.clone(),
