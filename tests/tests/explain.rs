@@ -212,6 +212,15 @@ methods = ["GET"]
 paths = ["/tokens/either/reports/**"]
 "#;
 
+/// (connection SVID, token subject, token scope, method, target)
+type TokenCase = (
+    Option<&'static str>,
+    Option<&'static str>,
+    Option<&'static str>,
+    &'static str,
+    &'static str,
+);
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn explain_agrees_with_the_live_gateway_on_tokens() {
     use zonegate::devtoken::TokenSigner;
@@ -242,8 +251,7 @@ async fn explain_agrees_with_the_live_gateway_on_tokens() {
         }
         signer.sign(&claims).unwrap()
     };
-    // (connection SVID, token subject, token scope, method, target)
-    let cases: &[(Option<&str>, Option<&str>, Option<&str>, &str, &str)] = &[
+    let cases: &[TokenCase] = &[
         (None, Some(CHECKOUT), None, "GET", "/tokens/either/x"),
         (None, Some(CHECKOUT), None, "GET", "/tokens/both/x"),
         (None, Some(CHECKOUT), None, "GET", "/payments/charge"),
