@@ -104,14 +104,14 @@ impl Budget {
             None => (now, None),
         };
         if due >= self.deadline {
-            self.stop();
+            self.exhausted();
             return None;
         }
         let measured = due >= self.measure_from;
         if measured {
             if let Some(max) = self.max_measured {
                 if self.measured.fetch_add(1, Ordering::Relaxed) >= max {
-                    self.stop();
+                    self.exhausted();
                     return None;
                 }
             }
@@ -121,6 +121,15 @@ impl Budget {
             intended,
             measured,
         })
+    }
+
+    /// No ticket is left for this caller. A closed loop stops here; an open loop must not, as
+    /// lanes claim ahead of the schedule and tickets claimed earlier may still be waiting for
+    /// their send time (indexes only grow, so every later claim fails anyway).
+    fn exhausted(&self) {
+        if self.schedule.is_none() {
+            self.stop();
+        }
     }
 
     /// Ends the run early: no more tickets.
@@ -179,6 +188,9 @@ mod tests {
         assert!(last.abs_diff(want) < Duration::from_micros(1), "{last:?}");
         assert!(tickets.iter().all(|t| t.measured));
         assert!(b.claim(t0).is_none(), "stays over");
+        // Lanes claim ahead of the schedule: running out must not stop the pacer from
+        // releasing tickets claimed earlier.
+        assert!(!b.is_stopped());
     }
 
     #[test]
