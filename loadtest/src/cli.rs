@@ -61,6 +61,11 @@ pub struct Args {
     #[arg(long)]
     pub new_conn: bool,
 
+    /// Hold idle connections: open --connections connections (one request each), keep them
+    /// idle for --duration, then send one more request on each and count those still served.
+    #[arg(long, conflicts_with_all = ["new_conn", "rate", "max_requests", "streams"])]
+    pub hold: bool,
+
     /// Allow TLS session resumption (each identity keeps a session cache). Off by default, so
     /// --new-conn measures full handshakes.
     #[arg(long)]
@@ -118,6 +123,10 @@ Examples:
   # full mTLS handshakes per second (add --resume for resumed ones)
   zonegate-loadtest https://localhost:8443 --ca ca.crt --identity checkout.crt,checkout.key \\
     --new-conn -c 16 -d 10s
+
+  # hold 10,000 idle mTLS connections for 30 s (measure the server's memory meanwhile)
+  zonegate-loadtest https://localhost:8443 --ca ca.crt --identity checkout.crt,checkout.key \\
+    --request 'GET /payments/charge' --hold -c 10000 -d 30s
 
 Exit status: 0 when the run completed and got at least one response, 1 when it got none,
 64 when the command line or a file it names is wrong (nothing was sent).";

@@ -7,6 +7,7 @@
 //! its intended time. The pacer is an OS thread because tokio's timer has millisecond
 //! granularity, coarser than the latencies a loopback benchmark measures.
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -15,7 +16,7 @@ use http::header::{AUTHORIZATION, CONNECTION, HOST};
 use http::{HeaderValue, Request, Uri};
 use http_body_util::{BodyExt, Full};
 use hyper::client::conn::http2;
-use tokio::sync::watch;
+use tokio::sync::{watch, Semaphore};
 use tokio::task::JoinSet;
 
 use crate::conn::{ErrorKind, Sender};
@@ -32,6 +33,9 @@ const CONNECT_BACKOFF: Duration = Duration::from_millis(10);
 const PACER_SPIN: Duration = Duration::from_micros(80);
 /// Longest single sleep of the pacer, so it notices a stopped run quickly.
 const PACER_SLICE: Duration = Duration::from_millis(50);
+/// `--hold`: connections being opened at once, so thousands of handshakes do not overflow the
+/// server's accept queue.
+const HOLD_OPENING: usize = 64;
 
 struct Ctx {
     plan: Arc<Plan>,
@@ -39,6 +43,8 @@ struct Ctx {
     recorder: Arc<Recorder>,
     /// Open loop: how many tickets the pacer has released so far.
     released: Option<watch::Receiver<u64>>,
+    /// `--hold`: connections that answered again after the idle period.
+    held: AtomicU64,
 }
 
 /// How an HTTP/2 stream lane ended.
@@ -69,6 +75,7 @@ pub async fn run(plan: Arc<Plan>) -> Result<Report, String> {
         plan,
         budget,
         released,
+        held: AtomicU64::new(0),
     });
     let progress = ctx
         .plan
@@ -85,6 +92,7 @@ pub async fn run(plan: Arc<Plan>) -> Result<Report, String> {
     };
 
     let mut lanes = JoinSet::new();
+    let opening = Arc::new(Semaphore::new(HOLD_OPENING));
     for lane in 0..ctx.plan.connections {
         let ctx = ctx.clone();
         match ctx.plan.mode {
@@ -93,6 +101,7 @@ pub async fn run(plan: Arc<Plan>) -> Result<Report, String> {
                 lanes.spawn(multiplexed_connection(ctx, lane, streams))
             }
             Mode::NewConnection => lanes.spawn(new_connection_lane(ctx, lane)),
+            Mode::Hold => lanes.spawn(hold_lane(ctx, lane, opening.clone())),
         };
     }
     // Every request has a timeout, so lanes end soon after the deadline; this bound is only
@@ -128,13 +137,17 @@ pub async fn run(plan: Arc<Plan>) -> Result<Report, String> {
     let elapsed = end.saturating_duration_since(ctx.budget.measure_from);
     let identities: Vec<String> = plan.identities.iter().map(|i| i.name.clone()).collect();
     let requests: Vec<String> = plan.requests.iter().map(|r| r.label.clone()).collect();
-    Ok(Report::new(
+    let mut report = Report::new(
         shape,
         &ctx.recorder.merged(),
         elapsed.as_secs_f64(),
         &identities,
         &requests,
-    ))
+    );
+    if plan.mode == Mode::Hold {
+        report.held = Some(ctx.held.load(Ordering::Relaxed));
+    }
+    Ok(report)
 }
 
 impl Ctx {
@@ -383,6 +396,61 @@ async fn stream_lane(
         }
     }
     StreamEnd::Done
+}
+
+/// `--hold`: open a connection and make one request, stay idle until the deadline, then make
+/// one more request on the same connection. Both requests are recorded; the second one counts
+/// the connection as held when it gets a response.
+async fn hold_lane(ctx: Arc<Ctx>, lane: usize, opening: Arc<Semaphore>) {
+    let id = ctx.plan.identity_mix.pick(lane as u64);
+    let identity = &ctx.plan.identities[id];
+    let ticket = Ticket {
+        index: lane as u64,
+        intended: None,
+        measured: true,
+    };
+    let request = ctx.plan.request_mix.pick(ticket.index);
+    let mut sender = {
+        // The semaphore is never closed; if it were, opening without it is still correct.
+        let _permit = opening.acquire().await.ok();
+        let sent = Instant::now();
+        let mut sender = match ctx.open(identity, lane).await {
+            Ok(s) => s,
+            Err(kind) => {
+                ctx.record(lane, &ticket, (id, request), Outcome::Error(kind), sent);
+                return;
+            }
+        };
+        let outcome = ctx.exchange(&mut sender, identity, request, false).await;
+        ctx.record(lane, &ticket, (id, request), outcome, sent);
+        if let Outcome::Error(_) = outcome {
+            return;
+        }
+        sender
+    };
+    tokio::select! {
+        _ = tokio::time::sleep_until(ctx.budget.deadline.into()) => {}
+        _ = wait_stopped(&ctx.budget) => {}
+    }
+    let sent = Instant::now();
+    let outcome = match usable(Some(sender)).await {
+        Some(ready) => {
+            sender = ready;
+            ctx.exchange(&mut sender, identity, request, false).await
+        }
+        None => Outcome::Error(ErrorKind::Closed),
+    };
+    ctx.record(lane, &ticket, (id, request), outcome, sent);
+    if let Outcome::Status(_) = outcome {
+        ctx.held.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+/// Resolves once the run is stopped early (Ctrl-C).
+async fn wait_stopped(budget: &Budget) {
+    while !budget.is_stopped() {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
 }
 
 /// Releases open-loop tickets at their intended times from an OS thread; the returned

@@ -39,6 +39,8 @@ pub enum Mode {
     Multiplexed { streams: usize },
     /// A new connection (and TLS handshake) per request.
     NewConnection,
+    /// Open connections, keep them idle, check they are still served at the end.
+    Hold,
 }
 
 /// One client identity, ready to connect.
@@ -130,12 +132,13 @@ impl Plan {
             }
         }
 
-        let mode = match (args.new_conn, args.h2) {
-            (true, _) => Mode::NewConnection,
-            (false, true) => Mode::Multiplexed {
+        let mode = match (args.hold, args.new_conn, args.h2) {
+            (true, ..) => Mode::Hold,
+            (false, true, _) => Mode::NewConnection,
+            (false, false, true) => Mode::Multiplexed {
                 streams: args.streams,
             },
-            (false, false) => Mode::KeepAlive,
+            (false, false, false) => Mode::KeepAlive,
         };
         check_range(
             &mut errors,
@@ -326,6 +329,7 @@ impl Plan {
             Mode::KeepAlive => "h1",
             Mode::Multiplexed { .. } => "h2",
             Mode::NewConnection => "new-conn",
+            Mode::Hold => "hold",
         }
     }
 

@@ -101,6 +101,8 @@ pub struct Report {
     pub error_kinds: BTreeMap<String, u64>,
     pub connections_opened: u64,
     pub tls_handshakes: Handshakes,
+    /// `--hold`: connections still served after being held idle.
+    pub held: Option<u64>,
     pub mix: Vec<MixRow>,
 }
 
@@ -178,6 +180,7 @@ impl Report {
                 full: totals.tls_full,
                 resumed: totals.tls_resumed,
             },
+            held: None,
             mix: rows.into_values().collect(),
         }
     }
@@ -188,6 +191,7 @@ impl Report {
         let mut out = String::new();
         let mode = match s.mode.as_str() {
             "h1" => "HTTP/1.1 keep-alive".to_string(),
+            "hold" => "idle connections held".to_string(),
             "h2" => format!("HTTP/2, {} streams per connection", s.streams),
             _ => format!(
                 "new {} connection per request{}",
@@ -243,6 +247,13 @@ impl Report {
             "connections {} opened while measuring (TLS: {} full, {} resumed)",
             self.connections_opened, self.tls_handshakes.full, self.tls_handshakes.resumed
         );
+        if let Some(held) = self.held {
+            let _ = writeln!(
+                out,
+                "held        {held} of {} connections still served after the idle period",
+                s.connections
+            );
+        }
         if self.mix.len() > 1 || self.mix.iter().any(|r| !r.identity.is_empty()) {
             let width = self
                 .mix

@@ -389,6 +389,26 @@ async fn open_loop_sends_exactly_rate_times_duration() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hold_keeps_idle_connections_and_checks_them_at_the_end() {
+    let pki = Pki::new();
+    let (addr, seen) = start_server(&pki).await;
+    let r = report(with(
+        base_args(&pki, addr),
+        &["--hold", "-c", "20", "--duration", "300ms"],
+    ))
+    .await;
+    assert_eq!(r["mode"], "hold");
+    assert_eq!(r["held"], 20);
+    assert_eq!((count(&r, "requests"), count(&r, "errors")), (40, 0));
+    assert_eq!(seen.requests.load(Ordering::Relaxed), 40);
+    let handshakes: u64 = seen.handshakes.lock().unwrap().values().sum();
+    assert_eq!(
+        handshakes, 20,
+        "one connection each, reused after the idle period"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn failures_are_counted_by_kind() {
     let pki = Pki::new();
     let (addr, seen) = start_server(&pki).await;
