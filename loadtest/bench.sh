@@ -8,12 +8,13 @@
 #   -d SEC    measured seconds per run                                          [5]
 #   -r N      repetitions of the oha throughput runs (medians are reported)     [1]
 #   -c N      connections of the throughput runs                                [64]
-#   -s LIST   sections, comma-separated: oha,latency,handshake,mix              [all four]
+#   -s LIST   sections, comma-separated: oha,latency,handshake,mix,idle   [oha,latency,handshake,mix]
 #   -o DIR    results directory                          [target/bench/<date-time>]
 #   -B        do not build; use target/release/{zonegate,zonegate-loadtest} as they are
 #   -h        this help
 # env: PROXY_CPU=0 LOAD_CPU=1 BACKEND_CPU=1 WARMUP=2 RATE=1000 RATE_CONNS=16 HS_CONNS=16
 #      BENCH_DIR=../shared/bench (the baseline harness)  PROXY_PORT=8443 BACKEND_PORT=18080
+#      IDLE_CONNS=10000 IDLE_HOLD=30 (idle section)
 #      KEEP_WORK=1 keeps the temporary work directory (PKI, configs, logs)
 #
 # Sections (server under test pinned to PROXY_CPU, load generator and upstream to LOAD_CPU;
@@ -28,6 +29,9 @@
 #              nginx, haproxy, zonegate-full; then zonegate-full with TLS resumption
 #   mix        zonegate-full, keep-alive, checkout and cart SVIDs 3:1, requests allowed and
 #              denied 9:1 (cart has no rule: default deny)
+#   idle       (not in the default set: ~1.5 min) zonegate-loadtest --hold: IDLE_CONNS mTLS
+#              connections opened, held idle IDLE_HOLD s, then checked: nginx, zonegate-full;
+#              the server's RSS before and while holding gives the memory per idle connection
 # zonegate-full = mTLS, SVID checks, policy, identity events to a file;
 # zonegate-allowall = the same listener with one allow-everything rule and events off.
 # Then every figure and the ratios the performance targets are stated in are printed, and
@@ -38,9 +42,10 @@
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-usage() { sed -n '2,37p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; exit "${1:-0}"; }
+usage() { sed -n '2,42p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; exit "${1:-0}"; }
 
 DURATION=5 REPEAT=1 CONNS=64 SECTIONS="oha,latency,handshake,mix" OUTDIR="" BUILD=1
+IDLE_CONNS="${IDLE_CONNS:-10000}" IDLE_HOLD="${IDLE_HOLD:-30}"
 while getopts "d:r:c:s:o:Bh" o; do
   case $o in
     d) DURATION=$OPTARG ;; r) REPEAT=$OPTARG ;; c) CONNS=$OPTARG ;; s) SECTIONS=$OPTARG ;;
@@ -69,6 +74,7 @@ for b in nginx haproxy curl python3 openssl taskset; do command -v "$b" >/dev/nu
 OHA="${OHA:-oha}"
 [[ -x "$OHA" ]] || OHA="$(command -v "$OHA" || echo "$HOME/.cargo/bin/oha")"
 if has_section oha && [[ ! -x "$OHA" ]]; then missing+=(oha); fi
+if has_section idle && ! command -v ss >/dev/null; then missing+=("ss (iproute2)"); fi
 if ((${#missing[@]})); then
   echo "missing: ${missing[*]}" >&2
   echo "install them with the baseline harness's setup: $BENCH_DIR/setup.sh" >&2
@@ -282,6 +288,70 @@ print(f"  {b['label']:<28} {r.get('rps', 0):>9.0f} req/s  p50 {l.get('p50', 0):>
 PY
 }
 
+rss_kb_of() { # summed current RSS (VmRSS) of a process tree
+  local s=0 p v
+  for p in $(tree_pids "$1"); do
+    v=$(awk '/^VmRSS:/{print $2}' "/proc/$p/status" 2>/dev/null) || continue
+    s=$((s + ${v:-0}))
+  done
+  echo "$s"
+}
+established() { ss -Htn state established "( sport = :$PROXY_PORT )" 2>/dev/null | wc -l; }
+
+# idle_run TARGET: hold IDLE_CONNS idle mTLS connections to TARGET; memory per connection from
+# the server's RSS before and while holding them.
+idle_run() {
+  local target=$1 out="$OUTDIR/lt-idle-$1.json" spid rss0 rss1 n=0 i lt_pid
+  start_backend "$(backend_cpu_for "$target")"
+  case $target in
+    zonegate-*) CUSTOM_CMD="$(zg_cmd "${target#zonegate-}")" start_proxy custom ;;
+    *) start_proxy "$target" ;;
+  esac
+  spid=$(server_pid "$target")
+  # One proxied request first, so what is set up lazily (upstream pool...) is in the baseline.
+  taskset -c "$LOAD_CPU" "$LT" "https://localhost:$PROXY_PORT" --ca "$PKI/ca.crt" \
+    --identity "$ID_CHECKOUT" "${REQ[@]}" -n 1 -c 1 --quiet >/dev/null 2>&1 || true
+  sleep 1
+  rss0=$(rss_kb_of "$spid")
+  taskset -c "$LOAD_CPU" timeout -k 5 $((IDLE_HOLD + 60)) "$LT" "https://localhost:$PROXY_PORT" \
+    --ca "$PKI/ca.crt" --identity "$ID_CHECKOUT" "${REQ[@]}" --hold -c "$IDLE_CONNS" \
+    -d "${IDLE_HOLD}s" --timeout 20s --json --quiet >"$out.tmp" 2>"$ZWORK/lt.err" &
+  lt_pid=$!
+  for ((i = 0; i < IDLE_HOLD * 10; i++)); do # until all are established, or the tool ends
+    n=$(established)
+    ((n >= IDLE_CONNS)) && break
+    kill -0 "$lt_pid" 2>/dev/null || break
+    sleep 0.1
+  done
+  sleep 1
+  n=$(established)
+  rss1=$(rss_kb_of "$spid")
+  wait "$lt_pid" || log "zonegate-loadtest idle-$target: $(tail -c 400 "$ZWORK/lt.err")"
+  stop_proxy
+  stop_backend
+  python3 - "$out.tmp" "$out" "$target" "$n" "$rss0" "$rss1" <<'PY'
+import json, sys
+src, dst, target, n, rss0, rss1 = sys.argv[1:]
+try:
+    r = json.load(open(src))
+except (OSError, ValueError):
+    r = {}
+n, rss0, rss1 = int(n), int(rss0), int(rss1)
+r["bench"] = {"label": f"idle-{target}", "server": target, "established_sampled": n,
+              "server_rss_before_mib": round(rss0 / 1024, 1),
+              "server_rss_held_mib": round(rss1 / 1024, 1),
+              "server_peak_rss_mib": round(rss1 / 1024, 1),
+              "kib_per_connection": round((rss1 - rss0) / n, 1) if n else None}
+json.dump(r, open(dst, "w"), indent=1)
+b = r["bench"]
+print(f"  idle-{target:<23} held {r.get('held')} of {r.get('connections')}; {n} established when "
+      f"sampled; RSS {b['server_rss_before_mib']} -> {b['server_rss_held_mib']} MiB = "
+      f"{b['kib_per_connection']} KiB per connection; errors {r.get('error_kinds', {})}",
+      file=sys.stderr)
+PY
+  rm -f "$out.tmp"
+}
+
 ID_CHECKOUT="$PKI/checkout.crt,$PKI/checkout.key"
 ID_CART="$PKI/cart.crt,$PKI/cart.key"
 REQ=(--request "GET /payments/charge")
@@ -323,6 +393,11 @@ if has_section mix; then
   lt_run mix-zonegate-full zonegate-full \
     --identity "$ID_CHECKOUT,weight=3" --identity "$ID_CART,weight=1" \
     --request "GET /payments/charge weight=9" --request "POST /payments/refund weight=1" -c 16
+fi
+
+if has_section idle; then
+  log "== zonegate-loadtest --hold: $IDLE_CONNS idle mTLS connections for ${IDLE_HOLD}s =="
+  for t in nginx zonegate-full; do idle_run "$t"; done
 fi
 
 # --- summary -----------------------------------------------------------------------------------
@@ -425,6 +500,13 @@ m100 = lt("latency-zonegate-full-100c")
 if m100:
     print(f"  peak RSS, zonegate-full at {rate} req/s over 100 conns: "
           f"{m100['bench']['server_peak_rss_mib']} MiB (target <= 25 MB)")
-print("  not measured here: memory per idle mTLS connection (<= 40 KB), 10,000 connections held")
+for t in ("zonegate-full", "nginx"):
+    i = lt(f"idle-{t}")
+    if i:
+        b = i["bench"]
+        print(f"  idle mTLS connections, {t}: {b['kib_per_connection']} KiB each "
+              f"(RSS {b['server_rss_before_mib']} -> {b['server_rss_held_mib']} MiB with "
+              f"{b['established_sampled']} established; target <= 40 KB); held "
+              f"{i.get('held')} of {i.get('connections')} (target: 10,000 held)")
 PY
 log "results: $OUTDIR"

@@ -3,9 +3,9 @@
 //!
 //! A *lane* is one request in flight at a time: an HTTP/1.1 keep-alive connection, one HTTP/2
 //! stream of a shared connection, or a loop of one-request connections. Lanes take tickets from
-//! the shared [`Budget`]; in an open loop they also wait for the pacer to release each ticket at
-//! its intended time. The pacer is an OS thread because tokio's timer has millisecond
-//! granularity, coarser than the latencies a loopback benchmark measures.
+//! the shared [`Budget`] in a closed loop; in an open loop the pacer takes them from the budget
+//! and hands each to a free lane at its intended time. The pacer is an OS thread because tokio's
+//! timer has millisecond granularity, coarser than the latencies a loopback benchmark measures.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -16,13 +16,13 @@ use http::header::{AUTHORIZATION, CONNECTION, HOST};
 use http::{HeaderValue, Request, Uri};
 use http_body_util::{BodyExt, Full};
 use hyper::client::conn::http2;
-use tokio::sync::{watch, Semaphore};
+use tokio::sync::{mpsc, Mutex, Semaphore};
 use tokio::task::JoinSet;
 
 use crate::conn::{ErrorKind, Sender};
 use crate::plan::{Identity, Mode, Plan, MAX_DURATION};
 use crate::report::{Report, RunShape};
-use crate::schedule::{latency, Budget, Schedule, Ticket};
+use crate::schedule::{latency, Budget, Ticket};
 use crate::stats::{Outcome, Recorder, Sample};
 
 /// Pause after a failed connection attempt in a closed loop, so a server that is down is not
@@ -41,8 +41,9 @@ struct Ctx {
     plan: Arc<Plan>,
     budget: Arc<Budget>,
     recorder: Arc<Recorder>,
-    /// Open loop: how many tickets the pacer has released so far.
-    released: Option<watch::Receiver<u64>>,
+    /// Open loop: tickets the pacer hands out at their intended send times. Lanes queue on the
+    /// (fair) mutex, so each ticket wakes one lane, however many lanes there are.
+    tickets: Option<Mutex<mpsc::Receiver<Ticket>>>,
     /// `--hold`: connections that answered again after the idle period.
     held: AtomicU64,
 }
@@ -66,15 +67,15 @@ pub async fn run(plan: Arc<Plan>) -> Result<Report, String> {
         plan.rate,
         MAX_DURATION,
     ));
-    let released = match budget.schedule() {
-        Some(schedule) => Some(spawn_pacer(budget.clone(), schedule)?),
+    let tickets = match budget.schedule() {
+        Some(_) => Some(Mutex::new(spawn_pacer(budget.clone(), plan.connections)?)),
         None => None,
     };
     let ctx = Arc::new(Ctx {
         recorder: Arc::new(Recorder::new(plan.threads * 4)),
         plan,
         budget,
-        released,
+        tickets,
         held: AtomicU64::new(0),
     });
     let progress = ctx
@@ -151,13 +152,12 @@ pub async fn run(plan: Arc<Plan>) -> Result<Report, String> {
 }
 
 impl Ctx {
-    /// The next ticket, released by the pacer in an open loop; `None` when the run is over.
-    async fn next(&self, released: &mut Option<watch::Receiver<u64>>) -> Option<Ticket> {
-        let ticket = self.budget.claim(Instant::now())?;
-        if let Some(rx) = released {
-            rx.wait_for(|&n| n > ticket.index).await.ok()?;
+    /// The next ticket (from the pacer in an open loop); `None` when the run is over.
+    async fn next(&self) -> Option<Ticket> {
+        match &self.tickets {
+            Some(tickets) => tickets.lock().await.recv().await,
+            None => self.budget.claim(Instant::now()),
         }
-        Some(ticket)
     }
 
     /// Opens a connection for `identity`, counting it when measuring.
@@ -277,10 +277,9 @@ async fn usable(conn: Option<Sender>) -> Option<Sender> {
 async fn keepalive_lane(ctx: Arc<Ctx>, lane: usize) {
     let id = ctx.plan.identity_mix.pick(lane as u64);
     let identity = &ctx.plan.identities[id];
-    let mut released = ctx.released.clone();
     // Connect before the first request, so steady-state latency does not include it.
     let mut conn = ctx.open(identity, lane).await.ok();
-    while let Some(ticket) = ctx.next(&mut released).await {
+    while let Some(ticket) = ctx.next().await {
         let request = ctx.plan.request_mix.pick(ticket.index);
         let sent = Instant::now();
         let mut sender = match usable(conn.take()).await {
@@ -305,9 +304,8 @@ async fn keepalive_lane(ctx: Arc<Ctx>, lane: usize) {
 /// A new connection (TCP + TLS handshake) per request; latency includes both. The identity is
 /// chosen per request, so every pair of the identity and request mixes comes up in proportion.
 async fn new_connection_lane(ctx: Arc<Ctx>, lane: usize) {
-    let mut released = ctx.released.clone();
     let requests_per_cycle = ctx.plan.request_mix.len() as u64;
-    while let Some(ticket) = ctx.next(&mut released).await {
+    while let Some(ticket) = ctx.next().await {
         let id = ctx
             .plan
             .identity_mix
@@ -330,7 +328,6 @@ async fn new_connection_lane(ctx: Arc<Ctx>, lane: usize) {
 async fn multiplexed_connection(ctx: Arc<Ctx>, index: usize, streams: usize) {
     let id = ctx.plan.identity_mix.pick(index as u64);
     let identity = &ctx.plan.identities[id];
-    let mut released = ctx.released.clone();
     loop {
         if ctx.budget.is_stopped() {
             return;
@@ -341,7 +338,7 @@ async fn multiplexed_connection(ctx: Arc<Ctx>, index: usize, streams: usize) {
             Ok(Sender::H1(_)) => return,
             Err(kind) => {
                 // Charge the failure to the request that would have gone out, so it shows.
-                let Some(ticket) = ctx.next(&mut released).await else {
+                let Some(ticket) = ctx.next().await else {
                     return;
                 };
                 let request = ctx.plan.request_mix.pick(ticket.index);
@@ -378,8 +375,7 @@ async fn stream_lane(
     shard: usize,
 ) -> StreamEnd {
     let identity = &ctx.plan.identities[id];
-    let mut released = ctx.released.clone();
-    while let Some(ticket) = ctx.next(&mut released).await {
+    while let Some(ticket) = ctx.next().await {
         let request = ctx.plan.request_mix.pick(ticket.index);
         let sent = Instant::now();
         let mut s = Sender::H2(sender.clone());
@@ -453,21 +449,21 @@ async fn wait_stopped(budget: &Budget) {
     }
 }
 
-/// Releases open-loop tickets at their intended times from an OS thread; the returned
-/// receiver counts the tickets released. Ends at the deadline or when the run stops.
-fn spawn_pacer(budget: Arc<Budget>, schedule: Schedule) -> Result<watch::Receiver<u64>, String> {
-    let (tx, rx) = watch::channel(0u64);
+/// Hands out open-loop tickets at their intended send times, from an OS thread. The queue
+/// holds one ticket per lane: when every lane is busy, tickets wait there (and the pacer
+/// behind them), and each is still charged from its own intended time. Ends at the deadline,
+/// when the budget runs out, or when the run stops.
+fn spawn_pacer(budget: Arc<Budget>, lanes: usize) -> Result<mpsc::Receiver<Ticket>, String> {
+    let (tx, rx) = mpsc::channel(lanes.max(1));
     std::thread::Builder::new()
         .name("pacer".into())
         .spawn(move || {
-            let mut index = 0u64;
-            loop {
-                let due = schedule.intended(index);
-                if due >= budget.deadline || !sleep_until(due, &budget) || tx.is_closed() {
+            // The pacer is the only claimer, so tickets come in schedule order.
+            while let Some(ticket) = budget.claim(Instant::now()) {
+                let due = ticket.intended.unwrap_or_else(Instant::now);
+                if !sleep_until(due, &budget) || tx.blocking_send(ticket).is_err() {
                     return;
                 }
-                index += 1;
-                tx.send_replace(index);
             }
         })
         .map_err(|e| format!("cannot start the pacer thread: {e}"))?;

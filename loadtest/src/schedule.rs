@@ -123,9 +123,9 @@ impl Budget {
         })
     }
 
-    /// No ticket is left for this caller. A closed loop stops here; an open loop must not, as
-    /// lanes claim ahead of the schedule and tickets claimed earlier may still be waiting for
-    /// their send time (indexes only grow, so every later claim fails anyway).
+    /// No ticket is left. A closed loop stops here; an open loop must not, as tickets claimed
+    /// earlier may still be waiting for their send time (indexes only grow, so every later
+    /// claim fails anyway).
     fn exhausted(&self) {
         if self.schedule.is_none() {
             self.stop();
@@ -188,8 +188,8 @@ mod tests {
         assert!(last.abs_diff(want) < Duration::from_micros(1), "{last:?}");
         assert!(tickets.iter().all(|t| t.measured));
         assert!(b.claim(t0).is_none(), "stays over");
-        // Lanes claim ahead of the schedule: running out must not stop the pacer from
-        // releasing tickets claimed earlier.
+        // Tickets are claimed ahead of their send time: running out must not stop the run
+        // before those are sent.
         assert!(!b.is_stopped());
     }
 
