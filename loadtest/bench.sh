@@ -13,7 +13,9 @@
 #   -B        do not build; use target/release/{zonegate,zonegate-loadtest} as they are
 #   -h        this help
 # env: PROXY_CPU=0 LOAD_CPU=1 BACKEND_CPU=1 WARMUP=2 RATE=1000 RATE_CONNS=16 HS_CONNS=16
-#      BENCH_DIR=../shared/bench (the baseline harness)  PROXY_PORT=8443 BACKEND_PORT=18080
+#      BENCH_DIR=../shared/bench (the baseline harness)
+#      PROXY_PORT=28443 BACKEND_PORT=28080 BACKEND_TLS_PORT=28444 (not the harness's defaults,
+#      which other checkouts' demos and tests on a shared box tend to use)
 #      IDLE_CONNS=10000 IDLE_HOLD=30 (idle section)
 #      KEEP_WORK=1 keeps the temporary work directory (PKI, configs, logs)
 #
@@ -42,7 +44,7 @@
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-usage() { sed -n '2,42p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; exit "${1:-0}"; }
+usage() { sed -n '2,44p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; exit "${1:-0}"; }
 
 DURATION=5 REPEAT=1 CONNS=64 SECTIONS="oha,latency,handshake,mix" OUTDIR="" BUILD=1
 IDLE_CONNS="${IDLE_CONNS:-10000}" IDLE_HOLD="${IDLE_HOLD:-30}"
@@ -59,6 +61,8 @@ shift $((OPTIND - 1))
 [[ "$CONNS" =~ ^[0-9]+$ && "$CONNS" -ge 1 && "$CONNS" -le 10000 ]] || { echo "-c must be 1..10000" >&2; exit 1; }
 has_section() { [[ ",$SECTIONS," == *",$1,"* ]]; }
 
+export PROXY_PORT="${PROXY_PORT:-28443}" BACKEND_PORT="${BACKEND_PORT:-28080}"
+export BACKEND_TLS_PORT="${BACKEND_TLS_PORT:-28444}"
 WARMUP="${WARMUP:-2}"
 RATE="${RATE:-1000}"
 RATE_CONNS="${RATE_CONNS:-16}"
@@ -352,6 +356,10 @@ PY
   rm -f "$out.tmp"
 }
 
+# A run that fails (a port taken, a server that does not start) is reported and skipped; the
+# subshell stops what it started, as the harness's `die` exits.
+try() { ( trap cleanup_all EXIT; "$@" ) || log "run failed, skipped: $*"; }
+
 ID_CHECKOUT="$PKI/checkout.crt,$PKI/checkout.key"
 ID_CART="$PKI/cart.crt,$PKI/cart.key"
 REQ=(--request "GET /payments/charge")
@@ -371,33 +379,33 @@ fi
 
 if has_section latency; then
   log "== zonegate-loadtest: latency at $RATE req/s over $RATE_CONNS connections (open loop) =="
-  lt_run latency-direct-http direct-http "${REQ[@]}" --rate "$RATE" -c "$RATE_CONNS"
+  try lt_run latency-direct-http direct-http "${REQ[@]}" --rate "$RATE" -c "$RATE_CONNS"
   for t in direct-tls nginx zonegate-full zonegate-allowall; do
-    lt_run "latency-$t" "$t" --identity "$ID_CHECKOUT" "${REQ[@]}" --rate "$RATE" -c "$RATE_CONNS"
+    try lt_run "latency-$t" "$t" --identity "$ID_CHECKOUT" "${REQ[@]}" --rate "$RATE" -c "$RATE_CONNS"
   done
-  lt_run latency-zonegate-full-100c zonegate-full --identity "$ID_CHECKOUT" "${REQ[@]}" \
+  try lt_run latency-zonegate-full-100c zonegate-full --identity "$ID_CHECKOUT" "${REQ[@]}" \
     --rate "$RATE" -c 100
 fi
 
 if has_section handshake; then
   log "== zonegate-loadtest: new connection + mTLS handshake per request, $HS_CONNS at a time =="
   for t in nginx haproxy zonegate-full; do
-    lt_run "handshake-$t" "$t" --identity "$ID_CHECKOUT" "${REQ[@]}" --new-conn -c "$HS_CONNS"
+    try lt_run "handshake-$t" "$t" --identity "$ID_CHECKOUT" "${REQ[@]}" --new-conn -c "$HS_CONNS"
   done
-  lt_run handshake-resumed-zonegate-full zonegate-full --identity "$ID_CHECKOUT" "${REQ[@]}" \
+  try lt_run handshake-resumed-zonegate-full zonegate-full --identity "$ID_CHECKOUT" "${REQ[@]}" \
     --new-conn --resume -c "$HS_CONNS"
 fi
 
 if has_section mix; then
   log "== zonegate-loadtest: identity and request mix, keep-alive, 16 connections =="
-  lt_run mix-zonegate-full zonegate-full \
+  try lt_run mix-zonegate-full zonegate-full \
     --identity "$ID_CHECKOUT,weight=3" --identity "$ID_CART,weight=1" \
     --request "GET /payments/charge weight=9" --request "POST /payments/refund weight=1" -c 16
 fi
 
 if has_section idle; then
   log "== zonegate-loadtest --hold: $IDLE_CONNS idle mTLS connections for ${IDLE_HOLD}s =="
-  for t in nginx zonegate-full; do idle_run "$t"; done
+  for t in nginx zonegate-full; do try idle_run "$t"; done
 fi
 
 # --- summary -----------------------------------------------------------------------------------
@@ -466,6 +474,16 @@ if labels:
     print()
 
 print("Against the targets (preliminary: short runs on a shared 2-CPU VM; noisy)")
+def per_core(target, mode):
+    vals = [float(r["rps"]) * 100 / max(float(r["srv_cpu_pct"]), 1)
+            for r in rows if r["target"] == target and r["mode"] == mode]
+    return statistics.median(vals) if vals else None
+
+def lt_per_core(r):
+    if not r or not r.get("bench", {}).get("server_cpu_pct"):
+        return None
+    return r.get("rps", 0) * 100 / r["bench"]["server_cpu_pct"]
+
 zf_h1, ng_h1 = med(rows, "zonegate-full", "h1", "rps"), med(rows, "nginx", "h1", "rps")
 zf_p99, ng_p99 = med(rows, "zonegate-full", "h1", "p99_ms"), med(rows, "nginx", "h1", "p99_ms")
 za_h1 = med(rows, "zonegate-allowall", "h1", "rps")
@@ -473,10 +491,15 @@ print(f"  h1 keep-alive req/s, zonegate-full / nginx: {ratio(zf_h1, ng_h1)} "
       f"({num(zf_h1)} vs {num(ng_h1)}; target >= 1.3x); "
       f"p99 {num(zf_p99, '{:.2f}')} vs {num(ng_p99, '{:.2f}')} ms (target: no worse)")
 zf_h2, ng_h2 = med(rows, "zonegate-full", "h2", "rps"), med(rows, "nginx", "h2", "rps")
-print(f"  h2 req/s, zonegate-full / nginx: {ratio(zf_h2, ng_h2)} ({num(zf_h2)} vs {num(ng_h2)})")
+print(f"    per server core (req/s / server CPU share): {ratio(per_core('zonegate-full', 'h1'), per_core('nginx', 'h1'))} "
+      f"({num(per_core('zonegate-full', 'h1'))} vs {num(per_core('nginx', 'h1'))})")
+print(f"  h2 req/s, zonegate-full / nginx: {ratio(zf_h2, ng_h2)} ({num(zf_h2)} vs {num(ng_h2)}); "
+      f"per server core {ratio(per_core('zonegate-full', 'h2'), per_core('nginx', 'h2'))}")
 cost = f"{(1 - zf_h1 / za_h1) * 100:.1f}%" if zf_h1 and za_h1 else "n/a"
+zc, zac = per_core("zonegate-full", "h1"), per_core("zonegate-allowall", "h1")
+cost_core = f"{(1 - zc / zac) * 100:.1f}%" if zc and zac else "n/a"
 print(f"  identity path cost, h1 req/s full / allow-all: {ratio(zf_h1, za_h1)} "
-      f"(costs {cost}; target <= 5%)")
+      f"(costs {cost}; per server core {cost_core}; target <= 5%)")
 d, z, n = lt("latency-direct-http"), lt("latency-zonegate-full"), lt("latency-nginx")
 if d and z:
     dl, zl = d.get("latency_us") or {}, z.get("latency_us") or {}
@@ -491,7 +514,8 @@ hz, hn = lt("handshake-zonegate-full"), lt("handshake-nginx")
 if hz and hn:
     print(f"  full mTLS handshakes/s, zonegate-full / nginx: {ratio(hz.get('rps'), hn.get('rps'))} "
           f"({num(hz.get('rps'))} vs {num(hn.get('rps'))}; target >= 1.5x; "
-          f"zonegate server CPU {hz['bench']['server_cpu_pct']}%)")
+          f"server CPU {hz['bench']['server_cpu_pct']}% vs {hn['bench']['server_cpu_pct']}%; "
+          f"per server core {ratio(lt_per_core(hz), lt_per_core(hn))})")
 hr = lt("handshake-resumed-zonegate-full")
 if hr:
     print(f"  resumed handshakes/s, zonegate-full: {num(hr.get('rps'))} "

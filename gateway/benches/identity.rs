@@ -17,7 +17,10 @@ fn spiffe_id_parse(c: &mut Criterion) {
     let long = format!("spiffe://example.org/{segments}");
     assert!(long.len() <= zonegate::identity::spiffe::MAX_ID_LEN);
     let cases = [
-        ("typical", "spiffe://example.org/ns/shop/sa/checkout".to_string()),
+        (
+            "typical",
+            "spiffe://example.org/ns/shop/sa/checkout".to_string(),
+        ),
         ("long_2k", long),
         // Refused only at the last segment: the whole string is read first.
         (

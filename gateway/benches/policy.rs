@@ -153,8 +153,14 @@ fn path_normalisation(c: &mut Criterion) {
             "/payments/public/%2e%2e/%2E%2e/./admin//%7Euser/%41%42".into(),
         ),
         ("hostile_dot_segments_2k", dotty),
-        ("hostile_refused_encoded_slash", "/payments/..%2Fadmin".into()),
-        ("hostile_refused_tomcat", "/payments/public/..;/admin".into()),
+        (
+            "hostile_refused_encoded_slash",
+            "/payments/..%2Fadmin".into(),
+        ),
+        (
+            "hostile_refused_tomcat",
+            "/payments/public/..;/admin".into(),
+        ),
         ("hostile_refused_too_long", "/a".repeat(4097)),
     ];
     let mut group = c.benchmark_group("path_normalize");
