@@ -16,7 +16,7 @@
 #      BENCH_DIR=../shared/bench (the baseline harness)
 #      PROXY_PORT=28443 BACKEND_PORT=28080 BACKEND_TLS_PORT=28444 (not the harness's defaults,
 #      which other checkouts' demos and tests on a shared box tend to use)
-#      IDLE_CONNS=10000 IDLE_HOLD=30 (idle section)
+#      IDLE_CONNS=10000 IDLE_HOLD=40 (idle section; the hold includes opening them)
 #      KEEP_WORK=1 keeps the temporary work directory (PKI, configs, logs)
 #
 # Sections (server under test pinned to PROXY_CPU, load generator and upstream to LOAD_CPU;
@@ -31,7 +31,7 @@
 #              nginx, haproxy, zonegate-full; then zonegate-full with TLS resumption
 #   mix        zonegate-full, keep-alive, checkout and cart SVIDs 3:1, requests allowed and
 #              denied 9:1 (cart has no rule: default deny)
-#   idle       (not in the default set: ~1.5 min) zonegate-loadtest --hold: IDLE_CONNS mTLS
+#   idle       (not in the default set: ~2 min) zonegate-loadtest --hold: IDLE_CONNS mTLS
 #              connections opened, held idle IDLE_HOLD s, then checked: nginx, zonegate-full;
 #              the server's RSS before and while holding gives the memory per idle connection
 # zonegate-full = mTLS, SVID checks, policy, identity events to a file;
@@ -47,7 +47,7 @@ ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 usage() { sed -n '2,44p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; exit "${1:-0}"; }
 
 DURATION=5 REPEAT=1 CONNS=64 SECTIONS="oha,latency,handshake,mix" OUTDIR="" BUILD=1
-IDLE_CONNS="${IDLE_CONNS:-10000}" IDLE_HOLD="${IDLE_HOLD:-30}"
+IDLE_CONNS="${IDLE_CONNS:-10000}" IDLE_HOLD="${IDLE_HOLD:-40}"
 while getopts "d:r:c:s:o:Bh" o; do
   case $o in
     d) DURATION=$OPTARG ;; r) REPEAT=$OPTARG ;; c) CONNS=$OPTARG ;; s) SECTIONS=$OPTARG ;;
@@ -305,7 +305,7 @@ established() { ss -Htn state established "( sport = :$PROXY_PORT )" 2>/dev/null
 # idle_run TARGET: hold IDLE_CONNS idle mTLS connections to TARGET; memory per connection from
 # the server's RSS before and while holding them.
 idle_run() {
-  local target=$1 out="$OUTDIR/lt-idle-$1.json" spid rss0 rss1 n=0 i lt_pid
+  local target=$1 out="$OUTDIR/lt-idle-$1.json" spid rss0 rss1 n=0 lt_pid
   start_backend "$(backend_cpu_for "$target")"
   case $target in
     zonegate-*) CUSTOM_CMD="$(zg_cmd "${target#zonegate-}")" start_proxy custom ;;
@@ -321,15 +321,14 @@ idle_run() {
     --ca "$PKI/ca.crt" --identity "$ID_CHECKOUT" "${REQ[@]}" --hold -c "$IDLE_CONNS" \
     -d "${IDLE_HOLD}s" --timeout 20s --json --quiet >"$out.tmp" 2>"$ZWORK/lt.err" &
   lt_pid=$!
-  for ((i = 0; i < IDLE_HOLD * 10; i++)); do # until all are established, or the tool ends
-    n=$(established)
-    ((n >= IDLE_CONNS)) && break
-    kill -0 "$lt_pid" 2>/dev/null || break
-    sleep 0.1
+  # While the tool runs: the most connections seen established, and the RSS at that moment.
+  local now
+  rss1=$rss0
+  while kill -0 "$lt_pid" 2>/dev/null; do
+    now=$(established)
+    if ((now > n)); then n=$now; rss1=$(rss_kb_of "$spid"); fi
+    sleep 0.5
   done
-  sleep 1
-  n=$(established)
-  rss1=$(rss_kb_of "$spid")
   wait "$lt_pid" || log "zonegate-loadtest idle-$target: $(tail -c 400 "$ZWORK/lt.err")"
   stop_proxy
   stop_backend
@@ -341,15 +340,15 @@ try:
 except (OSError, ValueError):
     r = {}
 n, rss0, rss1 = int(n), int(rss0), int(rss1)
-r["bench"] = {"label": f"idle-{target}", "server": target, "established_sampled": n,
+r["bench"] = {"label": f"idle-{target}", "server": target, "established_max": n,
               "server_rss_before_mib": round(rss0 / 1024, 1),
               "server_rss_held_mib": round(rss1 / 1024, 1),
               "server_peak_rss_mib": round(rss1 / 1024, 1),
               "kib_per_connection": round((rss1 - rss0) / n, 1) if n else None}
 json.dump(r, open(dst, "w"), indent=1)
 b = r["bench"]
-print(f"  idle-{target:<23} held {r.get('held')} of {r.get('connections')}; {n} established when "
-      f"sampled; RSS {b['server_rss_before_mib']} -> {b['server_rss_held_mib']} MiB = "
+print(f"  idle-{target:<23} held {r.get('held')} of {r.get('connections')}; at most {n} established "
+      f"at once; RSS {b['server_rss_before_mib']} -> {b['server_rss_held_mib']} MiB = "
       f"{b['kib_per_connection']} KiB per connection; errors {r.get('error_kinds', {})}",
       file=sys.stderr)
 PY
@@ -530,7 +529,7 @@ for t in ("zonegate-full", "nginx"):
         b = i["bench"]
         print(f"  idle mTLS connections, {t}: {b['kib_per_connection']} KiB each "
               f"(RSS {b['server_rss_before_mib']} -> {b['server_rss_held_mib']} MiB with "
-              f"{b['established_sampled']} established; target <= 40 KB); held "
+              f"{b['established_max']} established; target <= 40 KB); held "
               f"{i.get('held')} of {i.get('connections')} (target: 10,000 held)")
 PY
 log "results: $OUTDIR"

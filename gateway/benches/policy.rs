@@ -140,6 +140,7 @@ fn decision(c: &mut Criterion) {
 
 fn path_normalisation(c: &mut Criterion) {
     let deep = "/segment".repeat(100);
+    let deeper = "/segment".repeat(1000);
     let dotty = "/a/./b/../c".repeat(200);
     let cases: Vec<(&str, String)> = vec![
         ("benign_short", "/payments/charge".into()),
@@ -148,6 +149,8 @@ fn path_normalisation(c: &mut Criterion) {
             "/payments/charges/ch_3Nq8/items?expand=refunds&limit=10".into(),
         ),
         ("benign_deep_800b", deep),
+        // Ten times longer: the cost should be ten times, not a hundred (linear, not quadratic).
+        ("benign_deep_8k", deeper),
         (
             "hostile_dot_escapes",
             "/payments/public/%2e%2e/%2E%2e/./admin//%7Euser/%41%42".into(),
