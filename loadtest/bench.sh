@@ -44,7 +44,7 @@
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-usage() { sed -n '2,44p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; exit "${1:-0}"; }
+usage() { sed -n '2,43p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; exit "${1:-0}"; }
 
 DURATION=5 REPEAT=1 CONNS=64 SECTIONS="oha,latency,handshake,mix" OUTDIR="" BUILD=1
 IDLE_CONNS="${IDLE_CONNS:-10000}" IDLE_HOLD="${IDLE_HOLD:-40}"
