@@ -8,7 +8,7 @@
 //! prefixes, namespace-wide deny rules and zone-wide read rules, and two rules for every route.
 //! The request decided is allowed by the *last* workload rule, so no size gets an early exit.
 //!
-//! `cargo bench -p zonegate --bench policy` (add `-- decision` to run only the decisions)
+//! `cargo bench -p zonegate --bench policy` (add `-- policy_decision` to run only the decisions)
 
 use std::hint::black_box;
 use std::path::PathBuf;
