@@ -396,3 +396,23 @@ fn serial_hex(der: &[u8]) -> String {
         .map(|b| format!("{b:02x}"))
         .collect()
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reload_reading_the_files_does_not_trigger_the_next_one() {
+    let gw = Gateway::start(Setup::default()).await;
+    let reloads = |metrics: &str, result: &str| -> u64 {
+        let line = format!("zonegate_config_reloads_total{{result=\"{result}\"}} ");
+        metrics
+            .lines()
+            .find_map(|l| l.strip_prefix(&line)?.parse().ok())
+            .unwrap_or(0)
+    };
+    // Reading every config file opens and closes them: the watcher must not take that for a
+    // change (it did, and reloaded itself every debounce period, forever).
+    let (status, body) = gw.reload().await;
+    assert_eq!((status, body["result"].as_str()), (200, Some("unchanged")));
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let (_, metrics) = gw.admin_get("/metrics").await;
+    assert_eq!(reloads(&metrics, "unchanged"), 1, "{metrics}");
+    assert_eq!(reloads(&metrics, "ok"), 0, "{metrics}");
+}
