@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use pingora_core::listeners::tls::TlsSettings;
+use pingora_core::listeners::{L4BufferSettings, ListenerConfig, DEFAULT_L4_WRITE_BUFFER_SIZE};
 use pingora_core::protocols::ALPN;
 use pingora_core::server::configuration::{Opt, ServerConf};
 use pingora_core::server::{RunArgs, Server, ShutdownSignal, ShutdownSignalWatch, ShutdownWatch};
@@ -98,7 +99,14 @@ pub fn build(
         }
         tls.set_client_cert_verifier(Arc::new(verifier));
         tls.set_alpn(if listener.http2 { ALPN::H2H1 } else { ALPN::H1 });
-        proxy.add_tls_with_settings(&listener.address.to_string(), None, tls);
+        // No L4 read buffer: rustls buffers TLS records itself, and pingora's default 64 KiB
+        // read buffer per connection only added a copy and most of an idle connection's memory.
+        let buffers = L4BufferSettings::new(0, DEFAULT_L4_WRITE_BUFFER_SIZE);
+        proxy.add_listener(
+            ListenerConfig::tcp(listener.address.to_string())
+                .tls(tls)
+                .l4_buffer(buffers),
+        );
     }
     let readiness = Arc::new(Readiness::default());
     let phases = server.watch_execution_phase();

@@ -114,7 +114,12 @@ async fn explain_agrees_with_the_live_gateway() {
     }
     // Every request that made an event (cross-zone or refused) was decided for the same
     // reason, by the same rules, on the same route and path.
-    let events = gw.events(1).await;
+    // Every refusal and every cross-zone request makes an event: wait for all of them.
+    let expected = request_ids
+        .iter()
+        .filter(|(_, e)| e.status.is_some() || e.source_zone.as_deref() != Some("payments"))
+        .count();
+    let events = gw.events(expected).await;
     let by_id: HashMap<&str, &serde_json::Value> = events
         .iter()
         .filter_map(|e| Some((e["request_id"].as_str()?, e)))
