@@ -6,6 +6,7 @@
 //! and when that would have changed the outcome the audit rule is reported beside the decision.
 
 pub mod cache;
+mod index;
 pub mod path;
 pub mod pattern;
 mod rule;
@@ -133,15 +134,16 @@ pub struct Decision {
     pub audit: Option<AuditFinding>,
 }
 
-/// A compiled policy: rules indexed by route, plus a decision cache that lives and dies with
-/// this policy, so a new policy can never see a decision made under an older one.
+/// A compiled policy: rules indexed by route and identity ([`index`]), plus a decision cache
+/// that lives and dies with this policy, so a new policy can never see a decision made under
+/// an older one.
 #[derive(Debug)]
 pub struct Policy {
     rules: Vec<Rule>,
-    /// Rule indexes (ascending) per route name, for rules that name routes.
-    by_route: HashMap<Arc<str>, Vec<usize>>,
-    /// Rule indexes (ascending) of rules that apply to every route.
-    any_route: Vec<usize>,
+    /// Rules per route name, for rules that name routes.
+    by_route: HashMap<Arc<str>, index::Bucket>,
+    /// Rules that apply to every route.
+    any_route: index::Bucket,
     /// Names of the token claims some rule matches on: the decision depends on them, so the
     /// cache key carries their values.
     claim_names: Vec<String>,
@@ -150,14 +152,17 @@ pub struct Policy {
 
 impl Policy {
     pub fn compile(rules: Vec<Rule>, cache_capacity: usize) -> Policy {
-        let mut by_route: HashMap<Arc<str>, Vec<usize>> = HashMap::new();
-        let mut any_route = Vec::new();
-        for (index, rule) in rules.iter().enumerate() {
+        let mut by_route: HashMap<Arc<str>, index::Bucket> = HashMap::new();
+        let mut any_route = index::Bucket::default();
+        for (i, rule) in rules.iter().enumerate() {
             if rule.routes.is_empty() {
-                any_route.push(index);
+                any_route.add(i, &rule.identities);
             } else {
                 for route in &rule.routes {
-                    by_route.entry(route.clone()).or_default().push(index);
+                    by_route
+                        .entry(route.clone())
+                        .or_default()
+                        .add(i, &rule.identities);
                 }
             }
         }
@@ -203,12 +208,16 @@ impl Policy {
     pub fn evaluate(&self, facts: &RequestFacts<'_>) -> Decision {
         let mut enforced = Outcome::default();
         let mut shadow = Outcome::default();
-        let route_rules = self
-            .by_route
-            .get(facts.route)
-            .map(Vec::as_slice)
-            .unwrap_or(&[]);
-        for index in merge_ascending(route_rules, &self.any_route) {
+        // The rules that may match, in file order: the route's and every route's rules, less
+        // those written for other identities.
+        let mut candidates = Vec::new();
+        if let Some(bucket) = self.by_route.get(facts.route) {
+            bucket.candidates(facts.spiffe_id, &mut candidates);
+        }
+        self.any_route.candidates(facts.spiffe_id, &mut candidates);
+        candidates.sort_unstable();
+        candidates.dedup();
+        for index in candidates {
             let rule = &self.rules[index];
             if !rule.matches(facts) {
                 continue;
@@ -258,29 +267,6 @@ impl Outcome {
             (None, None) => (Verdict::Deny, None),
         }
     }
-}
-
-/// Merges two ascending index lists, so rules are always visited in file order.
-fn merge_ascending<'a>(a: &'a [usize], b: &'a [usize]) -> impl Iterator<Item = usize> + 'a {
-    let (mut i, mut j) = (0, 0);
-    std::iter::from_fn(move || {
-        let next = match (a.get(i), b.get(j)) {
-            (Some(&x), Some(&y)) if x <= y => {
-                i += 1;
-                x
-            }
-            (_, Some(&y)) => {
-                j += 1;
-                y
-            }
-            (Some(&x), None) => {
-                i += 1;
-                x
-            }
-            (None, None) => return None,
-        };
-        Some(next)
-    })
 }
 
 #[cfg(test)]

@@ -254,10 +254,104 @@ fn cache_key_separates_every_fact() {
     }
 }
 
+/// The reference: every rule, in file order, no index.
+fn evaluate_every_rule(policy: &Policy, facts: &RequestFacts<'_>) -> Decision {
+    let (mut enforced, mut shadow) = (Outcome::default(), Outcome::default());
+    for (index, rule) in policy.rules.iter().enumerate() {
+        if rule.matches(facts) {
+            shadow.note(rule, index);
+            if rule.mode == Mode::Enforce {
+                enforced.note(rule, index);
+            }
+        }
+    }
+    let (verdict, rule) = enforced.resolve(&policy.rules);
+    let (would, shadow_rule) = shadow.resolve(&policy.rules);
+    let audit = match shadow_rule {
+        Some(rule) if would != verdict => Some(AuditFinding { rule, would }),
+        _ => None,
+    };
+    Decision {
+        verdict,
+        rule,
+        audit,
+    }
+}
+
 #[test]
-fn rules_are_visited_in_file_order_across_route_indexes() {
-    let merged: Vec<usize> = merge_ascending(&[1, 4, 6], &[0, 2, 5, 7]).collect();
-    assert_eq!(merged, vec![0, 1, 2, 4, 5, 6, 7]);
+fn the_rule_index_never_changes_a_decision() {
+    use rand::{Rng, SeedableRng};
+    let mut rng = rand::rngs::StdRng::seed_from_u64(7);
+    let id_pool = [
+        "*",
+        "spiffe://td/*",
+        "spiffe://td/ns/a/*",
+        "spiffe://td/ns/a/sa/x",
+        "spiffe://td/ns/a/sa/x/*",
+        "spiffe://td/ns/b/sa/y",
+        "spiffe://td/ns/ab/*",
+        "spiffe://other/*",
+    ];
+    let requests = [
+        "spiffe://td/ns/a/sa/x",
+        "spiffe://td/ns/a/sa/x/canary",
+        "spiffe://td/ns/ab/sa/z",
+        "spiffe://td/ns/b/sa/y",
+        "spiffe://td/q",
+        "spiffe://other/a",
+    ];
+    let routes = ["r1", "r2", "r3"];
+    for round in 0..200 {
+        let mut rules = Vec::new();
+        for i in 0..rng.gen_range(1..25) {
+            let effect = if rng.gen_bool(0.3) {
+                Effect::Deny
+            } else {
+                Effect::Allow
+            };
+            let mode = if rng.gen_bool(0.2) {
+                Mode::Audit
+            } else {
+                Mode::Enforce
+            };
+            let mut r = rule(&format!("r{i}"), effect, mode);
+            let n_ids = rng.gen_range(0..3);
+            r.identities = (0..n_ids)
+                .map(|_| IdPattern::parse(id_pool[rng.gen_range(0..id_pool.len())]).unwrap())
+                .collect();
+            if rng.gen_bool(0.7) {
+                r.routes = vec![Arc::from(routes[rng.gen_range(0..routes.len())])];
+            }
+            if rng.gen_bool(0.3) {
+                r.methods = vec!["GET".into()];
+            }
+            rules.push(r);
+        }
+        let policy = Policy::compile(rules, 0);
+        for id in requests {
+            let id = SpiffeId::parse(id).unwrap();
+            for route in routes {
+                for method in ["GET", "POST"] {
+                    for spiffe_id in [Some(&id), None] {
+                        let facts = RequestFacts {
+                            spiffe_id,
+                            source_zone: "z",
+                            route,
+                            method,
+                            path: "/p",
+                            presented: Presented::default(),
+                            token: None,
+                        };
+                        assert_eq!(
+                            policy.evaluate(&facts),
+                            evaluate_every_rule(&policy, &facts),
+                            "round {round}: {facts:?}"
+                        );
+                    }
+                }
+            }
+        }
+    }
 }
 
 #[test]
