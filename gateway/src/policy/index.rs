@@ -24,7 +24,7 @@ pub struct Bucket {
 impl Bucket {
     /// Adds rule `index` (indexes must be added in ascending order) with its identity patterns.
     pub fn add(&mut self, index: usize, identities: &[IdPattern]) {
-        if identities.is_empty() || identities.iter().any(|p| *p == IdPattern::Any) {
+        if identities.is_empty() || identities.contains(&IdPattern::Any) {
             self.always.push(index);
             return;
         }
