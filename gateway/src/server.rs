@@ -49,6 +49,9 @@ pub fn build(
     });
     let conf = ServerConf {
         threads,
+        // One current-thread runtime per worker: no cross-thread scheduling on the request
+        // path (connections are spread over workers as they are accepted).
+        work_stealing: false,
         // Pingora's grace period starts when the listeners close: it is our drain time.
         grace_period_seconds: Some(config.shutdown.drain_timeout.as_secs()),
         graceful_shutdown_timeout_seconds: Some(1),
