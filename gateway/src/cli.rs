@@ -151,14 +151,7 @@ fn mint(args: &MintArgs) -> Result<String, String> {
         .map_err(|e| format!("--key {}: {e}", args.key.display()))?;
     let signer = devtoken::TokenSigner::from_pkcs8_pem(&pem)
         .map_err(|e| format!("--key {}: {e}", args.key.display()))?;
-    let mut claims = serde_json::Map::new();
-    for claim in &args.claims {
-        let (name, value) = claim
-            .split_once('=')
-            .filter(|(name, _)| !name.is_empty())
-            .ok_or_else(|| format!("--claim `{claim}`: expected NAME=VALUE"))?;
-        claims.insert(name.to_string(), serde_json::Value::from(value));
-    }
+    let claims = parse_claims(&args.claims)?;
     let bind_to_cert_sha256 = match &args.bind_cert {
         Some(path) => {
             Some(devtoken::cert_thumbprint(path).map_err(|e| format!("--bind-cert: {e}"))?)
@@ -178,4 +171,19 @@ fn mint(args: &MintArgs) -> Result<String, String> {
         .map_err(|e| e.to_string())?
         .as_secs() as i64;
     signer.sign(&devtoken::claims(&spec, now))
+}
+
+/// `--claim NAME=VALUE` arguments as token claims: VALUE is read as JSON when it is JSON (`42`,
+/// `true`, `["a","b"]`), else taken as a string (`scope=payments:read payments:charge`).
+pub fn parse_claims(args: &[String]) -> Result<serde_json::Map<String, serde_json::Value>, String> {
+    let mut claims = serde_json::Map::new();
+    for claim in args {
+        let (name, value) = claim
+            .split_once('=')
+            .filter(|(name, _)| !name.is_empty())
+            .ok_or_else(|| format!("--claim `{claim}`: expected NAME=VALUE"))?;
+        let value = serde_json::from_str(value).unwrap_or_else(|_| serde_json::Value::from(value));
+        claims.insert(name.to_string(), value);
+    }
+    Ok(claims)
 }

@@ -88,7 +88,8 @@ enum TokenCommand {
         /// `iss` claim.
         #[arg(long)]
         iss: Option<String>,
-        /// Extra string claim NAME=VALUE (repeatable), e.g. scope="payments:charge payments:read".
+        /// Extra claim NAME=VALUE (repeatable): JSON when VALUE is JSON, else a string, e.g.
+        /// scope="payments:charge payments:read".
         #[arg(long = "claim", value_name = "NAME=VALUE")]
         claims: Vec<String>,
         /// Bind the token to this client certificate (PEM): RFC 8705 `cnf.x5t#S256`.

@@ -14,6 +14,7 @@ mod token_issuers;
 
 pub use error::{ConfigError, ConfigErrors};
 pub use policy_file::load_policy_files;
+pub use sources::toml_files_in;
 pub use tls_files::{read_certificates, read_private_key};
 pub use token_issuers::TokenSettings;
 

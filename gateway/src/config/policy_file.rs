@@ -18,15 +18,8 @@ pub fn load_policy_files(
     let mut files = Vec::new();
     for path in paths {
         if path.is_dir() {
-            match std::fs::read_dir(path) {
-                Ok(entries) => {
-                    let mut found: Vec<PathBuf> = entries
-                        .filter_map(|e| e.ok().map(|e| e.path()))
-                        .filter(|p| p.extension().is_some_and(|ext| ext == "toml") && p.is_file())
-                        .collect();
-                    found.sort();
-                    files.extend(found);
-                }
+            match super::sources::toml_files_in(path) {
+                Ok(found) => files.extend(found),
                 Err(e) => errors.push(path, "", format!("cannot read policy directory: {e}")),
             }
         } else {

@@ -35,6 +35,17 @@ pub fn read_to_string(path: &Path) -> io::Result<String> {
     String::from_utf8(read(path)?).map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))
 }
 
+/// The `*.toml` files directly in `dir`, in name order (policy directories, directories of
+/// gateway configs).
+pub fn toml_files_in(dir: &Path) -> io::Result<Vec<PathBuf>> {
+    let mut found: Vec<PathBuf> = std::fs::read_dir(dir)?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|ext| ext == "toml") && p.is_file())
+        .collect();
+    found.sort();
+    Ok(found)
+}
+
 /// Runs `load` recording every [`read`]; returns its result and the (path, SHA-256) list.
 pub fn record<T>(load: impl FnOnce() -> T) -> (T, Reads) {
     RECORDING.with(|r| *r.borrow_mut() = Some(Vec::new()));

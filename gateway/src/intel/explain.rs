@@ -182,16 +182,7 @@ pub fn query(args: &ExplainArgs) -> Result<Query, String> {
                 .clone()
                 .or_else(|| args.spiffe_id.clone())
                 .ok_or("--issuer needs --subject (or --spiffe-id)")?;
-            let mut claims = serde_json::Map::new();
-            for claim in &args.claims {
-                let (name, value) = claim
-                    .split_once('=')
-                    .filter(|(n, _)| !n.is_empty())
-                    .ok_or_else(|| format!("--claim `{claim}`: expected NAME=VALUE"))?;
-                let value =
-                    serde_json::from_str(value).unwrap_or_else(|_| serde_json::Value::from(value));
-                claims.insert(name.to_string(), value);
-            }
+            let claims = crate::cli::parse_claims(&args.claims)?;
             Some(ProbeToken {
                 issuer: issuer.clone(),
                 subject,

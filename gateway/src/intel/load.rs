@@ -107,13 +107,8 @@ pub fn open_many(paths: &[PathBuf]) -> Result<Vec<Loaded>, ConfigErrors> {
     let mut files = Vec::new();
     for path in paths {
         if path.is_dir() {
-            match std::fs::read_dir(path) {
-                Ok(entries) => {
-                    let mut found: Vec<PathBuf> = entries
-                        .filter_map(|e| e.ok().map(|e| e.path()))
-                        .filter(|p| p.extension().is_some_and(|x| x == "toml") && p.is_file())
-                        .collect();
-                    found.sort();
+            match crate::config::toml_files_in(path) {
+                Ok(found) => {
                     if found.is_empty() {
                         errors.push(path, "", "no *.toml gateway config in this directory");
                     }
