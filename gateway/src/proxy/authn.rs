@@ -1,6 +1,6 @@
 //! Authentication of one request: the connection's X.509-SVID, the request's bearer token, the
-//! route's credential requirement and the binding between the two credentials, producing the
-//! one [`Identity`] policy sees.
+//! binding between the two, and the route's credential requirement. The caller records the
+//! [`crate::identity::Identity`] as each credential verifies.
 //!
 //! Order is chosen to fail closed and reveal little: a request with no credential at all is
 //! refused before its route is looked up; a request without a certificate must prove itself
@@ -15,7 +15,7 @@ use pingora_http::RequestHeader;
 
 use super::answer::Refusal;
 use super::tls::PeerSvid;
-use crate::identity::{Identity, TokenFailure, TokenReason, VerifiedToken};
+use crate::identity::{TokenFailure, TokenReason, VerifiedToken};
 use crate::policy::{Credentials, Presented};
 use crate::reload::Snapshot;
 
@@ -62,11 +62,6 @@ fn is_token68(token: &str) -> bool {
         && body
             .bytes()
             .all(|b| b.is_ascii_alphanumeric() || b"-._~+/".contains(&b))
-}
-
-/// The outcome of authentication, for the rest of the request.
-pub struct Authenticated {
-    pub identity: Identity,
 }
 
 /// Checks the connection's SVID against the snapshot in force: it outlives its handshake, so
@@ -137,39 +132,19 @@ pub fn check_token(
     Ok(verified)
 }
 
-/// The identity for a request on a route requiring `required`, from the connection's SVID
-/// (already checked) and the request's token (`verified`: already checked, or `None`).
-pub fn identity_for(
-    required: Credentials,
-    peer: Option<&PeerSvid>,
-    verified: Option<Arc<VerifiedToken>>,
-) -> Result<Authenticated, Refusal> {
-    let presented = Presented {
-        svid: peer.is_some(),
-        token: verified.is_some(),
-    };
-    if !required.admits(presented) {
-        let needs_svid = matches!(required, Credentials::Mtls | Credentials::Both);
-        return Err(if needs_svid && !presented.svid {
-            Refusal::MtlsRequired
-        } else if presented.token {
-            // Unreachable while `Either` admits any credential; refuse rather than assume.
-            Refusal::NoCredential
-        } else {
-            Refusal::TokenRequired
-        });
+/// Whether the credentials a request presented meet its route's requirement.
+pub fn require(required: Credentials, presented: Presented) -> Result<(), Refusal> {
+    if required.admits(presented) {
+        return Ok(());
     }
-    let svid = peer.map(|p| p.facts.clone());
-    let spiffe_id = svid
-        .as_ref()
-        .map(|s| s.spiffe_id.clone())
-        .or_else(|| verified.as_ref().and_then(|t| t.spiffe_id.clone()));
-    Ok(Authenticated {
-        identity: Identity {
-            spiffe_id,
-            svid,
-            token: verified,
-        },
+    let needs_svid = matches!(required, Credentials::Mtls | Credentials::Both);
+    Err(if needs_svid && !presented.svid {
+        Refusal::MtlsRequired
+    } else if presented.token {
+        // Unreachable while `Either` admits any credential; refuse rather than assume.
+        Refusal::NoCredential
+    } else {
+        Refusal::TokenRequired
     })
 }
 

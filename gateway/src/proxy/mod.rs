@@ -117,8 +117,15 @@ impl Gateway {
                 verified = Some(token);
             }
         }
-        let authenticated = authn::identity_for(route.credentials, peer, verified)?;
-        ctx.set_identity(authenticated.identity, config);
+        // The identity was recorded as each credential verified; what is left is whether the
+        // credentials are the ones this route takes.
+        authn::require(
+            route.credentials,
+            Presented {
+                svid: peer.is_some(),
+                token: verified.is_some(),
+            },
+        )?;
 
         let Some(identity) = &ctx.identity else {
             return Err(Refusal::Internal);
