@@ -71,7 +71,6 @@ impl Gateway {
             );
             authn::check_svid(&snapshot, peer, now, &mut ctx.detail)?;
         }
-        let mut verified = None;
         if peer.is_none() {
             // Without a certificate only a token can authenticate, and it must do so before
             // the request learns anything about routes.
@@ -87,7 +86,6 @@ impl Gateway {
                 },
                 config,
             );
-            verified = Some(token);
         }
 
         let target = policy::normalize(&ctx.raw_target).map_err(|e| {
@@ -106,41 +104,32 @@ impl Gateway {
         if let (Some(peer), true) = (peer, route.credentials.accepts_tokens()) {
             if let Bearer::Token(token) = authn::bearer(session.req_header())? {
                 let token = self.verify_token(&snapshot, token, Some(peer), now, ctx)?;
-                ctx.set_identity(
-                    Identity {
-                        spiffe_id: Some(peer.facts.spiffe_id.clone()),
-                        svid: Some(peer.facts.clone()),
-                        token: Some(token.clone()),
-                    },
-                    config,
-                );
-                verified = Some(token);
+                // Bound to the SVID (check_token): the SPIFFE ID and zone stay the SVID's, so
+                // the identity recorded at the start only gains the token.
+                if let Some(identity) = ctx.identity.as_mut() {
+                    identity.token = Some(token);
+                }
             }
         }
+
         // The identity was recorded as each credential verified; what is left is whether the
         // credentials are the ones this route takes.
-        authn::require(
-            route.credentials,
-            Presented {
-                svid: peer.is_some(),
-                token: verified.is_some(),
-            },
-        )?;
-
         let Some(identity) = &ctx.identity else {
             return Err(Refusal::Internal);
         };
         let token = identity.token.as_deref();
+        let presented = Presented {
+            svid: identity.svid.is_some(),
+            token: token.is_some(),
+        };
+        authn::require(route.credentials, presented)?;
         let decision = snapshot.policy.decide(&RequestFacts {
             spiffe_id: identity.spiffe_id.as_ref(),
             source_zone: ctx.source_zone.as_deref().unwrap_or_default(),
             route: &route.name,
             method: session.req_header().method.as_str(),
             path: &target.path,
-            presented: Presented {
-                svid: identity.svid.is_some(),
-                token: token.is_some(),
-            },
+            presented,
             token: token.map(|t| TokenFacts {
                 issuer: &t.issuer.name,
                 subject: &t.subject,
