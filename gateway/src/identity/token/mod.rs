@@ -468,11 +468,7 @@ fn check_claims(
         Some(_) => return Err(malformed_claim("sub", "a string")),
     };
 
-    let iss = match claims.get("iss") {
-        Some(Value::String(s)) => Some(s.clone()),
-        None => None,
-        Some(_) => return Err(malformed_claim("iss", "a string")),
-    };
+    let iss = optional_string(&claims, "iss")?;
     if let Some(required) = &issuer.issuer {
         match &iss {
             Some(iss) if iss == required => {}
@@ -522,11 +518,7 @@ fn check_claims(
         None => None,
     };
 
-    let jti = match claims.get("jti") {
-        Some(Value::String(s)) => Some(s.clone()),
-        None => None,
-        Some(_) => return Err(malformed_claim("jti", "a string")),
-    };
+    let jti = optional_string(&claims, "jti")?;
     let cnf_x5t_s256 = confirmation(claims.get("cnf"))?;
 
     // Registered claims live in their own fields; policy matches on the rest.
@@ -544,6 +536,18 @@ fn check_claims(
     };
     verified.check_time(now)?;
     Ok(verified)
+}
+
+/// A claim that, when present, must be a string.
+fn optional_string(
+    claims: &Map<String, Value>,
+    name: &str,
+) -> Result<Option<String>, TokenFailure> {
+    match claims.get(name) {
+        Some(Value::String(s)) => Ok(Some(s.clone())),
+        None => Ok(None),
+        Some(_) => Err(malformed_claim(name, "a string")),
+    }
 }
 
 fn is_header_safe(s: &str) -> bool {
