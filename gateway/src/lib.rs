@@ -4,9 +4,10 @@
 //! [`identity::Identity`]; a per-request [`policy::Policy`] decides; the request is proxied or
 //! refused; and the attempt is recorded as an [`events::IdentityEvent`]. Everything a request
 //! needs lives in one immutable [`reload::Snapshot`].
-#![forbid(unsafe_code)]
+#![deny(unsafe_code)]
 
 pub mod admin;
+pub mod admission;
 pub mod cli;
 pub mod config;
 pub mod demo;
@@ -14,9 +15,11 @@ pub mod devpki;
 pub mod devtoken;
 pub mod echo;
 pub mod events;
+mod fd;
 pub mod identity;
+pub mod ids;
 pub mod intel;
+pub mod plane;
 pub mod policy;
-pub mod proxy;
 pub mod reload;
 pub mod server;

@@ -1,25 +1,29 @@
-//! Assembles the running gateway: Pingora server, TLS listeners with the SPIFFE verifier, the
-//! proxy service, and background services; and runs it until a shutdown signal.
+//! Assembles the running gateway: the data plane ([`crate::plane`]) on its own workers, and
+//! beside it the config watcher, upstream health checks and the admin listener, composed under
+//! Pingora's server lifecycle (signals, zero-downtime upgrade by socket hand-off, drain).
 
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use pingora_core::listeners::tls::TlsSettings;
-use pingora_core::listeners::{L4BufferSettings, ListenerConfig, DEFAULT_L4_WRITE_BUFFER_SIZE};
-use pingora_core::protocols::ALPN;
 use pingora_core::server::configuration::{Opt, ServerConf};
-use pingora_core::server::{RunArgs, Server, ShutdownSignal, ShutdownSignalWatch, ShutdownWatch};
+use pingora_core::server::{
+    ListenFds, RunArgs, Server, ShutdownSignal, ShutdownSignalWatch, ShutdownWatch,
+};
 use pingora_core::services::background::{background_service, BackgroundService};
-use tokio::sync::watch;
+use pingora_core::services::Service;
+use rustls::server::ServerConfig;
+use tokio::sync::{mpsc, watch};
+use tracing::{error, info, warn};
 
 use crate::admin::metrics::Metrics;
 use crate::admin::{AdminServer, Readiness};
-use crate::events::{now_rfc3339, EventSink, HandshakeEvent, KIND_HANDSHAKE_REFUSED, SCHEMA};
-use crate::identity::{RefusalObserver, SpiffeClientVerifier};
-use crate::proxy::ids::next_id;
-use crate::proxy::tls::PeerSvidRecorder;
-use crate::proxy::Gateway;
+use crate::config::Listener;
+use crate::events::EventSink;
+use crate::identity::RefusalObserver;
+use crate::plane::listener::{self, EventBudget, HandshakeRefusals};
+use crate::plane::Shared;
 use crate::reload::{ConfigWatcher, Reloader, SnapshotStore};
 
 /// Default interval between upstream health-check rounds when no pool sets a faster one.
@@ -32,9 +36,10 @@ pub struct StartOptions {
     pub upgrade: bool,
 }
 
-/// Builds the Pingora server for the snapshot in `store`: the proxy on every listener, the
-/// config watcher, health checks and (when configured) the admin listener. Listeners bind
-/// when it runs.
+/// Builds the server for the snapshot in `store`: the data plane on every listener, the
+/// config watcher, health checks and (when configured) the admin listener. Listeners are
+/// bound here, so a port in use is an error now, not a panic later; with `upgrade` they are
+/// taken over from the old process when the server starts.
 pub fn build(
     store: Arc<SnapshotStore>,
     events: EventSink,
@@ -42,15 +47,15 @@ pub fn build(
 ) -> Result<Built, String> {
     let snapshot = store.load();
     let config = &snapshot.config;
-    let threads = config.workers.unwrap_or_else(|| {
+    let workers = config.workers.unwrap_or_else(|| {
         std::thread::available_parallelism()
             .map(|n| n.get())
             .unwrap_or(1)
     });
     let conf = ServerConf {
-        threads,
-        // One current-thread runtime per worker: no cross-thread scheduling on the request
-        // path (connections are spread over workers as they are accepted).
+        // The data plane runs its own workers; Pingora's runtimes only carry the services
+        // beside it.
+        threads: 1,
         work_stealing: false,
         // Pingora's grace period starts when the listeners close: it is our drain time.
         grace_period_seconds: Some(config.shutdown.drain_timeout.as_secs()),
@@ -72,48 +77,49 @@ pub fn build(
         metrics.clone(),
         events.clone(),
     ));
+    let budget = Arc::new(EventBudget::default());
     let refusals: Arc<dyn RefusalObserver> = Arc::new(HandshakeRefusals {
         store: store.clone(),
         events: events.clone(),
         metrics: metrics.clone(),
+        budget: budget.clone(),
     });
-    let mut proxy = pingora_proxy::http_proxy_service_with_name(
-        &server.configuration,
-        Gateway::new(store.clone(), events.clone(), metrics.clone()),
-        "zonegate",
-    );
-    if let Some(app) = proxy.app_logic_mut() {
-        // HTTP/2 connections with no open stream are closed after the idle timeout (taken at
-        // start); HTTP/1.1 keep-alive follows the snapshot in force, request by request.
-        let mut options = pingora_core::apps::HttpServerOptions::default();
-        options.h2_idle_timeout = Some(config.idle_timeout);
-        app.server_options = Some(options);
-    }
+    let mut listeners = Vec::new();
     for listener in &config.listeners {
-        let recorder = PeerSvidRecorder {
-            trust: store.clone(),
+        let socket = if options.upgrade {
+            None
+        } else {
+            Some(
+                bind(listener.address)
+                    .map_err(|e| format!("listener {}: {e}", listener.address))?,
+            )
         };
-        let mut tls = TlsSettings::with_callbacks(Box::new(recorder))
-            .map_err(|e| format!("listener {}: {e}", listener.address))?;
-        tls.set_cert_resolver(store.clone());
-        let mut verifier = SpiffeClientVerifier::new(store.clone()).with_observer(refusals.clone());
-        if !listener.client_cert_required {
-            verifier = verifier.optional();
-        }
-        tls.set_client_cert_verifier(Arc::new(verifier));
-        tls.set_alpn(if listener.http2 { ALPN::H2H1 } else { ALPN::H1 });
-        // No L4 read buffer: rustls buffers TLS records itself, and pingora's default 64 KiB
-        // read buffer per connection only added a copy and most of an idle connection's memory.
-        let buffers = L4BufferSettings::new(0, DEFAULT_L4_WRITE_BUFFER_SIZE);
-        proxy.add_listener(
-            ListenerConfig::tcp(listener.address.to_string())
-                .tls(tls)
-                .l4_buffer(buffers),
-        );
+        let tls = listener::tls_config(&store, listener, refusals.clone())?;
+        listeners.push(PlaneListener {
+            settings: listener.clone(),
+            socket,
+            tls: watch::channel(tls).0,
+        });
     }
+    let local_addrs = listeners
+        .iter()
+        .filter_map(|l| l.socket.as_ref().and_then(|s| s.local_addr().ok()))
+        .collect();
+    let shared = Arc::new(Shared {
+        store: store.clone(),
+        events: events.clone(),
+        metrics: metrics.clone(),
+        handshake_events: budget,
+    });
     let readiness = Arc::new(Readiness::default());
     let phases = server.watch_execution_phase();
-    server.add_service(proxy);
+    server.add_service(DataPlane {
+        shared,
+        listeners,
+        workers,
+        drain_timeout: config.shutdown.drain_timeout,
+        refusals,
+    });
     server.add_service(background_service(
         "upstream health",
         UpstreamHealth {
@@ -143,7 +149,232 @@ pub fn build(
         server,
         readiness,
         grace: config.shutdown.grace_period,
+        local_addrs,
     })
+}
+
+/// A listening socket: non-blocking, address reuse as the standard library sets it.
+fn bind(address: SocketAddr) -> std::io::Result<std::net::TcpListener> {
+    let socket = std::net::TcpListener::bind(address)?;
+    socket.set_nonblocking(true)?;
+    Ok(socket)
+}
+
+/// One listener of the data plane: its settings, its socket, and its TLS config (replaced
+/// when a reload changes the listener's settings).
+struct PlaneListener {
+    settings: Listener,
+    /// Bound at build time; `None` until taken over from the old process on upgrade.
+    socket: Option<std::net::TcpListener>,
+    tls: watch::Sender<Arc<ServerConfig>>,
+}
+
+/// The data plane as a Pingora service: one current-thread runtime per worker thread, each
+/// accepting on every listener, so a connection lives on one thread from accept to close.
+struct DataPlane {
+    shared: Arc<Shared>,
+    listeners: Vec<PlaneListener>,
+    workers: usize,
+    drain_timeout: Duration,
+    refusals: Arc<dyn RefusalObserver>,
+}
+
+#[async_trait]
+impl Service for DataPlane {
+    async fn start_service(
+        &mut self,
+        fds: Option<ListenFds>,
+        mut shutdown: ShutdownWatch,
+        _listeners_per_fd: usize,
+    ) {
+        let mut sockets = Vec::new();
+        for listener in &mut self.listeners {
+            let address = listener.settings.address;
+            match take_socket(listener.socket.take(), fds.as_ref(), address) {
+                Ok(socket) => sockets.push((socket, listener.tls.subscribe())),
+                Err(e) => {
+                    error!(%address, error = %e, "cannot listen; stopping");
+                    std::process::exit(1);
+                }
+            }
+        }
+        // Dropped with this future, which ends the workers however the server stops.
+        let (stop, stopped) = watch::channel(false);
+        let mut done = Vec::new();
+        for n in 0..self.workers {
+            let (finished, wait) = tokio::sync::oneshot::channel::<()>();
+            done.push(wait);
+            let mut mine = Vec::new();
+            for (socket, tls) in &sockets {
+                match socket.try_clone() {
+                    Ok(copy) => mine.push((copy, tls.clone())),
+                    Err(e) => error!(error = %e, "cannot share a listening socket with a worker"),
+                }
+            }
+            let worker = Worker {
+                shared: self.shared.clone(),
+                sockets: mine,
+                stop: stopped.clone(),
+                drain_timeout: self.drain_timeout,
+            };
+            let spawned = std::thread::Builder::new()
+                .name(format!("zonegate-worker-{n}"))
+                .spawn(move || {
+                    worker.run();
+                    let _ = finished.send(());
+                });
+            if let Err(e) = spawned {
+                error!(error = %e, "cannot start a worker thread; stopping");
+                std::process::exit(1);
+            }
+        }
+        tokio::spawn(follow_listener_settings(
+            self.shared.store.clone(),
+            self.listeners
+                .iter()
+                .map(|l| (l.settings.clone(), l.tls.clone()))
+                .collect(),
+            self.refusals.clone(),
+            self.shared.metrics.clone(),
+        ));
+        let _ = shutdown.wait_for(|s| *s).await;
+        info!("data plane: closing listeners and draining connections");
+        let _ = stop.send(true);
+        for wait in done {
+            let _ = wait.await;
+        }
+        // Kept open to here: Pingora's table names these descriptors, and an upgrade sends
+        // them on; closed early, their numbers could be reused by other files.
+        drop(sockets);
+    }
+
+    fn name(&self) -> &str {
+        "zonegate data plane"
+    }
+
+    fn threads(&self) -> Option<usize> {
+        Some(1)
+    }
+
+    fn listen_addresses(&self) -> Option<Vec<String>> {
+        Some(
+            self.listeners
+                .iter()
+                .map(|l| l.settings.address.to_string())
+                .collect(),
+        )
+    }
+}
+
+/// The socket for `address`: the one bound at build, or on upgrade the old process's, and
+/// recorded in Pingora's table so that a later upgrade can hand it on.
+fn take_socket(
+    bound: Option<std::net::TcpListener>,
+    fds: Option<&ListenFds>,
+    address: SocketAddr,
+) -> std::io::Result<std::net::TcpListener> {
+    let key = address.to_string();
+    let socket = match bound {
+        Some(socket) => socket,
+        None => match fds.and_then(|fds| fds.lock().get(&key).copied()) {
+            Some(fd) => crate::fd::adopt_listener(fd)?,
+            None => bind(address)?,
+        },
+    };
+    if let Some(fds) = fds {
+        use std::os::fd::AsRawFd;
+        let mut table = fds.lock();
+        if table.get(&key).is_none() {
+            table.add(key, socket.as_raw_fd());
+        }
+    }
+    Ok(socket)
+}
+
+/// One worker thread: a current-thread runtime accepting on every listener.
+struct Worker {
+    shared: Arc<Shared>,
+    sockets: Vec<(std::net::TcpListener, watch::Receiver<Arc<ServerConfig>>)>,
+    stop: watch::Receiver<bool>,
+    drain_timeout: Duration,
+}
+
+impl Worker {
+    fn run(self) {
+        let runtime = match tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+        {
+            Ok(runtime) => runtime,
+            Err(e) => {
+                error!(error = %e, "cannot start a worker runtime");
+                return;
+            }
+        };
+        runtime.block_on(async move {
+            let (alive, mut all_closed) = mpsc::channel::<()>(1);
+            for (socket, tls) in self.sockets {
+                match tokio::net::TcpListener::from_std(socket) {
+                    Ok(socket) => {
+                        tokio::spawn(listener::accept(
+                            self.shared.clone(),
+                            socket,
+                            tls,
+                            self.stop.clone(),
+                            alive.clone(),
+                        ));
+                    }
+                    Err(e) => error!(error = %e, "worker cannot listen"),
+                }
+            }
+            drop(alive);
+            let mut stop = self.stop;
+            let _ = stop.wait_for(|s| *s).await;
+            // Connections were told to finish; the drain timeout is a maximum.
+            let _ = tokio::time::timeout(self.drain_timeout, all_closed.recv()).await;
+        });
+    }
+}
+
+/// Applies a reload's listener settings: `client_cert` and `http2` reach new connections at
+/// once; an address added, removed or changed needs a restart, and is reported as such.
+async fn follow_listener_settings(
+    store: Arc<SnapshotStore>,
+    mut listeners: Vec<(Listener, watch::Sender<Arc<ServerConfig>>)>,
+    refusals: Arc<dyn RefusalObserver>,
+    metrics: Arc<Metrics>,
+) {
+    let mut generations = store.subscribe();
+    while generations.changed().await.is_ok() {
+        let snapshot = store.load();
+        let wanted = &snapshot.config.listeners;
+        let mut restart = Vec::new();
+        for (current, tls) in &mut listeners {
+            let Some(next) = wanted.iter().find(|l| l.address == current.address) else {
+                restart.push(format!("listener {} removed", current.address));
+                continue;
+            };
+            if next != current {
+                match listener::tls_config(&store, next, refusals.clone()) {
+                    Ok(config) => {
+                        tls.send_replace(config);
+                        info!(address = %next.address, client_cert_required = next.client_cert_required, http2 = next.http2, "listener settings applied");
+                        *current = next.clone();
+                    }
+                    Err(e) => warn!(error = %e, "listener settings not applied"),
+                }
+            }
+        }
+        for next in wanted {
+            if !listeners.iter().any(|(l, _)| l.address == next.address) {
+                restart.push(format!("listener {} added", next.address));
+            }
+        }
+        metrics.set_restart_required(!restart.is_empty());
+        if !restart.is_empty() {
+            warn!(changes = ?restart, "listener addresses changed: they apply at the next restart or upgrade");
+        }
+    }
 }
 
 /// A built gateway, ready to run.
@@ -151,9 +382,16 @@ pub struct Built {
     server: Server,
     readiness: Arc<Readiness>,
     grace: Duration,
+    local_addrs: Vec<SocketAddr>,
 }
 
 impl Built {
+    /// The addresses the data plane listens on (bound at build; empty on upgrade, where the
+    /// sockets come from the old process).
+    pub fn local_addrs(&self) -> &[SocketAddr] {
+        &self.local_addrs
+    }
+
     /// Runs until a signal: SIGTERM drains (see [`UnixSignals`]), SIGINT stops at once,
     /// SIGQUIT hands the listening sockets to a new process started with `--upgrade`.
     pub fn run(self) {
@@ -254,30 +492,6 @@ impl ShutdownSignalWatch for StopSignal {
         let mut rx = self.0.clone();
         let _ = rx.wait_for(|stop| *stop).await;
         ShutdownSignal::FastShutdown
-    }
-}
-
-/// Records every refused client certificate as a `handshake_refused` event.
-struct HandshakeRefusals {
-    store: Arc<SnapshotStore>,
-    events: EventSink,
-    metrics: Arc<Metrics>,
-}
-
-impl RefusalObserver for HandshakeRefusals {
-    fn refused(&self, reason: &str, claimed: Option<&str>) {
-        self.metrics.record_auth_failure("svid_refused");
-        self.events.emit(HandshakeEvent {
-            schema: SCHEMA,
-            kind: KIND_HANDSHAKE_REFUSED,
-            time: now_rfc3339(),
-            event_id: next_id(),
-            decision: "deny",
-            reason: "svid_refused",
-            detail: reason.to_string(),
-            claimed_spiffe_id: claimed.map(str::to_string),
-            destination_zone: self.store.load().config.zone.clone(),
-        });
     }
 }
 

@@ -38,6 +38,32 @@ pub struct Metrics {
     durations: DashMap<Arc<str>, Histogram>,
     auth_failures: DashMap<&'static str, AtomicU64>,
     reloads: DashMap<&'static str, AtomicU64>,
+    underscore_headers: DashMap<&'static str, AtomicU64>,
+    handshake_failures: DashMap<&'static str, AtomicU64>,
+    /// Handshake refusals past the event rate limit: counted, not evented.
+    handshake_events_suppressed: AtomicU64,
+    /// 1 while a reload changed something (a listener address) that applies only on restart.
+    restart_required: AtomicU64,
+}
+
+fn write_counter_family(
+    out: &mut String,
+    name: &str,
+    help: &str,
+    label: &str,
+    values: &DashMap<&'static str, AtomicU64>,
+) -> std::fmt::Result {
+    writeln!(out, "# HELP {name} {help}")?;
+    writeln!(out, "# TYPE {name} counter")?;
+    let mut rows: Vec<_> = values
+        .iter()
+        .map(|e| (*e.key(), e.value().load(Ordering::Relaxed)))
+        .collect();
+    rows.sort();
+    for (key, n) in rows {
+        writeln!(out, "{name}{{{label}=\"{key}\"}} {n}")?;
+    }
+    Ok(())
 }
 
 impl Metrics {
@@ -80,6 +106,36 @@ impl Metrics {
         self.auth_failures
             .entry(reason)
             .or_default()
+            .fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Header fields whose names have underscores: `dropped` (fields) or `rejected` (requests).
+    pub fn record_underscore_headers(&self, action: &'static str, n: u64) {
+        self.underscore_headers
+            .entry(action)
+            .or_default()
+            .fetch_add(n, Ordering::Relaxed);
+    }
+
+    /// A refused TLS handshake, by reason category.
+    pub fn record_handshake_failure(&self, reason: &'static str) {
+        self.handshake_failures
+            .entry(reason)
+            .or_default()
+            .fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub fn set_restart_required(&self, required: bool) {
+        self.restart_required
+            .store(u64::from(required), Ordering::Relaxed);
+    }
+
+    pub fn restart_required(&self) -> bool {
+        self.restart_required.load(Ordering::Relaxed) == 1
+    }
+
+    pub fn record_handshake_event_suppressed(&self) {
+        self.handshake_events_suppressed
             .fetch_add(1, Ordering::Relaxed);
     }
 
@@ -163,6 +219,43 @@ impl Metrics {
                 e.value().load(Ordering::Relaxed)
             )?;
         }
+        write_counter_family(
+            out,
+            "zonegate_underscore_headers_total",
+            "Request header fields with underscores in their names, by action (dropped fields, rejected requests).",
+            "action",
+            &self.underscore_headers,
+        )?;
+        write_counter_family(
+            out,
+            "zonegate_handshake_failures_total",
+            "Refused TLS handshakes by reason.",
+            "reason",
+            &self.handshake_failures,
+        )?;
+        writeln!(
+            out,
+            "# HELP zonegate_handshake_events_suppressed_total Handshake refusals over the event rate limit (counted, not evented)."
+        )?;
+        writeln!(
+            out,
+            "# TYPE zonegate_handshake_events_suppressed_total counter"
+        )?;
+        writeln!(
+            out,
+            "zonegate_handshake_events_suppressed_total {}",
+            self.handshake_events_suppressed.load(Ordering::Relaxed)
+        )?;
+        writeln!(
+            out,
+            "# HELP zonegate_restart_required 1 when the config in force changed settings that apply only at the next restart (listener addresses)."
+        )?;
+        writeln!(out, "# TYPE zonegate_restart_required gauge")?;
+        writeln!(
+            out,
+            "zonegate_restart_required {}",
+            self.restart_required.load(Ordering::Relaxed)
+        )?;
         writeln!(
             out,
             "# HELP zonegate_config_reloads_total Configuration reloads by result."

@@ -69,6 +69,8 @@ pub struct GatewayConfig {
     /// How long a client connection may sit idle between requests (HTTP/1.1 keep-alive, or an
     /// HTTP/2 connection with no stream) before the gateway closes it.
     pub idle_timeout: Duration,
+    /// Bounds on a request head, and what to do with underscored header names.
+    pub limits: Limits,
     /// Every file this config was built from (the config itself first), for reload watching.
     pub files: Vec<PathBuf>,
     /// Directories whose content is part of the config (policy directories).
@@ -80,6 +82,44 @@ pub struct GatewayConfig {
 }
 
 /// How the gateway stops.
+/// Request-head limits, checked before any byte reaches an upstream.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Limits {
+    /// All header names and values together (431 past it).
+    pub max_header_bytes: usize,
+    /// Header fields (431 past it).
+    pub max_headers: usize,
+    /// The request target (414 past it).
+    pub max_target_bytes: usize,
+    pub underscores: UnderscoreAction,
+    /// Concurrent streams on one HTTP/2 connection.
+    pub max_concurrent_streams: u32,
+}
+
+/// What to do with a request header whose name has an underscore: some servers read `_` as
+/// `-`, so `x_zonegate_identity` could speak for an identity behind the gateway's back.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum UnderscoreAction {
+    /// Remove the header and forward the rest (counted).
+    Drop,
+    /// Refuse the request with 400.
+    Reject,
+    /// Forward it as it is.
+    Allow,
+}
+
+impl Default for Limits {
+    fn default() -> Limits {
+        Limits {
+            max_header_bytes: 32 * 1024,
+            max_headers: 100,
+            max_target_bytes: 8 * 1024,
+            underscores: UnderscoreAction::Drop,
+            max_concurrent_streams: 100,
+        }
+    }
+}
+
 #[derive(Clone, Debug)]
 pub struct Shutdown {
     /// After SIGTERM, keep serving (while `/readyz` says 503) so load balancers can notice.
@@ -90,7 +130,7 @@ pub struct Shutdown {
     pub upgrade_sock: PathBuf,
 }
 
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Listener {
     pub address: SocketAddr,
     pub http2: bool,
@@ -129,6 +169,8 @@ pub struct Route {
     pub credentials: Credentials,
     /// Forward a verified token's `Authorization` header to the upstream (default: removed).
     pub forward_token: bool,
+    /// Longest request body the route forwards (413 past it); `None`: no limit.
+    pub max_body_bytes: Option<u64>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -392,6 +434,7 @@ fn load_unhashed(path: &Path) -> Result<GatewayConfig, ConfigErrors> {
             upstream: r.upstream.clone(),
             credentials,
             forward_token: r.forward_token,
+            max_body_bytes: r.max_body_bytes,
         });
     }
 
@@ -500,6 +543,7 @@ fn load_unhashed(path: &Path) -> Result<GatewayConfig, ConfigErrors> {
         Some(s) => Duration::from_secs(s),
         None => Duration::from_secs(DEFAULT_IDLE_TIMEOUT_S),
     };
+    let limits = convert_limits(file, &raw.connections, &mut errors);
     let tokens = token_issuers::convert_settings(file, &raw.tokens, &mut errors);
     let token_issuers = token_issuers::convert_issuers(
         file,
@@ -541,6 +585,7 @@ fn load_unhashed(path: &Path) -> Result<GatewayConfig, ConfigErrors> {
         token_issuers,
         tokens,
         idle_timeout,
+        limits,
         files,
         dirs,
         content_hash: String::new(),
@@ -775,3 +820,51 @@ fn convert_events(
 
 #[cfg(test)]
 mod tests;
+
+fn convert_limits(file: &Path, raw: &raw::RawConnections, errors: &mut ConfigErrors) -> Limits {
+    let defaults = Limits::default();
+    let mut positive = |key: &str, value: Option<usize>, default: usize| match value {
+        Some(0) => {
+            errors.push(file, format!("connections.{key}"), "must be at least 1");
+            default
+        }
+        Some(v) => v,
+        None => default,
+    };
+    let max_header_bytes = positive(
+        "max_header_bytes",
+        raw.max_header_bytes,
+        defaults.max_header_bytes,
+    );
+    let max_headers = positive("max_headers", raw.max_headers, defaults.max_headers);
+    let max_target_bytes = positive(
+        "max_target_bytes",
+        raw.max_target_bytes,
+        defaults.max_target_bytes,
+    );
+    let max_concurrent_streams = positive(
+        "max_concurrent_streams",
+        raw.max_concurrent_streams.map(|v| v as usize),
+        defaults.max_concurrent_streams as usize,
+    ) as u32;
+    let underscores = match raw.headers_with_underscores.as_deref() {
+        None | Some("drop") => UnderscoreAction::Drop,
+        Some("reject") => UnderscoreAction::Reject,
+        Some("allow") => UnderscoreAction::Allow,
+        Some(other) => {
+            errors.push(
+                file,
+                "connections.headers_with_underscores",
+                format!("`{other}` is not one of drop, reject, allow"),
+            );
+            UnderscoreAction::Drop
+        }
+    };
+    Limits {
+        max_header_bytes,
+        max_headers,
+        max_target_bytes,
+        underscores,
+        max_concurrent_streams,
+    }
+}

@@ -47,6 +47,16 @@ pub struct RawGateway {
 pub struct RawConnections {
     #[serde(default)]
     pub idle_timeout_s: Option<u64>,
+    #[serde(default)]
+    pub max_header_bytes: Option<usize>,
+    #[serde(default)]
+    pub max_headers: Option<usize>,
+    #[serde(default)]
+    pub max_target_bytes: Option<usize>,
+    #[serde(default)]
+    pub headers_with_underscores: Option<String>,
+    #[serde(default)]
+    pub max_concurrent_streams: Option<u32>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -159,6 +169,8 @@ pub struct RawRoute {
     pub credentials: Option<String>,
     #[serde(default)]
     pub forward_token: bool,
+    #[serde(default)]
+    pub max_body_bytes: Option<u64>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -79,11 +79,15 @@ pub struct HandshakeEvent {
     pub time: String,
     pub event_id: String,
     pub decision: &'static str,
-    /// Always `svid_refused`.
+    /// `svid_refused` (the certificate, or the proof of its key, was refused),
+    /// `no_certificate` (none on a listener that requires one), `handshake_timeout` or
+    /// `tls_error` (anything else that ended the handshake).
     pub reason: &'static str,
     pub detail: String,
     /// The SPIFFE ID the certificate claims (unverified), when it has one.
     pub claimed_spiffe_id: Option<String>,
+    /// The client's address, where the listener knows it.
+    pub peer_addr: Option<String>,
     pub destination_zone: String,
 }
 

@@ -68,6 +68,17 @@ impl SpiffeClientVerifier {
     }
 }
 
+impl SpiffeClientVerifier {
+    /// The client does not hold the key of the certificate it presented.
+    fn refuse_signature(&self, cert: &CertificateDer<'_>, e: rustls::Error) -> rustls::Error {
+        let claimed = leaf_spiffe_id(cert).ok();
+        self.refuse(
+            format!("handshake signature does not verify with the certificate's key: {e}"),
+            claimed.as_ref().map(|id| id.as_str()),
+        )
+    }
+}
+
 /// The reason a client certificate was refused, carried inside the rustls error.
 #[derive(Debug)]
 pub struct SvidRefused(pub String);
@@ -139,6 +150,7 @@ impl ClientCertVerifier for SpiffeClientVerifier {
         dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, rustls::Error> {
         verify_tls12_signature(message, cert, dss, &self.algorithms)
+            .map_err(|e| self.refuse_signature(cert, e))
     }
 
     fn verify_tls13_signature(
@@ -148,6 +160,7 @@ impl ClientCertVerifier for SpiffeClientVerifier {
         dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, rustls::Error> {
         verify_tls13_signature(message, cert, dss, &self.algorithms)
+            .map_err(|e| self.refuse_signature(cert, e))
     }
 
     fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {

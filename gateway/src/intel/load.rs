@@ -8,9 +8,9 @@ use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
+use crate::admission::RouteTable;
 use crate::config::{self, ConfigErrors, GatewayConfig};
 use crate::policy::{Policy, Rule};
-use crate::proxy::route::RouteTable;
 
 /// One gateway as the tools see it.
 pub struct Loaded {

@@ -19,11 +19,11 @@ use rustls::server::{ClientHello, ResolvesServerCert};
 use rustls::sign::CertifiedKey;
 use x509_parser::prelude::FromDer;
 
+use crate::admission::{Compiled, RouteTable};
 use crate::config::{self, ConfigErrors, GatewayConfig};
 use crate::identity::{TokenVerifier, TrustSource, TrustStore};
+use crate::plane::upstream::UpstreamPool;
 use crate::policy::Policy;
-use crate::proxy::route::RouteTable;
-use crate::proxy::upstream::UpstreamPool;
 
 /// One immutable generation of the gateway's state.
 pub struct Snapshot {
@@ -41,6 +41,15 @@ pub struct Snapshot {
 }
 
 impl Snapshot {
+    /// The parts admission reads.
+    pub fn compiled(&self) -> Compiled<'_> {
+        Compiled {
+            config: &self.config,
+            routes: &self.routes,
+            policy: &self.policy,
+        }
+    }
+
     /// Builds a snapshot from a validated config. Errors name the config file and key.
     ///
     /// Parts whose inputs did not change are shared with `previous`: the trust store (so open
@@ -156,15 +165,20 @@ pub struct SnapshotStore {
     next_generation: AtomicU64,
     /// Serialises writers: two reloads never interleave their read-build-publish.
     writer: Mutex<()>,
+    /// The generation in force, for those who act on a change (open connections re-judge
+    /// their certificate).
+    published: tokio::sync::watch::Sender<u64>,
 }
 
 impl SnapshotStore {
     pub fn new(first: Snapshot) -> SnapshotStore {
         let next = first.generation + 1;
+        let (published, _) = tokio::sync::watch::channel(first.generation);
         SnapshotStore {
             current: ArcSwap::from_pointee(first),
             next_generation: AtomicU64::new(next),
             writer: Mutex::new(()),
+            published,
         }
     }
 
@@ -176,6 +190,11 @@ impl SnapshotStore {
 
     pub fn load(&self) -> Arc<Snapshot> {
         self.current.load_full()
+    }
+
+    /// Follows the generation in force: changes each time a snapshot is published.
+    pub fn subscribe(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.published.subscribe()
     }
 
     /// Builds a snapshot from `path` and publishes it, unless nothing it reads changed. On any
@@ -193,6 +212,7 @@ impl SnapshotStore {
         let generation = self.next_generation.fetch_add(1, Ordering::Relaxed);
         let snapshot = Snapshot::build(config, generation, Some(&current))?;
         self.current.store(Arc::new(snapshot));
+        self.published.send_replace(generation);
         Ok(ReloadOutcome::Applied(generation))
     }
 }

@@ -18,7 +18,7 @@ use super::SnapshotStore;
 use crate::admin::metrics::Metrics;
 use crate::config::ConfigErrors;
 use crate::events::{now_rfc3339, EventSink, ReloadEvent, KIND_CONFIG_RELOAD, SCHEMA};
-use crate::proxy::ids::next_id;
+use crate::ids::next_id;
 
 /// Changes on disk arriving within this window are taken in one reload: editors and
 /// ConfigMap updates touch several files in a burst.

@@ -1,11 +1,6 @@
-//! The one place where failures become HTTP answers.
-//!
-//! Every refusal carries a stable reason category for the identity event and a coarse error
-//! name for the client; the client never sees rule ids, patterns or other policy internals.
-
-use bytes::Bytes;
-use pingora_http::ResponseHeader;
-use serde::Serialize;
+//! Why a request is refused: one type for every refusal the gateway makes, with its status, the
+//! stable reason category identity events carry, and the coarse error name the client sees.
+//! The client never sees rule ids, patterns or other policy internals.
 
 use crate::identity::TokenReason;
 
@@ -35,6 +30,14 @@ pub enum Refusal {
     BadAuthorization,
     BadPath,
     BadRequest,
+    /// The request head (all header fields together, or their number) is over the limit.
+    HeadersTooLarge,
+    /// The request target is longer than the limit.
+    TargetTooLong,
+    /// The request body is longer than the route's limit.
+    BodyTooLarge,
+    /// A header name with an underscore, where the gateway is told to refuse them.
+    UnderscoreHeader,
     NoRoute,
     /// An enforced deny rule matched.
     PolicyDenied,
@@ -56,7 +59,13 @@ impl Refusal {
             | Refusal::Token(_)
             | Refusal::MtlsRequired
             | Refusal::TokenRequired => 401,
-            Refusal::BadPath | Refusal::BadRequest | Refusal::BadAuthorization => 400,
+            Refusal::BadPath
+            | Refusal::BadRequest
+            | Refusal::BadAuthorization
+            | Refusal::UnderscoreHeader => 400,
+            Refusal::HeadersTooLarge => 431,
+            Refusal::TargetTooLong => 414,
+            Refusal::BodyTooLarge => 413,
             Refusal::NoRoute => 404,
             Refusal::PolicyDenied | Refusal::DefaultDeny => 403,
             Refusal::UpstreamUnavailable => 502,
@@ -79,6 +88,10 @@ impl Refusal {
             Refusal::BadAuthorization => "bad_authorization",
             Refusal::BadPath => "bad_path",
             Refusal::BadRequest => "bad_request",
+            Refusal::HeadersTooLarge => "headers_too_large",
+            Refusal::TargetTooLong => "target_too_long",
+            Refusal::BodyTooLarge => "body_too_large",
+            Refusal::UnderscoreHeader => "underscore_header",
             Refusal::NoRoute => "no_route",
             Refusal::PolicyDenied => "policy_denied",
             Refusal::DefaultDeny => "default_deny",
@@ -89,12 +102,15 @@ impl Refusal {
     }
 
     /// The error name the client sees.
-    fn error(self) -> &'static str {
+    pub fn error(self) -> &'static str {
         match self.status() {
             401 => "unauthenticated",
             400 => "bad_request",
             403 => "forbidden",
             404 => "not_found",
+            413 => "body_too_large",
+            414 => "target_too_long",
+            431 => "headers_too_large",
             502 => "bad_gateway",
             504 => "gateway_timeout",
             _ => "internal_error",
@@ -116,7 +132,7 @@ impl Refusal {
 
     /// The RFC 6750 challenge, when the gateway accepts tokens (`tokens`): which error, if
     /// any, and its description. Descriptions are categories, never details.
-    fn challenge(self, tokens: bool) -> Option<String> {
+    pub fn challenge(self, tokens: bool) -> Option<String> {
         let (error, description) = match self {
             Refusal::Token(reason) => ("invalid_token", reason.description()),
             Refusal::BadAuthorization => ("invalid_request", "malformed Authorization header"),
@@ -137,34 +153,4 @@ impl Refusal {
             Refusal::UpstreamUnavailable | Refusal::UpstreamTimeout
         )
     }
-}
-
-#[derive(Serialize)]
-struct Body<'a> {
-    error: &'static str,
-    request_id: &'a str,
-}
-
-/// The response header and JSON body for `refusal`; `tokens` says whether the gateway
-/// accepts tokens, and so whether a 401 challenges the client to present one.
-pub fn response(
-    refusal: Refusal,
-    request_id: &str,
-    tokens: bool,
-) -> pingora_error::Result<(ResponseHeader, Bytes)> {
-    let body = serde_json::to_vec(&Body {
-        error: refusal.error(),
-        request_id,
-    })
-    .map(Bytes::from)
-    .unwrap_or_default();
-    let mut header = ResponseHeader::build(refusal.status(), Some(5))?;
-    header.insert_header("content-type", "application/json")?;
-    header.insert_header("content-length", body.len().to_string())?;
-    header.insert_header("x-request-id", request_id)?;
-    header.insert_header("cache-control", "no-store")?;
-    if let Some(challenge) = refusal.challenge(tokens) {
-        header.insert_header("www-authenticate", challenge)?;
-    }
-    Ok((header, body))
 }

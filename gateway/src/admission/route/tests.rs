@@ -10,6 +10,7 @@ fn route(name: &str, hosts: &[&str], prefix: &str) -> Route {
         upstream: "u".into(),
         credentials: crate::policy::Credentials::Mtls,
         forward_token: false,
+        max_body_bytes: None,
     }
 }
 

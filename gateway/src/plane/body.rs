@@ -1,0 +1,149 @@
+//! The bodies the data plane streams: the client's request body on its way to the upstream
+//! (bounded by the route's limit), and the answer the client gets (the gateway's own, or the
+//! upstream's streamed through). Both pass frames through as they come, so backpressure holds
+//! end to end and trailers (gRPC) are kept.
+
+use std::fmt;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
+use bytes::Bytes;
+use hyper::body::{Body, Frame, Incoming, SizeHint};
+
+use super::upstream::Lease;
+
+/// The client's request body, cut off at the route's limit.
+pub struct RequestBody {
+    inner: Option<Incoming>,
+    /// Bytes still allowed; `u64::MAX` when the route sets no limit.
+    remaining: u64,
+}
+
+/// The request body went past the route's limit.
+#[derive(Debug)]
+pub struct BodyTooLarge;
+
+impl fmt::Display for BodyTooLarge {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("request body over the route's limit")
+    }
+}
+
+impl std::error::Error for BodyTooLarge {}
+
+impl RequestBody {
+    pub fn new(inner: Incoming, limit: Option<u64>) -> RequestBody {
+        RequestBody {
+            inner: Some(inner),
+            remaining: limit.unwrap_or(u64::MAX),
+        }
+    }
+
+    pub fn empty() -> RequestBody {
+        RequestBody {
+            inner: None,
+            remaining: 0,
+        }
+    }
+}
+
+impl Body for RequestBody {
+    type Data = Bytes;
+    type Error = Box<dyn std::error::Error + Send + Sync>;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
+        let this = self.get_mut();
+        let Some(inner) = this.inner.as_mut() else {
+            return Poll::Ready(None);
+        };
+        match Pin::new(inner).poll_frame(cx) {
+            Poll::Ready(Some(Ok(frame))) => {
+                if let Some(data) = frame.data_ref() {
+                    let len = data.len() as u64;
+                    if len > this.remaining {
+                        this.inner = None;
+                        return Poll::Ready(Some(Err(Box::new(BodyTooLarge))));
+                    }
+                    this.remaining -= len;
+                }
+                Poll::Ready(Some(Ok(frame)))
+            }
+            Poll::Ready(Some(Err(e))) => Poll::Ready(Some(Err(Box::new(e)))),
+            Poll::Ready(None) => {
+                this.inner = None;
+                Poll::Ready(None)
+            }
+            Poll::Pending => Poll::Pending,
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.as_ref().is_none_or(|b| b.is_end_stream())
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner
+            .as_ref()
+            .map_or_else(|| SizeHint::with_exact(0), |b| b.size_hint())
+    }
+}
+
+/// What the client receives.
+pub enum ResponseBody {
+    /// The gateway's own answer.
+    Answer(Option<Bytes>),
+    /// The upstream's body, and the upstream connection to give back once it is read.
+    Upstream {
+        inner: Incoming,
+        lease: Option<Lease>,
+    },
+}
+
+impl ResponseBody {
+    pub fn answer(bytes: Bytes) -> ResponseBody {
+        ResponseBody::Answer(Some(bytes))
+    }
+}
+
+impl Body for ResponseBody {
+    type Data = Bytes;
+    type Error = hyper::Error;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+        match self.get_mut() {
+            ResponseBody::Answer(bytes) => Poll::Ready(bytes.take().map(|b| Ok(Frame::data(b)))),
+            ResponseBody::Upstream { inner, lease } => {
+                let polled = Pin::new(&mut *inner).poll_frame(cx);
+                if let Poll::Ready(None) = polled {
+                    if let Some(lease) = lease.take() {
+                        lease.release();
+                    }
+                }
+                polled
+            }
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        match self {
+            ResponseBody::Answer(bytes) => bytes.is_none(),
+            // Not ended until polled to its end, which is what releases the lease.
+            ResponseBody::Upstream { .. } => false,
+        }
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        match self {
+            ResponseBody::Answer(bytes) => {
+                SizeHint::with_exact(bytes.as_ref().map_or(0, |b| b.len() as u64))
+            }
+            ResponseBody::Upstream { inner, .. } => inner.size_hint(),
+        }
+    }
+}

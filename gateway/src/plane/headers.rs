@@ -1,0 +1,163 @@
+//! Identity headers: what the client may not say, and what the gateway says for it; and the
+//! hop-by-hop headers that belong to one connection and are never forwarded.
+//!
+//! A client-sent identity header is never forwarded: it is removed before the verified
+//! identity is added, so an upstream that trusts these headers trusts only the gateway.
+//! Header names are lower-case on the wire of both HTTP versions once parsed, so a removal by
+//! name catches every spelling of case; names with underscores (which some servers read as
+//! dashes) are dropped or refused before anything else looks at the request.
+
+use http::header::{
+    HeaderMap, HeaderName, HeaderValue, CONNECTION, TE, TRANSFER_ENCODING, UPGRADE,
+};
+
+use crate::identity::Identity;
+
+/// Envoy-compatible forwarded client certificate header.
+pub const XFCC: &str = "x-forwarded-client-cert";
+pub const REQUEST_ID: &str = "x-request-id";
+pub const SOURCE_ZONE: &str = "x-zonegate-source-zone";
+/// The verified SPIFFE ID (absent when the identity has none).
+pub const IDENTITY: &str = "x-zonegate-identity";
+/// The verified token's `sub`, meaningful only together with the issuer.
+pub const TOKEN_SUBJECT: &str = "x-zonegate-token-subject";
+/// The credential kinds that proved it (`x509-svid`, `jwt-svid`, `x509-svid+jwt-svid`, ...).
+pub const CREDENTIAL: &str = "x-zonegate-credential";
+/// The configured name of the token issuer, when a token proved it.
+pub const TOKEN_ISSUER: &str = "x-zonegate-token-issuer";
+
+/// Headers every gateway strips; `x-zonegate-*` is stripped as a namespace too.
+pub const BUILTIN_STRIP: &[&str] = &[
+    XFCC,
+    "x-client-cert",
+    "x-client-cert-chain",
+    "x-ssl-client-cert",
+    "x-ssl-client-dn",
+    "x-ssl-client-verify",
+    "ssl-client-cert",
+    "x-spiffe-id",
+    "x-workload-identity",
+];
+const OWN_PREFIX: &str = "x-zonegate-";
+
+/// Connection-specific headers (RFC 9110 7.6.1), never forwarded in either direction.
+const HOP_BY_HOP: &[&str] = &[
+    "keep-alive",
+    "proxy-connection",
+    "proxy-authenticate",
+    "proxy-authorization",
+];
+
+/// Whether any header name has an underscore.
+pub fn has_underscore_names(headers: &HeaderMap) -> bool {
+    headers.keys().any(|name| name.as_str().contains('_'))
+}
+
+/// Removes every header whose name has an underscore; returns how many names were dropped.
+pub fn drop_underscore_names(headers: &mut HeaderMap) -> usize {
+    let doomed: Vec<HeaderName> = headers
+        .keys()
+        .filter(|name| name.as_str().contains('_'))
+        .cloned()
+        .collect();
+    for name in &doomed {
+        headers.remove(name);
+    }
+    doomed.len()
+}
+
+/// Removes identity headers the client sent: the built-ins, the `x-zonegate-` namespace and
+/// the configured extras (lower-case names).
+pub fn strip_client_identity(headers: &mut HeaderMap, extra: &[String]) {
+    let doomed: Vec<HeaderName> = headers
+        .keys()
+        .filter(|name| {
+            let name = name.as_str();
+            BUILTIN_STRIP.contains(&name)
+                || name.starts_with(OWN_PREFIX)
+                || extra.iter().any(|e| e == name)
+        })
+        .cloned()
+        .collect();
+    for name in &doomed {
+        headers.remove(name);
+    }
+}
+
+/// Removes the hop-by-hop headers: the fixed set, and every header `Connection` names. `TE`
+/// survives only as `trailers` (gRPC needs it); `Upgrade` only when `keep_upgrade`.
+pub fn strip_hop_by_hop(headers: &mut HeaderMap, keep_upgrade: bool) {
+    let named: Vec<HeaderName> = headers
+        .get_all(CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .filter_map(|n| HeaderName::from_bytes(n.trim().as_bytes()).ok())
+        .filter(|n| !(keep_upgrade && n == UPGRADE))
+        .collect();
+    for name in &named {
+        headers.remove(name);
+    }
+    if !keep_upgrade {
+        headers.remove(CONNECTION);
+        headers.remove(UPGRADE);
+    }
+    headers.remove(TRANSFER_ENCODING);
+    for name in HOP_BY_HOP {
+        headers.remove(*name);
+    }
+    let trailers_only = headers
+        .get(TE)
+        .is_some_and(|te| te.as_bytes().eq_ignore_ascii_case(b"trailers"));
+    if !trailers_only {
+        headers.remove(TE);
+    }
+}
+
+/// Adds the verified identity for the upstream.
+///
+/// When the connection presented an X.509-SVID:
+/// `x-forwarded-client-cert: By=<gateway SPIFFE ID>;Hash=<SHA-256 of the client cert>;URI=<client SPIFFE ID>`
+/// follows Envoy's format, so upstreams already parsing it need no change. `x-zonegate-identity`
+/// carries the SPIFFE ID, and only a SPIFFE ID: a token subject from an issuer that speaks for
+/// no trust domain goes in `x-zonegate-token-subject`, beside `x-zonegate-token-issuer`, so it
+/// can never pass for a workload identity. The client can set none of these: the whole
+/// `x-zonegate-` namespace is stripped from client requests first.
+pub fn add_verified_identity(
+    headers: &mut HeaderMap,
+    identity: &Identity,
+    gateway_id: Option<&str>,
+    source_zone: &str,
+    request_id: &str,
+) {
+    let mut put = |name: &'static str, value: &str| {
+        // Every value here was parsed from a certificate, a verified token or the config;
+        // one that is not a valid header value is left out rather than forwarded mangled.
+        if let Ok(value) = HeaderValue::from_str(value) {
+            headers.insert(name, value);
+        }
+    };
+    if let Some(svid) = &identity.svid {
+        let mut xfcc = String::with_capacity(192);
+        if let Some(by) = gateway_id {
+            xfcc.push_str("By=");
+            xfcc.push_str(by);
+            xfcc.push(';');
+        }
+        xfcc.push_str("Hash=");
+        xfcc.push_str(&svid.sha256_hex);
+        xfcc.push_str(";URI=");
+        xfcc.push_str(svid.spiffe_id.as_str());
+        put(XFCC, &xfcc);
+    }
+    if let Some(id) = &identity.spiffe_id {
+        put(IDENTITY, id.as_str());
+    }
+    put(CREDENTIAL, identity.credential_kind());
+    if let Some(token) = &identity.token {
+        put(TOKEN_ISSUER, &token.issuer.name);
+        put(TOKEN_SUBJECT, &token.subject);
+    }
+    put(REQUEST_ID, request_id);
+    put(SOURCE_ZONE, source_zone);
+}

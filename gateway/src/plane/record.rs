@@ -1,0 +1,129 @@
+//! What one request leaves behind: its identity event and its metrics.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use http::Version;
+
+use crate::admission::{Admission, Refusal, Refused};
+use crate::events::{now_rfc3339, rfc3339_seconds, IdentityEvent, KIND_REQUEST, SCHEMA};
+use crate::identity::Identity;
+use crate::ids::next_id;
+use crate::policy::Verdict;
+use crate::reload::Snapshot;
+
+/// Longest raw path kept in an event for a request whose path was refused.
+const MAX_RAW_PATH_IN_EVENT: usize = 1024;
+
+/// The facts of one request that admission does not produce.
+pub struct Exchange<'r> {
+    pub request_id: &'r str,
+    pub method: &'r str,
+    pub host: Option<&'r str>,
+    pub raw_target: &'r str,
+    pub version: Version,
+    pub peer_addr: SocketAddr,
+}
+
+/// How the request ended: refused (by admission or after it), or answered by the upstream.
+pub struct Ending<'e> {
+    pub refused: Option<&'e Refused>,
+    pub status: u16,
+    pub upstream: Option<SocketAddr>,
+    pub elapsed: Duration,
+}
+
+impl Ending<'_> {
+    /// The enforced decision and the reason category, as events and metrics report them.
+    pub fn outcome(&self, admission: &Admission<'_>) -> (&'static str, &'static str) {
+        let refusal = self.refused.map(|r| r.refusal);
+        let verdict = match (&admission.decision, refusal) {
+            (_, Some(r)) if r.is_denial() => Verdict::Deny,
+            (Some(d), _) => d.verdict,
+            (None, _) => Verdict::Deny,
+        };
+        (verdict.as_str(), refusal.map_or("allowed", Refusal::reason))
+    }
+}
+
+/// Every cross-zone attempt, every refusal and every upstream failure is recorded.
+pub fn is_event_worthy(admission: &Admission<'_>, ending: &Ending<'_>) -> bool {
+    admission.cross_zone || ending.refused.is_some() || admission.identity.is_none()
+}
+
+pub fn identity_event(
+    snapshot: &Snapshot,
+    admission: &Admission<'_>,
+    exchange: &Exchange<'_>,
+    ending: &Ending<'_>,
+) -> IdentityEvent {
+    let config = &snapshot.config;
+    let (decision_name, reason) = ending.outcome(admission);
+    let identity = admission.identity.as_ref();
+    let svid = identity.and_then(|i| i.svid.as_deref());
+    let token = identity.and_then(|i| i.token.as_deref());
+    let decision = admission.decision.as_ref();
+    let refusal = ending.refused.map(|r| r.refusal);
+    IdentityEvent {
+        schema: SCHEMA,
+        kind: KIND_REQUEST,
+        time: now_rfc3339(),
+        event_id: next_id(),
+        request_id: exchange.request_id.to_string(),
+        decision: decision_name,
+        reason,
+        detail: ending.refused.and_then(|r| r.detail.clone()),
+        rule_id: decision.and_then(|d| d.rule.as_deref().map(str::to_string)),
+        audit_rule_id: decision.and_then(|d| d.audit.as_ref().map(|a| a.rule.to_string())),
+        audit_decision: decision.and_then(|d| d.audit.as_ref().map(|a| a.would.as_str())),
+        cross_zone: admission.cross_zone,
+        credential: identity.map(Identity::credential_kind),
+        source_spiffe_id: identity.and_then(|i| i.spiffe_id.as_ref().map(|id| id.to_string())),
+        source_zone: admission.source_zone.clone(),
+        peer_addr: Some(exchange.peer_addr.to_string()),
+        cert_serial: svid.map(|s| s.serial_hex.clone()),
+        cert_not_after: svid.and_then(|s| rfc3339_seconds(s.not_after_unix)),
+        token_issuer: token.map(|t| t.issuer.name.to_string()),
+        token_subject: token.map(|t| t.subject.clone()),
+        token_jti: token.and_then(|t| t.jti.clone()),
+        token_expiry: token.and_then(|t| rfc3339_seconds(t.expires_at)),
+        destination_zone: config.zone.clone(),
+        route: admission.route.map(|r| r.name.to_string()),
+        upstream: ending
+            .upstream
+            .map(|a| a.to_string())
+            .or_else(|| admission.route.map(|r| r.upstream.clone())),
+        method: exchange.method.to_string(),
+        host: exchange.host.map(str::to_string),
+        path: admission.target.as_ref().map(|t| t.path.clone()),
+        raw_path: match (&admission.target, refusal) {
+            (None, Some(Refusal::BadPath | Refusal::TargetTooLong)) => {
+                Some(truncate(exchange.raw_target, MAX_RAW_PATH_IN_EVENT))
+            }
+            _ => None,
+        },
+        http_version: version_name(exchange.version),
+        status: ending.status,
+        duration_ms: ending.elapsed.as_secs_f64() * 1000.0,
+        policy_generation: snapshot.generation,
+    }
+}
+
+fn truncate(s: &str, max: usize) -> String {
+    let mut end = s.len().min(max);
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    s[..end].to_string()
+}
+
+fn version_name(v: Version) -> &'static str {
+    match v {
+        Version::HTTP_09 => "HTTP/0.9",
+        Version::HTTP_10 => "HTTP/1.0",
+        Version::HTTP_11 => "HTTP/1.1",
+        Version::HTTP_2 => "HTTP/2",
+        Version::HTTP_3 => "HTTP/3",
+        _ => "unknown",
+    }
+}

@@ -1,0 +1,551 @@
+//! The hyper service of one client connection: per request, it gathers the facts, calls
+//! [`admission::admit`], writes the answer or forwards the request, and records the event. It
+//! decides nothing itself.
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use http::header::{HeaderValue, AUTHORIZATION, CONTENT_LENGTH, HOST};
+use http::request::Parts;
+use http::uri::{Authority, PathAndQuery, Scheme};
+use http::{Request, Response, StatusCode, Uri, Version};
+use hyper::body::Incoming;
+use tokio::sync::Notify;
+use tracing::debug;
+
+use super::answer;
+use super::body::{RequestBody, ResponseBody};
+use super::headers;
+use super::record::{self, Ending, Exchange};
+use super::upstream::{H1Cache, UpstreamError};
+use super::Shared;
+use crate::admission::credentials::{bearer, check_token};
+use crate::admission::{
+    self, Admission, Authenticator, Bearer, Compiled, PeerSvid, Refusal, Refused, RequestHead,
+};
+use crate::config::UnderscoreAction;
+use crate::identity::{SvidFacts, VerifiedToken};
+use crate::ids::next_id;
+use crate::reload::Snapshot;
+
+/// One client connection, as every request on it sees it.
+pub struct Connection {
+    pub shared: Arc<Shared>,
+    pub peer: Option<PeerSvid>,
+    pub peer_addr: SocketAddr,
+    pub upstreams: Arc<H1Cache>,
+    /// Asks the connection's owner to end it (GOAWAY on HTTP/2): its certificate failed.
+    pub close: Notify,
+    pub activity: Activity,
+}
+
+/// In-flight requests and the time of the last one, for the idle timeout.
+pub struct Activity {
+    started: Instant,
+    in_flight: AtomicUsize,
+    /// Milliseconds since `started` at which the connection last went idle.
+    last_ms: AtomicU64,
+}
+
+impl Activity {
+    pub fn new() -> Activity {
+        Activity {
+            started: Instant::now(),
+            in_flight: AtomicUsize::new(0),
+            last_ms: AtomicU64::new(0),
+        }
+    }
+
+    /// How long the connection has been idle, or `None` while a request is in flight.
+    pub fn idle_for(&self) -> Option<Duration> {
+        if self.in_flight.load(Ordering::Acquire) > 0 {
+            return None;
+        }
+        let last = Duration::from_millis(self.last_ms.load(Ordering::Acquire));
+        Some(self.started.elapsed().saturating_sub(last))
+    }
+
+    fn begin(&self) -> InFlight<'_> {
+        self.in_flight.fetch_add(1, Ordering::AcqRel);
+        InFlight(self)
+    }
+}
+
+impl Default for Activity {
+    fn default() -> Self {
+        Activity::new()
+    }
+}
+
+struct InFlight<'a>(&'a Activity);
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        let now = self.0.started.elapsed().as_millis() as u64;
+        self.0.last_ms.store(now, Ordering::Release);
+        self.0.in_flight.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+/// The live connection's credentials: its SVID, and the request's `Authorization` header.
+struct Live<'r> {
+    connection: &'r Connection,
+    snapshot: &'r Snapshot,
+    parts: &'r Parts,
+}
+
+impl Authenticator for Live<'_> {
+    fn svid(&self) -> Option<&Arc<SvidFacts>> {
+        self.connection.peer.as_ref().map(|p| &p.facts)
+    }
+
+    fn check_svid(&self, compiled: &Compiled<'_>, now: i64) -> Result<(), Refused> {
+        match &self.connection.peer {
+            Some(peer) => peer.check(compiled, &self.snapshot.trust, now),
+            None => Err(Refusal::NoCredential.into()),
+        }
+    }
+
+    fn token(
+        &self,
+        compiled: &Compiled<'_>,
+        svid: Option<&SvidFacts>,
+        now: i64,
+    ) -> Result<Option<Arc<VerifiedToken>>, Refused> {
+        let values = self.parts.headers.get_all(AUTHORIZATION).iter();
+        match bearer(values.map(HeaderValue::as_bytes))? {
+            Bearer::Token(token) => check_token(compiled, &self.snapshot.tokens, token, svid, now)
+                .map(Some)
+                .map_err(Refused::from),
+            Bearer::Absent | Bearer::OtherScheme => Ok(None),
+        }
+    }
+}
+
+impl Connection {
+    /// Handles one request from start to end.
+    pub async fn handle(&self, request: Request<Incoming>) -> Response<ResponseBody> {
+        let _in_flight = self.activity.begin();
+        let started = Instant::now();
+        let snapshot = self.shared.store.load();
+        let request_id = next_id();
+        let (mut parts, body) = request.into_parts();
+        let raw_target = raw_target(&parts);
+        let host = host_of(&parts);
+        let method = parts.method.clone();
+        let exchange = Exchange {
+            request_id: &request_id,
+            method: method.as_str(),
+            host: host.as_deref(),
+            raw_target: &raw_target,
+            version: parts.version,
+            peer_addr: self.peer_addr,
+        };
+        let compiled = snapshot.compiled();
+
+        let head_refusal = self.check_head(&snapshot, &raw_target, &mut parts);
+        let admission = match head_refusal {
+            Some(refused) => {
+                let mut admission =
+                    admission::attributed(&compiled, self.peer.as_ref().map(|p| &p.facts));
+                admission.refused = Some(refused);
+                admission
+            }
+            None => {
+                let live = Live {
+                    connection: self,
+                    snapshot: &snapshot,
+                    parts: &parts,
+                };
+                let head = RequestHead {
+                    method: method.as_str(),
+                    host: host.as_deref(),
+                    raw_target: &raw_target,
+                };
+                admission::admit(&compiled, &live, &head, unix_now())
+            }
+        };
+        if let Some(refused) = &admission.refused {
+            return self.refuse(&snapshot, &admission, &exchange, refused, started);
+        }
+        let Some(route) = admission.route else {
+            return self.refuse(
+                &snapshot,
+                &admission,
+                &exchange,
+                &Refusal::Internal.into(),
+                started,
+            );
+        };
+        if let (Some(limit), Some(len)) = (route.max_body_bytes, content_length(&parts)) {
+            if len > limit {
+                let refused = Refused::new(
+                    Refusal::BodyTooLarge,
+                    format!("content-length {len} is over the route's {limit} bytes"),
+                );
+                return self.refuse(&snapshot, &admission, &exchange, &refused, started);
+            }
+        }
+        let Some(pool) = snapshot.upstreams.get(&route.upstream) else {
+            return self.refuse(
+                &snapshot,
+                &admission,
+                &exchange,
+                &Refusal::Internal.into(),
+                started,
+            );
+        };
+        let upstream_request = match self.upstream_request(
+            &snapshot,
+            &admission,
+            parts,
+            body,
+            &request_id,
+            pool.config.http2,
+        ) {
+            Ok(r) => r,
+            Err(refused) => {
+                return self.refuse(&snapshot, &admission, &exchange, &refused, started)
+            }
+        };
+        let (upstream_request, client_upgrade) = upstream_request;
+        match pool.send(&self.upstreams, upstream_request).await {
+            Ok((mut response, addr, lease)) => {
+                let status = response.status();
+                let upgrading =
+                    status == StatusCode::SWITCHING_PROTOCOLS && client_upgrade.is_some();
+                headers::strip_hop_by_hop(response.headers_mut(), upgrading);
+                if let Ok(id) = HeaderValue::from_str(&request_id) {
+                    response.headers_mut().insert(headers::REQUEST_ID, id);
+                }
+                if upgrading {
+                    if let Some(client) = client_upgrade {
+                        let upstream = hyper::upgrade::on(&mut response);
+                        tokio::spawn(tunnel(client, upstream));
+                    }
+                }
+                self.finish(
+                    &snapshot,
+                    &admission,
+                    &exchange,
+                    &Ending {
+                        refused: None,
+                        status: status.as_u16(),
+                        upstream: Some(addr),
+                        elapsed: started.elapsed(),
+                    },
+                );
+                response.map(|inner| ResponseBody::Upstream { inner, lease })
+            }
+            Err((error, addr)) => {
+                let refused = match error {
+                    UpstreamError::Unavailable(why) => {
+                        Refused::new(Refusal::UpstreamUnavailable, why)
+                    }
+                    UpstreamError::Timeout(why) => Refused::new(Refusal::UpstreamTimeout, why),
+                    UpstreamError::BodyTooLarge => Refused::new(
+                        Refusal::BodyTooLarge,
+                        "request body over the route's limit".to_string(),
+                    ),
+                };
+                let response =
+                    answer::response(refused.refusal, &request_id, false, exchange.version, true);
+                self.finish(
+                    &snapshot,
+                    &admission,
+                    &exchange,
+                    &Ending {
+                        refused: Some(&refused),
+                        status: refused.refusal.status(),
+                        upstream: addr,
+                        elapsed: started.elapsed(),
+                    },
+                );
+                response
+            }
+        }
+    }
+
+    /// The head limits and the underscore rule, before anything reads the head.
+    fn check_head(
+        &self,
+        snapshot: &Snapshot,
+        raw_target: &str,
+        parts: &mut Parts,
+    ) -> Option<Refused> {
+        let limits = &snapshot.config.limits;
+        if raw_target.len() > limits.max_target_bytes {
+            return Some(Refused::new(
+                Refusal::TargetTooLong,
+                format!(
+                    "request target of {} bytes; the limit is {}",
+                    raw_target.len(),
+                    limits.max_target_bytes
+                ),
+            ));
+        }
+        let count = parts.headers.len();
+        if count > limits.max_headers {
+            return Some(Refused::new(
+                Refusal::HeadersTooLarge,
+                format!("{count} header fields; the limit is {}", limits.max_headers),
+            ));
+        }
+        let bytes: usize = parts
+            .headers
+            .iter()
+            .map(|(name, value)| name.as_str().len() + value.len())
+            .sum();
+        if bytes > limits.max_header_bytes {
+            return Some(Refused::new(
+                Refusal::HeadersTooLarge,
+                format!(
+                    "{bytes} bytes of header fields; the limit is {}",
+                    limits.max_header_bytes
+                ),
+            ));
+        }
+        if headers::has_underscore_names(&parts.headers) {
+            match limits.underscores {
+                UnderscoreAction::Allow => {}
+                UnderscoreAction::Drop => {
+                    let dropped = headers::drop_underscore_names(&mut parts.headers);
+                    self.shared
+                        .metrics
+                        .record_underscore_headers("dropped", dropped as u64);
+                }
+                UnderscoreAction::Reject => {
+                    self.shared.metrics.record_underscore_headers("rejected", 1);
+                    return Some(Refused::new(
+                        Refusal::UnderscoreHeader,
+                        "a header name has an underscore".to_string(),
+                    ));
+                }
+            }
+        }
+        None
+    }
+
+    /// The request the upstream receives: the normalised target policy was decided on, the
+    /// client's identity headers and hop-by-hop headers removed, the verified identity added.
+    #[allow(clippy::too_many_arguments)]
+    fn upstream_request(
+        &self,
+        snapshot: &Snapshot,
+        admission: &Admission<'_>,
+        mut parts: Parts,
+        body: Incoming,
+        request_id: &str,
+        http2: bool,
+    ) -> Result<(Request<RequestBody>, Option<hyper::upgrade::OnUpgrade>), Refused> {
+        let (Some(identity), Some(target), Some(route)) =
+            (&admission.identity, &admission.target, admission.route)
+        else {
+            return Err(Refusal::Internal.into());
+        };
+        let config = &snapshot.config;
+        let authority = parts.uri.authority().cloned().or_else(|| {
+            parts
+                .headers
+                .get(HOST)
+                .and_then(|h| h.to_str().ok())
+                .and_then(|h| h.parse::<Authority>().ok())
+        });
+        let path_and_query = target
+            .to_request_target()
+            .parse::<PathAndQuery>()
+            .map_err(|e| Refused::new(Refusal::BadPath, e.to_string()))?;
+        let mut uri = Uri::builder();
+        if http2 {
+            let authority = authority.clone().ok_or_else(|| {
+                Refused::new(
+                    Refusal::BadRequest,
+                    "no host to name to an HTTP/2 upstream".to_string(),
+                )
+            })?;
+            uri = uri.scheme(Scheme::HTTP).authority(authority);
+        }
+        parts.uri = uri
+            .path_and_query(path_and_query)
+            .build()
+            .map_err(|e| Refused::new(Refusal::BadRequest, e.to_string()))?;
+        // HTTP/1.1 Upgrade (WebSocket) is forwarded only now, after admission, and only from
+        // an HTTP/1.1 client to an HTTP/1.1 upstream.
+        let upgrade = (parts.version == Version::HTTP_11 && !http2 && is_upgrade(&parts))
+            .then(|| parts.extensions.remove::<hyper::upgrade::OnUpgrade>())
+            .flatten();
+        let headers = &mut parts.headers;
+        headers::strip_hop_by_hop(headers, upgrade.is_some());
+        headers::strip_client_identity(headers, &config.strip_headers);
+        if route.credentials.accepts_tokens() && !route.forward_token {
+            // The gateway's credential, spent here: the upstream gets the verified identity,
+            // not a bearer token it could replay.
+            headers.remove(AUTHORIZATION);
+        }
+        headers::add_verified_identity(
+            headers,
+            identity,
+            config.tls.spiffe_id.as_ref().map(|id| id.as_str()),
+            admission.source_zone.as_deref().unwrap_or_default(),
+            request_id,
+        );
+        if http2 {
+            headers.remove(HOST);
+            parts.version = Version::HTTP_2;
+        } else {
+            if !headers.contains_key(HOST) {
+                if let Some(value) = authority.and_then(|a| HeaderValue::from_str(a.as_str()).ok())
+                {
+                    headers.insert(HOST, value);
+                }
+            }
+            parts.version = Version::HTTP_11;
+        }
+        parts.extensions = http::Extensions::new();
+        let body = RequestBody::new(body, route.max_body_bytes);
+        Ok((Request::from_parts(parts, body), upgrade))
+    }
+
+    fn refuse(
+        &self,
+        snapshot: &Snapshot,
+        admission: &Admission<'_>,
+        exchange: &Exchange<'_>,
+        refused: &Refused,
+        started: Instant,
+    ) -> Response<ResponseBody> {
+        let refusal = refused.refusal;
+        let closes = refusal.closes_connection();
+        if closes {
+            // The connection's certificate is the problem: make the client handshake again.
+            self.close.notify_one();
+        }
+        let challenge = !snapshot.config.token_issuers.is_empty();
+        let response = answer::response(
+            refusal,
+            exchange.request_id,
+            challenge,
+            exchange.version,
+            closes,
+        );
+        self.finish(
+            snapshot,
+            admission,
+            exchange,
+            &Ending {
+                refused: Some(refused),
+                status: refusal.status(),
+                upstream: None,
+                elapsed: started.elapsed(),
+            },
+        );
+        response
+    }
+
+    /// Metrics and the identity event of a request, recorded when its answer is decided.
+    fn finish(
+        &self,
+        snapshot: &Snapshot,
+        admission: &Admission<'_>,
+        exchange: &Exchange<'_>,
+        ending: &Ending<'_>,
+    ) {
+        let (decision, reason) = ending.outcome(admission);
+        let metrics = &self.shared.metrics;
+        metrics.record_request(
+            decision,
+            reason,
+            admission.route.map(|r| &r.name),
+            admission.source_zone.as_deref().unwrap_or("-"),
+            ending.elapsed,
+        );
+        if ending
+            .refused
+            .is_some_and(|r| r.refusal.status() == 401 || r.refusal == Refusal::BadAuthorization)
+        {
+            metrics.record_auth_failure(reason);
+        }
+        let events = &self.shared.events;
+        if events.is_enabled() && record::is_event_worthy(admission, ending) {
+            events.emit(record::identity_event(
+                snapshot, admission, exchange, ending,
+            ));
+        }
+    }
+}
+
+/// The request target exactly as the client sent it. HTTP/2 always carries origin-form in
+/// `:path`; an HTTP/1.1 absolute-form or authority-form target is kept whole, so that
+/// normalisation refuses it.
+fn raw_target(parts: &Parts) -> String {
+    let uri = &parts.uri;
+    if parts.version == Version::HTTP_2 || uri.authority().is_none() {
+        uri.path_and_query()
+            .map_or_else(|| uri.to_string(), |pq| pq.as_str().to_string())
+    } else {
+        uri.to_string()
+    }
+}
+
+/// HTTP/2 carries the authority in the URI; HTTP/1.1 in the Host header. Lower-case, no port.
+fn host_of(parts: &Parts) -> Option<String> {
+    let host = parts.uri.host().or_else(|| {
+        parts
+            .headers
+            .get(HOST)
+            .and_then(|h| h.to_str().ok())
+            .map(strip_port)
+    })?;
+    Some(host.to_ascii_lowercase())
+}
+
+fn strip_port(host: &str) -> &str {
+    if host.starts_with('[') {
+        // IPv6 literal: keep the brackets, drop a port after them.
+        return host
+            .split_once(']')
+            .map_or(host, |(h, _)| &host[..h.len() + 1]);
+    }
+    host.split_once(':').map_or(host, |(h, _)| h)
+}
+
+fn content_length(parts: &Parts) -> Option<u64> {
+    parts
+        .headers
+        .get(CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse().ok())
+}
+
+fn is_upgrade(parts: &Parts) -> bool {
+    parts.headers.contains_key(http::header::UPGRADE)
+        && parts
+            .headers
+            .get_all(http::header::CONNECTION)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(','))
+            .any(|t| t.trim().eq_ignore_ascii_case("upgrade"))
+}
+
+/// Copies bytes both ways between an upgraded client connection and its upstream.
+async fn tunnel(client: hyper::upgrade::OnUpgrade, upstream: hyper::upgrade::OnUpgrade) {
+    let (Ok(client), Ok(upstream)) = (client.await, upstream.await) else {
+        debug!("upgrade did not complete");
+        return;
+    };
+    let mut client = hyper_util::rt::TokioIo::new(client);
+    let mut upstream = hyper_util::rt::TokioIo::new(upstream);
+    if let Err(e) = tokio::io::copy_bidirectional(&mut client, &mut upstream).await {
+        debug!(error = %e, "upgraded connection ended");
+    }
+}
+
+fn unix_now() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0)
+}
