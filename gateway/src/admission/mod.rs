@@ -140,7 +140,10 @@ fn decide<'a>(
         // Without a certificate only a token can authenticate, and it must do so before the
         // request learns anything about routes.
         let Some(token) = credentials.token(compiled, None, now)? else {
-            return Err(Refusal::NoCredential.into());
+            return Err(Refused::new(
+                Refusal::NoCredential,
+                "neither an SVID on the connection nor a token on the request".to_string(),
+            ));
         };
         attribute(
             config,
@@ -155,12 +158,10 @@ fn decide<'a>(
 
     let target = policy::normalize(head.raw_target)
         .map_err(|e| Refused::new(Refusal::BadPath, e.to_string()))?;
-    let route = compiled
-        .routes
-        .select(head.host, &target.path)
-        .ok_or(Refusal::NoRoute)?;
-    out.route = Some(route);
+    let route = compiled.routes.select(head.host, &target.path);
     out.target = Some(target);
+    let route = route.ok_or(Refusal::NoRoute)?;
+    out.route = Some(route);
 
     if let (Some(svid), true) = (svid, route.credentials.accepts_tokens()) {
         if let Some(token) = credentials.token(compiled, Some(svid), now)? {

@@ -32,6 +32,21 @@ pub struct SvidFacts {
     pub sha256: [u8; 32],
 }
 
+impl SvidFacts {
+    /// An SVID known only by its SPIFFE ID, as `policy explain` is told of one: no serial, no
+    /// validity bounds, no thumbprint.
+    pub fn stated(spiffe_id: SpiffeId) -> SvidFacts {
+        SvidFacts {
+            spiffe_id,
+            serial_hex: String::new(),
+            not_before_unix: i64::MIN,
+            not_after_unix: i64::MAX,
+            sha256_hex: String::new(),
+            sha256: [0; 32],
+        }
+    }
+}
+
 /// Why a certificate is not an acceptable X.509-SVID leaf. Display is written for the gateway
 /// operator reading a refused handshake in the log.
 #[derive(Debug, Clone, PartialEq, Eq)]

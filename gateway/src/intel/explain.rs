@@ -1,21 +1,23 @@
 //! `zonegate policy explain`: how the gateway would decide one request, and why.
 //!
-//! Every step is the gateway's own function, in the gateway's order: trust of the SVID's trust
-//! domain (the handshake), the revocation list, [`policy::normalize`], the
-//! [`crate::proxy::route::RouteTable`], [`crate::config::GatewayConfig::zone_of`] and
-//! [`crate::policy::Policy::evaluate`]. What it adds is the reason: for every rule on the
-//! selected route or on every route, which matchers rejected the request.
+//! Every step is the gateway's own: trust of the SVID's trust domain (the handshake), then
+//! [`crate::admission::admit`], the very function the data plane calls, with the query's facts
+//! standing for the certificate and the token. What it adds is the reason: for every rule on
+//! the selected route or on every route, which matchers rejected the request.
 
 use std::path::PathBuf;
+use std::sync::Arc;
 
 use serde::Serialize;
 
 use super::facts::{fact_value, rule_values, Probe, ProbeToken};
 use super::load::{self, Loaded};
 use super::{json_out, usage_error};
+use crate::admission::credentials::check_verified_token;
+use crate::admission::{self, Authenticator, Compiled, Refusal, Refused, RequestHead};
 use crate::config::UNKNOWN_ZONE;
-use crate::identity::{IssuerKind, IssuerSpec, SpiffeId};
-use crate::policy::{self, Decision, Effect, Mode, Presented, Rule, Verdict};
+use crate::identity::{IssuerSpec, SpiffeId, SvidFacts, TokenReason, VerifiedToken};
+use crate::policy::{self, Decision, Effect, Mode, Rule, Verdict};
 
 /// `zonegate policy explain`
 #[derive(clap::Args, Debug)]
@@ -238,10 +240,9 @@ fn host_of(authority: &str) -> Option<String> {
         .map(|a| a.host().to_ascii_lowercase())
 }
 
-/// Decides `query` as the gateway configured by `loaded` would, in the gateway's order
-/// (`proxy::Gateway::admit`): the connection's SVID, a token on a connection without one
-/// (before routing), the path, the route, a token the route accepts and its binding to the
-/// SVID, the route's credential requirement, then policy.
+/// Explains `query` the gateway's way: the handshake's checks (which an offline request
+/// can fail only by its trust domain or a missing certificate), then [`admission::admit`] itself,
+/// with the query's facts standing for the connection's certificate and the request's token.
 pub fn explain(loaded: &Loaded, query: &Query) -> Explanation {
     let config = &loaded.config;
     let mut out = Explanation {
@@ -262,11 +263,6 @@ pub fn explain(loaded: &Loaded, query: &Query) -> Explanation {
         audit: None,
         rules: Vec::new(),
     };
-    let refuse = |out: &mut Explanation, reason: &'static str, status: u16, detail: String| {
-        out.reason = reason;
-        out.status = Some(status);
-        out.detail = Some(detail);
-    };
     if let Some(id) = &query.spiffe_id {
         // The handshake: an X.509-SVID chains to the bundle of its own trust domain, and a
         // leaf names a workload (an ID with a path).
@@ -285,12 +281,6 @@ pub fn explain(loaded: &Loaded, query: &Query) -> Explanation {
             ));
             return out;
         }
-        attribute(loaded, &mut out, None);
-        // The serial is unknown offline: only a revoked SPIFFE ID can be explained.
-        if let Some(why) = config.revocation.check(id.as_str(), "") {
-            refuse(&mut out, "credential_revoked", 401, why.to_string());
-            return out;
-        }
     } else if !config.listeners.iter().any(|l| !l.client_cert_required) {
         out.reason = "svid_refused";
         out.detail =
@@ -298,181 +288,152 @@ pub fn explain(loaded: &Loaded, query: &Query) -> Explanation {
         return out;
     }
 
-    // A token is the gateway's to read when the connection has no SVID (before routing), or
-    // on a route that accepts tokens.
-    let check_token = |out: &mut Explanation| -> Result<Option<ProbeToken>, ()> {
-        let Some(token) = &query.token else {
+    let facts = Facts {
+        loaded,
+        query,
+        svid: query
+            .spiffe_id
+            .clone()
+            .map(|id| Arc::new(SvidFacts::stated(id))),
+    };
+    let compiled = Compiled {
+        config,
+        routes: &loaded.routes,
+        policy: &loaded.policy,
+    };
+    let head = RequestHead {
+        method: &query.method,
+        host: query.host.as_deref(),
+        raw_target: &query.target,
+    };
+    let admission = admission::admit(&compiled, &facts, &head, 0);
+
+    if let Some(identity) = &admission.identity {
+        out.spiffe_id = identity.spiffe_id.as_ref().map(|id| id.to_string());
+        out.token = identity.token.as_ref().map(|t| TokenView {
+            issuer: t.issuer.name.to_string(),
+            subject: t.subject.clone(),
+            credential: identity.credential_kind(),
+        });
+        out.source_zone = admission.source_zone.clone();
+        out.zone_map_entry = identity.spiffe_id.as_ref().and_then(|id| {
+            config
+                .zone_map
+                .iter()
+                .position(|m| m.identities.iter().any(|p| p.matches(id)))
+                .filter(|&i| Some(&config.zone_map[i].zone) == admission.source_zone.as_ref())
+        });
+    }
+    out.route = admission.route.map(|r| r.name.to_string());
+    out.path = admission.target.as_ref().map(|t| t.path.clone());
+    if let Some(decision) = &admission.decision {
+        describe_decision(loaded, decision, &mut out);
+        if let (Some(route), Some(target)) = (admission.route, &admission.target) {
+            let probe = Probe {
+                spiffe_id: admission
+                    .identity
+                    .as_ref()
+                    .and_then(|i| i.spiffe_id.clone()),
+                source_zone: admission
+                    .source_zone
+                    .clone()
+                    .unwrap_or_else(|| UNKNOWN_ZONE.to_string()),
+                route: route.name.clone(),
+                method: query.method.clone(),
+                path: target.path.clone(),
+                svid: admission
+                    .identity
+                    .as_ref()
+                    .is_some_and(|i| i.svid.is_some()),
+                token: admission
+                    .identity
+                    .as_ref()
+                    .and_then(|i| i.token.as_ref())
+                    .and_then(|_| query.token.clone())
+                    .map(Arc::new),
+            };
+            out.rules = nearby(loaded, &probe);
+        }
+    }
+    if let Some(refused) = &admission.refused {
+        if !matches!(
+            refused.refusal,
+            Refusal::PolicyDenied | Refusal::DefaultDeny
+        ) {
+            out.decision = "deny";
+            out.reason = refused.refusal.reason();
+            out.status = Some(refused.refusal.status());
+            out.detail = refused.detail.clone();
+        }
+    }
+    out
+}
+
+/// The query's facts, standing for a live connection's certificate and request's token. The
+/// certificate is taken as presented and verified; the token as signed and within its time.
+struct Facts<'q> {
+    loaded: &'q Loaded,
+    query: &'q Query,
+    svid: Option<Arc<SvidFacts>>,
+}
+
+impl Authenticator for Facts<'_> {
+    fn svid(&self) -> Option<&Arc<SvidFacts>> {
+        self.svid.as_ref()
+    }
+
+    fn check_svid(&self, compiled: &Compiled<'_>, _now: i64) -> Result<(), Refused> {
+        let Some(svid) = &self.svid else {
+            return Err(Refusal::NoCredential.into());
+        };
+        // The serial is unknown offline: only a revoked SPIFFE ID can be explained.
+        match compiled
+            .config
+            .revocation
+            .check(svid.spiffe_id.as_str(), "")
+        {
+            Some(why) => Err(Refused::new(Refusal::CredentialRevoked, why.to_string())),
+            None => Ok(()),
+        }
+    }
+
+    fn token(
+        &self,
+        compiled: &Compiled<'_>,
+        svid: Option<&SvidFacts>,
+        _now: i64,
+    ) -> Result<Option<Arc<VerifiedToken>>, Refused> {
+        let Some(token) = &self.query.token else {
             return Ok(None);
         };
-        let Some(issuer) = config
+        let Some(issuer) = self
+            .loaded
+            .config
             .token_issuers
             .iter()
             .find(|i| *i.name == token.issuer)
         else {
-            refuse(
-                out,
-                "token_unknown_issuer",
-                401,
+            return Err(Refused::new(
+                Refusal::Token(TokenReason::UnknownIssuer),
                 format!("no [token_issuer.{}] in this config", token.issuer),
-            );
-            return Err(());
+            ));
         };
-        let token_id = match token_spiffe_id(issuer, &token.subject) {
-            Ok(id) => id,
-            Err(detail) => {
-                refuse(out, "token_bad_subject", 401, detail);
-                return Err(());
-            }
-        };
-        if let Some(id) = &token_id {
-            if let Some(why) = config.revocation.check(id.as_str(), "") {
-                refuse(out, "token_revoked", 401, why.to_string());
-                return Err(());
-            }
-        }
-        if let Some(svid) = &query.spiffe_id {
-            // Binding by subject (a `cnf`-bound token is bound to the very certificate,
-            // which an offline explanation does not have).
-            if token_id.as_ref() != Some(svid) {
-                refuse(
-                    out,
-                    "token_binding_mismatch",
-                    401,
-                    format!(
-                        "token subject `{}` is not the connection's SVID `{svid}`",
-                        token.subject
-                    ),
-                );
-                return Err(());
-            }
-        }
-        out.token = Some(TokenView {
-            issuer: token.issuer.clone(),
+        let spiffe_id = token_spiffe_id(issuer, &token.subject)
+            .map_err(|detail| Refused::new(Refusal::Token(TokenReason::BadSubject), detail))?;
+        let verified = VerifiedToken {
+            issuer: issuer.clone(),
+            iss: None,
             subject: token.subject.clone(),
-            credential: match (query.spiffe_id.is_some(), &issuer.kind) {
-                (true, IssuerKind::JwtSvid) => "x509-svid+jwt-svid",
-                (true, IssuerKind::Jwt) => "x509-svid+jwt",
-                (false, IssuerKind::JwtSvid) => "jwt-svid",
-                (false, IssuerKind::Jwt) => "jwt",
-            },
-        });
-        if out.spiffe_id.is_none() {
-            out.spiffe_id = token_id.map(|id| id.to_string());
-        }
-        attribute(loaded, out, Some(token));
-        Ok(Some(token.clone()))
-    };
-    let mut token = None;
-    if query.spiffe_id.is_none() {
-        if query.token.is_none() {
-            refuse(
-                &mut out,
-                "no_credential",
-                401,
-                "neither an SVID on the connection nor a token on the request".into(),
-            );
-            return out;
-        }
-        match check_token(&mut out) {
-            Ok(t) => token = t,
-            Err(()) => return out,
-        }
-    }
-
-    let target = match policy::normalize(&query.target) {
-        Ok(t) => t,
-        Err(e) => {
-            refuse(&mut out, "bad_path", 400, e.to_string());
-            return out;
-        }
-    };
-    out.path = Some(target.path.clone());
-    let Some(route) = loaded.routes.select(query.host.as_deref(), &target.path) else {
-        out.reason = "no_route";
-        out.status = Some(404);
-        return out;
-    };
-    out.route = Some(route.name.to_string());
-    let route_config = config.routes.iter().find(|r| r.name == route.name);
-    let credentials = route_config.map_or(policy::Credentials::Mtls, |r| r.credentials);
-    if query.spiffe_id.is_some() && credentials.accepts_tokens() {
-        match check_token(&mut out) {
-            Ok(t) => token = t,
-            Err(()) => return out,
-        }
-    }
-    let presented = Presented {
-        svid: query.spiffe_id.is_some(),
-        token: token.is_some(),
-    };
-    if !credentials.admits(presented) {
-        let needs_svid = matches!(
-            credentials,
-            policy::Credentials::Mtls | policy::Credentials::Both
-        );
-        let (reason, what) = if needs_svid && !presented.svid {
-            ("mtls_required", "an X.509-SVID on the connection")
-        } else {
-            ("token_required", "a token on the request")
+            spiffe_id,
+            jti: None,
+            expires_at: i64::MAX,
+            not_before: None,
+            cnf_x5t_s256: None,
+            claims: token.claims.clone(),
         };
-        refuse(
-            &mut out,
-            reason,
-            401,
-            format!("route `{}` requires {what}", route.name),
-        );
-        return out;
+        check_verified_token(compiled, &verified, svid).map_err(Refused::from)?;
+        Ok(Some(Arc::new(verified)))
     }
-
-    let spiffe_id = out
-        .spiffe_id
-        .as_deref()
-        .and_then(|id| SpiffeId::parse(id).ok());
-    let zone = out
-        .source_zone
-        .clone()
-        .unwrap_or_else(|| UNKNOWN_ZONE.to_string());
-    let probe = Probe {
-        spiffe_id,
-        source_zone: zone,
-        route: route.name.clone(),
-        method: query.method.clone(),
-        path: target.path,
-        svid: presented.svid,
-        token: token.map(std::sync::Arc::new),
-    };
-    let decision = loaded.policy.evaluate(&probe.facts());
-    describe_decision(loaded, &decision, &mut out);
-    out.rules = nearby(loaded, &probe);
-    out
-}
-
-/// Records the source zone of the identity known so far, as the gateway does from the moment
-/// it knows who is calling: by SPIFFE ID, else by the token issuer's `zone`.
-fn attribute(loaded: &Loaded, out: &mut Explanation, token: Option<&ProbeToken>) {
-    let config = &loaded.config;
-    let spiffe_id = out
-        .spiffe_id
-        .as_deref()
-        .and_then(|id| SpiffeId::parse(id).ok());
-    let zone = match (&spiffe_id, token) {
-        (Some(id), _) => config.zone_of(id).to_string(),
-        (None, Some(t)) => config
-            .token_issuers
-            .iter()
-            .find(|i| *i.name == t.issuer)
-            .and_then(|i| i.zone.clone())
-            .unwrap_or_else(|| UNKNOWN_ZONE.to_string()),
-        (None, None) => return,
-    };
-    out.zone_map_entry = spiffe_id.as_ref().and_then(|id| {
-        config
-            .zone_map
-            .iter()
-            .position(|m| m.identities.iter().any(|p| p.matches(id)))
-            .filter(|&i| config.zone_map[i].zone == zone)
-    });
-    out.source_zone = Some(zone);
 }
 
 /// The SPIFFE ID a token's subject names: only for an issuer that speaks for a trust domain,
