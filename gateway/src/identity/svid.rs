@@ -77,6 +77,9 @@ pub enum SvidError {
     /// The subject is empty but the subjectAltName extension is not critical (X509-SVID 3.1,
     /// RFC 5280 4.1.2.6).
     SanNotCritical,
+    /// The public key is too weak or of a kind the gateway does not accept (RSA under 2048
+    /// bits, an elliptic curve other than P-256 or P-384, DSA...).
+    WeakKey(String),
 }
 
 /// Checks that `der` is an X.509-SVID leaf per the spec and returns its facts. Chain and
@@ -90,6 +93,7 @@ pub fn inspect_leaf(der: &[u8]) -> Result<SvidFacts, SvidError> {
     check_basic_constraints(&cert)?;
     check_key_usage(&cert)?;
     check_san_criticality(&cert)?;
+    check_key_strength(&cert)?;
     let digest = ring::digest::digest(&ring::digest::SHA256, der);
     let mut sha256 = [0u8; 32];
     // A SHA-256 digest is always 32 bytes.
@@ -109,6 +113,52 @@ pub fn inspect_leaf(der: &[u8]) -> Result<SvidFacts, SvidError> {
 /// chain has been verified and [`inspect_leaf`] has passed.
 pub fn leaf_spiffe_id(der: &[u8]) -> Result<SpiffeId, SvidError> {
     spiffe_id_of(&parse(der)?)
+}
+
+/// The key must be strong enough to stand for a workload: RSA of 2048 bits or more, ECDSA on
+/// P-256 or P-384, or Ed25519.
+fn check_key_strength(cert: &X509Certificate<'_>) -> Result<(), SvidError> {
+    use x509_parser::oid_registry::{
+        OID_EC_P256, OID_KEY_TYPE_EC_PUBLIC_KEY, OID_NIST_EC_P384, OID_PKCS1_RSAENCRYPTION,
+        OID_SIG_ED25519,
+    };
+    use x509_parser::public_key::PublicKey;
+    let spki = cert.public_key();
+    let algorithm = &spki.algorithm.algorithm;
+    if *algorithm == OID_PKCS1_RSAENCRYPTION {
+        let bits = match spki.parsed() {
+            Ok(PublicKey::RSA(rsa)) => rsa.key_size(),
+            _ => return Err(SvidError::Malformed("RSA public key does not parse".into())),
+        };
+        if bits < 2048 {
+            return Err(SvidError::WeakKey(format!(
+                "RSA key of {bits} bits; at least 2048 are required"
+            )));
+        }
+        return Ok(());
+    }
+    if *algorithm == OID_KEY_TYPE_EC_PUBLIC_KEY {
+        let curve = spki
+            .algorithm
+            .parameters
+            .as_ref()
+            .and_then(|p| p.as_oid().ok());
+        return match curve {
+            Some(c) if c == OID_EC_P256 || c == OID_NIST_EC_P384 => Ok(()),
+            Some(c) => Err(SvidError::WeakKey(format!(
+                "elliptic curve {c} is not P-256 or P-384"
+            ))),
+            None => Err(SvidError::WeakKey(
+                "elliptic curve key names no named curve".into(),
+            )),
+        };
+    }
+    if *algorithm == OID_SIG_ED25519 {
+        return Ok(());
+    }
+    Err(SvidError::WeakKey(format!(
+        "public key algorithm {algorithm} is not RSA, ECDSA or Ed25519"
+    )))
 }
 
 /// Parses exactly one DER certificate; trailing bytes are refused, not ignored.
@@ -252,6 +302,7 @@ impl fmt::Display for SvidError {
                  trust domain"
             ),
             SvidError::IsCa => f.write_str("leaf certificate is a CA (basicConstraints CA=true)"),
+            SvidError::WeakKey(why) => write!(f, "leaf certificate key is not acceptable: {why}"),
             SvidError::MissingKeyUsage => f.write_str(
                 "leaf certificate has no keyUsage extension; an X.509-SVID must set \
                  digitalSignature",

@@ -193,3 +193,66 @@ fn reasons_read_well_in_a_log() {
         "URI SAN is not a valid SPIFFE ID: trust domain carries a port"
     );
 }
+
+/// A public key given by its bits, for keys ring cannot make (RSA of any size).
+struct RawKey {
+    der: Vec<u8>,
+    alg: &'static rcgen::SignatureAlgorithm,
+}
+
+impl rcgen::PublicKeyData for RawKey {
+    fn der_bytes(&self) -> &[u8] {
+        &self.der
+    }
+
+    fn algorithm(&self) -> &rcgen::SignatureAlgorithm {
+        self.alg
+    }
+}
+
+/// An SVID for [`ID`] whose subject key is an RSA key of `bits`, signed by a throwaway CA.
+fn mint_rsa(bits: usize) -> Vec<u8> {
+    use rsa::pkcs1::EncodeRsaPublicKey;
+    let private = rsa::RsaPrivateKey::new(&mut rand::thread_rng(), bits).unwrap();
+    let public = RawKey {
+        der: private.to_public_key().to_pkcs1_der().unwrap().into_vec(),
+        alg: &rcgen::PKCS_RSA_SHA256,
+    };
+    let ca_key = KeyPair::generate().unwrap();
+    let mut ca = CertificateParams::default();
+    ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    let ca = ca.self_signed(&ca_key).unwrap();
+    let mut params = CertificateParams::default();
+    params.subject_alt_names = vec![uri(ID)];
+    params.is_ca = IsCa::NoCa;
+    params.key_usages = vec![Ku::DigitalSignature];
+    params
+        .signed_by(&public, &ca, &ca_key)
+        .unwrap()
+        .der()
+        .to_vec()
+}
+
+#[test]
+fn weak_keys_are_refused_and_strong_ones_of_every_accepted_kind_pass() {
+    let weak = inspect_leaf(&mint_rsa(1024)).unwrap_err();
+    assert!(
+        matches!(&weak, SvidError::WeakKey(why) if why.contains("1024 bits")),
+        "{weak:?}"
+    );
+    assert!(weak.to_string().contains("at least 2048"), "{weak}");
+    inspect_leaf(&mint_rsa(2048)).expect("RSA-2048 is strong enough");
+    for alg in [
+        &rcgen::PKCS_ECDSA_P256_SHA256,
+        &rcgen::PKCS_ECDSA_P384_SHA384,
+        &rcgen::PKCS_ED25519,
+    ] {
+        let mut params = CertificateParams::default();
+        params.subject_alt_names = vec![uri(ID)];
+        params.is_ca = IsCa::NoCa;
+        params.key_usages = vec![Ku::DigitalSignature];
+        let key = KeyPair::generate_for(alg).unwrap();
+        let der = params.self_signed(&key).unwrap().der().to_vec();
+        inspect_leaf(&der).unwrap_or_else(|e| panic!("{alg:?}: {e}"));
+    }
+}
