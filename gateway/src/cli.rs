@@ -10,8 +10,7 @@ use crate::events::EventSink;
 use crate::reload::SnapshotStore;
 use crate::{devpki, devtoken, server};
 
-/// Exit code for a failure that is not the config's fault (EX_SOFTWARE).
-pub const EXIT_FAILURE: i32 = 70;
+pub use crate::config::EXIT_FAILURE;
 
 pub fn init_logging(format: &str) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
@@ -151,7 +150,7 @@ fn mint(args: &MintArgs) -> Result<String, String> {
         .map_err(|e| format!("--key {}: {e}", args.key.display()))?;
     let signer = devtoken::TokenSigner::from_pkcs8_pem(&pem)
         .map_err(|e| format!("--key {}: {e}", args.key.display()))?;
-    let claims = parse_claims(&args.claims)?;
+    let claims = crate::intel::facts::parse_claims(&args.claims)?;
     let bind_to_cert_sha256 = match &args.bind_cert {
         Some(path) => {
             Some(devtoken::cert_thumbprint(path).map_err(|e| format!("--bind-cert: {e}"))?)
@@ -171,19 +170,4 @@ fn mint(args: &MintArgs) -> Result<String, String> {
         .map_err(|e| e.to_string())?
         .as_secs() as i64;
     signer.sign(&devtoken::claims(&spec, now))
-}
-
-/// `--claim NAME=VALUE` arguments as token claims: VALUE is read as JSON when it is JSON (`42`,
-/// `true`, `["a","b"]`), else taken as a string (`scope=payments:read payments:charge`).
-pub fn parse_claims(args: &[String]) -> Result<serde_json::Map<String, serde_json::Value>, String> {
-    let mut claims = serde_json::Map::new();
-    for claim in args {
-        let (name, value) = claim
-            .split_once('=')
-            .filter(|(name, _)| !name.is_empty())
-            .ok_or_else(|| format!("--claim `{claim}`: expected NAME=VALUE"))?;
-        let value = serde_json::from_str(value).unwrap_or_else(|_| serde_json::Value::from(value));
-        claims.insert(name.to_string(), value);
-    }
-    Ok(claims)
 }

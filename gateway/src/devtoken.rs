@@ -12,7 +12,12 @@ use jsonwebtoken::{Algorithm, EncodingKey};
 use rcgen::KeyPair;
 use serde_json::{json, Map, Value};
 
-use crate::identity::token::jose::b64url;
+/// Unpadded base64url (RFC 7515 2), as JOSE writes every part.
+fn b64url(bytes: &[u8]) -> String {
+    use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    use base64::Engine;
+    URL_SAFE_NO_PAD.encode(bytes)
+}
 
 /// A token signing key with its public JWK.
 pub struct TokenSigner {
@@ -200,10 +205,12 @@ pub fn write_dev_signer(dir: &Path) -> std::io::Result<Vec<std::path::PathBuf>> 
 
 /// SHA-256 of the first certificate in a PEM file, for `cnf.x5t#S256`.
 pub fn cert_thumbprint(pem_path: &Path) -> Result<[u8; 32], String> {
-    let certs = crate::config::read_certificates(pem_path)?;
-    let leaf = certs
-        .first()
-        .ok_or_else(|| format!("{}: no certificate", pem_path.display()))?;
+    let pem = std::fs::read(pem_path)
+        .map_err(|e| format!("cannot read `{}`: {e}", pem_path.display()))?;
+    let leaf = rustls_pemfile::certs(&mut pem.as_slice())
+        .next()
+        .ok_or_else(|| format!("{}: no certificate", pem_path.display()))?
+        .map_err(|e| format!("`{}` is not valid PEM: {e}", pem_path.display()))?;
     let digest = ring::digest::digest(&ring::digest::SHA256, leaf.as_ref());
     let mut out = [0u8; 32];
     out.copy_from_slice(digest.as_ref());

@@ -370,10 +370,10 @@ async fn follow_listener_settings(
                 restart.push(format!("listener {} added", next.address));
             }
         }
-        metrics.set_restart_required(!restart.is_empty());
         if !restart.is_empty() {
             warn!(changes = ?restart, "listener addresses changed: they apply at the next restart or upgrade");
         }
+        metrics.set_restart_required(restart);
     }
 }
 

@@ -416,3 +416,69 @@ async fn a_reload_reading_the_files_does_not_trigger_the_next_one() {
     assert_eq!(reloads(&metrics, "unchanged"), 1, "{metrics}");
     assert_eq!(reloads(&metrics, "ok"), 0, "{metrics}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn listener_settings_apply_on_reload_and_an_address_change_waits_for_a_restart() {
+    let gw = Gateway::start(Setup::default()).await;
+    // Required: a client without a certificate gets no answer at all.
+    let refused = match Client::connect_with(gw.addr(), anonymous_tls(&gw.pki, false), false).await
+    {
+        Err(_) => true,
+        Ok(mut client) => client
+            .send(Method::GET, "/payments/charge", &[], Bytes::new())
+            .await
+            .is_err(),
+    };
+    assert!(refused, "a client without a certificate was answered");
+
+    gw.edit_config(|c| c.replace("client_cert = \"required\"", "client_cert = \"optional\""));
+    let (status, answer) = gw.reload().await;
+    assert_eq!(status, 200, "{answer}");
+    // New connections get the new setting a moment after the reload answers.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let reply = loop {
+        let attempt =
+            match Client::connect_with(gw.addr(), anonymous_tls(&gw.pki, false), false).await {
+                Ok(mut client) => client
+                    .send(Method::GET, "/payments/charge", &[], Bytes::new())
+                    .await
+                    .ok(),
+                Err(_) => None,
+            };
+        if let Some(reply) = attempt {
+            break reply;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "client_cert = optional was not applied"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    assert_eq!(reply.status, StatusCode::UNAUTHORIZED);
+    let events = gw.events_where(1, |e| e["reason"] == "no_credential").await;
+    assert_eq!(events.len(), 1, "{events:?}");
+    let (_, status) = gw.admin_get("/status").await;
+    let status: serde_json::Value = serde_json::from_str(&status).unwrap();
+    assert_eq!(status["restart_required"], serde_json::json!([]));
+
+    let port = free_port();
+    gw.edit_config(|c| format!("{c}\n[[listener]]\naddress = \"127.0.0.1:{port}\"\n"));
+    let (status, answer) = gw.reload().await;
+    assert_eq!(status, 200, "{answer}");
+    // The listeners follow the published snapshot a moment after the reload answers.
+    let want = serde_json::json!([format!("listener 127.0.0.1:{port} added")]);
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let (_, status) = gw.admin_get("/status").await;
+        let status: serde_json::Value = serde_json::from_str(&status).unwrap();
+        if status["restart_required"] == want {
+            break;
+        }
+        assert!(Instant::now() < deadline, "{status}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let (_, metrics) = gw.admin_get("/metrics").await;
+    assert!(metrics.contains("zonegate_restart_required 1"), "{metrics}");
+    // Not applied: nothing listens there.
+    assert!(std::net::TcpStream::connect(("127.0.0.1", port)).is_err());
+}

@@ -42,8 +42,8 @@ pub struct Metrics {
     handshake_failures: DashMap<&'static str, AtomicU64>,
     /// Handshake refusals past the event rate limit: counted, not evented.
     handshake_events_suppressed: AtomicU64,
-    /// 1 while a reload changed something (a listener address) that applies only on restart.
-    restart_required: AtomicU64,
+    /// What a reload changed that applies only at the next restart (listener addresses).
+    restart_required: std::sync::Mutex<Vec<String>>,
 }
 
 fn write_counter_family(
@@ -125,13 +125,20 @@ impl Metrics {
             .fetch_add(1, Ordering::Relaxed);
     }
 
-    pub fn set_restart_required(&self, required: bool) {
-        self.restart_required
-            .store(u64::from(required), Ordering::Relaxed);
+    /// Records what the config in force changed that applies only at the next restart.
+    pub fn set_restart_required(&self, changes: Vec<String>) {
+        *self
+            .restart_required
+            .lock()
+            .unwrap_or_else(|p| p.into_inner()) = changes;
     }
 
-    pub fn restart_required(&self) -> bool {
-        self.restart_required.load(Ordering::Relaxed) == 1
+    /// What waits for a restart; empty when everything in force is applied.
+    pub fn restart_required(&self) -> Vec<String> {
+        self.restart_required
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
     }
 
     pub fn record_handshake_event_suppressed(&self) {
@@ -254,7 +261,7 @@ impl Metrics {
         writeln!(
             out,
             "zonegate_restart_required {}",
-            self.restart_required.load(Ordering::Relaxed)
+            u8::from(!self.restart_required().is_empty())
         )?;
         writeln!(
             out,

@@ -223,6 +223,8 @@ impl AdminState {
                 "errors": reload.errors,
             },
             "last_reload_error": reload.last_error,
+            // Changes in the config in force that apply only at the next restart or upgrade.
+            "restart_required": self.metrics.restart_required(),
         })
     }
 

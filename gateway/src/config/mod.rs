@@ -33,6 +33,8 @@ use raw::{RawGateway, RawRevocationList, RawUpstream, RawUpstreamTls};
 
 /// Exit code for configuration errors (EX_USAGE), as `check` and `run` use it.
 pub const EXIT_CONFIG: i32 = 64;
+/// Exit code for a failure that is not the config's fault (EX_SOFTWARE).
+pub const EXIT_FAILURE: i32 = 70;
 
 /// The name of the zone given to identities no zone mapping matches.
 pub const UNKNOWN_ZONE: &str = "unknown";

@@ -184,7 +184,7 @@ pub fn query(args: &ExplainArgs) -> Result<Query, String> {
                 .clone()
                 .or_else(|| args.spiffe_id.clone())
                 .ok_or("--issuer needs --subject (or --spiffe-id)")?;
-            let claims = crate::cli::parse_claims(&args.claims)?;
+            let claims = super::facts::parse_claims(&args.claims)?;
             Some(ProbeToken {
                 issuer: issuer.clone(),
                 subject,

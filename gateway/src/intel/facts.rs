@@ -187,3 +187,18 @@ pub fn scope_note<'a>(rules: impl IntoIterator<Item = &'a Rule>) -> Option<Strin
         )
     })
 }
+
+/// `--claim NAME=VALUE` arguments as token claims: VALUE is read as JSON when it is JSON (`42`,
+/// `true`, `["a","b"]`), else taken as a string (`scope=payments:read payments:charge`).
+pub fn parse_claims(args: &[String]) -> Result<serde_json::Map<String, serde_json::Value>, String> {
+    let mut claims = serde_json::Map::new();
+    for claim in args {
+        let (name, value) = claim
+            .split_once('=')
+            .filter(|(name, _)| !name.is_empty())
+            .ok_or_else(|| format!("--claim `{claim}`: expected NAME=VALUE"))?;
+        let value = serde_json::from_str(value).unwrap_or_else(|_| serde_json::Value::from(value));
+        claims.insert(name.to_string(), value);
+    }
+    Ok(claims)
+}

@@ -30,7 +30,7 @@ use super::load::{self, Loaded};
 use super::report::{shared_text, IdentitySummary, Sharing};
 use super::template::{pattern_for, template};
 use super::{json_out, print_out, usage_error, EXIT_IO};
-use crate::cli::EXIT_FAILURE;
+use crate::config::EXIT_FAILURE;
 use crate::config::{self, ConfigErrors};
 use crate::identity::SpiffeId;
 use crate::policy::{Effect, Mode, Verdict};
