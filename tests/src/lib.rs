@@ -15,10 +15,10 @@ use hyper_util::rt::{TokioExecutor, TokioIo};
 use rustls::pki_types::ServerName;
 use tokio_rustls::TlsConnector;
 
-use zonegate::devpki::{DevCa, Issued, LeafSpec};
-use zonegate::events::EventSink;
-use zonegate::reload::SnapshotStore;
-use zonegate::server;
+use zonegate_devkit::devpki::{DevCa, Issued, LeafSpec};
+use zonegate_gateway::events::EventSink;
+use zonegate_gateway::reload::SnapshotStore;
+use zonegate_gateway::server;
 
 pub const TD: &str = "example.org";
 pub const CHECKOUT: &str = "spiffe://example.org/ns/shop/sa/checkout";
@@ -162,7 +162,7 @@ impl Gateway {
             .try_init();
         let upstream = match setup.upstream {
             Some(addr) => addr,
-            None => zonegate::echo::spawn(SocketAddr::from((Ipv4Addr::LOCALHOST, 0)))
+            None => zonegate_devkit::echo::spawn(SocketAddr::from((Ipv4Addr::LOCALHOST, 0)))
                 .await
                 .expect("echo upstream"),
         };

@@ -5,9 +5,9 @@
 
 use std::collections::HashMap;
 
-use zonegate::intel::explain::{explain, query, ExplainArgs};
-use zonegate::intel::load;
 use zonegate_e2e::*;
+use zonegate_policy_tools::explain::{explain, query, ExplainArgs};
+use zonegate_policy_tools::load;
 
 /// A route of its own for one host, so that explain's host handling is exercised too.
 const EXTRA: &str = r#"
@@ -228,7 +228,7 @@ type TokenCase = (
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn explain_agrees_with_the_live_gateway_on_tokens() {
-    use zonegate::devtoken::TokenSigner;
+    use zonegate_devkit::devtoken::TokenSigner;
     let signer = TokenSigner::generate_es256().unwrap();
     let gw = Gateway::start(Setup {
         policy: format!("{POLICY}\n{TOKEN_POLICY}"),

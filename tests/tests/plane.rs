@@ -15,7 +15,7 @@ use zonegate_e2e::*;
 /// An echo upstream behind a TCP relay that counts every byte the gateway sends it, so a test
 /// can tell that a refused request never reached the upstream at all.
 async fn counted_echo() -> (SocketAddr, Arc<AtomicU64>) {
-    let echo = zonegate::echo::spawn(SocketAddr::from((Ipv4Addr::LOCALHOST, 0)))
+    let echo = zonegate_devkit::echo::spawn(SocketAddr::from((Ipv4Addr::LOCALHOST, 0)))
         .await
         .unwrap();
     let listener = tokio::net::TcpListener::bind((Ipv4Addr::LOCALHOST, 0))

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use http::{Method, StatusCode};
-use zonegate::devpki::{DevCa, LeafSpec};
+use zonegate_devkit::devpki::{DevCa, LeafSpec};
 use zonegate_e2e::*;
 
 const FLIP_ALLOWED: &str = r#"

@@ -5,7 +5,7 @@ use std::time::Duration;
 use http::StatusCode;
 use rcgen::KeyUsagePurpose;
 use time::OffsetDateTime;
-use zonegate::devpki::{DevCa, LeafSpec};
+use zonegate_devkit::devpki::{DevCa, LeafSpec};
 use zonegate_e2e::*;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -8,7 +8,7 @@ use http::{Method, StatusCode};
 use jsonwebtoken::Algorithm;
 use serde_json::{json, Value};
 
-use zonegate::devtoken::TokenSigner;
+use zonegate_devkit::devtoken::TokenSigner;
 use zonegate_e2e::{Client, Gateway, Reply, Setup, CART, CHECKOUT, LEDGER, POLICY};
 
 /// The gateway's own SPIFFE ID (the harness's PKI): the default audience.
@@ -381,7 +381,7 @@ async fn a_token_and_a_certificate_must_name_the_same_workload() {
     // Bound by certificate (RFC 8705 cnf.x5t#S256): only that very certificate carries it.
     let thumbprint = {
         let digest = ring::digest::digest(&ring::digest::SHA256, checkout_svid.cert_der.as_ref());
-        zonegate::identity::token::jose::b64url(digest.as_ref())
+        zonegate_core::identity::token::jose::b64url(digest.as_ref())
     };
     let bound = svid_key()
         .sign(&with(

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use http::StatusCode;
 use rustls::server::WebPkiClientVerifier;
-use zonegate::devpki::{DevCa, LeafSpec};
+use zonegate_devkit::devpki::{DevCa, LeafSpec};
 use zonegate_e2e::*;
 
 const ALLOW_LEDGER_EVERYWHERE: &str = r#"
@@ -45,7 +45,10 @@ async fn tls_echo(issuer: &DevCa, client_ca: Option<&DevCa>) -> SocketAddr {
         .await
         .unwrap();
     let addr = listener.local_addr().unwrap();
-    tokio::spawn(zonegate::echo::serve(listener, Some(Arc::new(server))));
+    tokio::spawn(zonegate_devkit::echo::serve(
+        listener,
+        Some(Arc::new(server)),
+    ));
     addr
 }
 
@@ -105,7 +108,7 @@ async fn tls_upstream_with_an_untrusted_certificate_is_a_502() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_dead_address_in_the_pool_never_fails_a_request() {
-    let live = zonegate::echo::spawn(SocketAddr::from((Ipv4Addr::LOCALHOST, 0)))
+    let live = zonegate_devkit::echo::spawn(SocketAddr::from((Ipv4Addr::LOCALHOST, 0)))
         .await
         .unwrap();
     let dead = SocketAddr::from((Ipv4Addr::LOCALHOST, free_port()));

@@ -1,0 +1,872 @@
+//! The gateway's configuration: the TOML file and every file it references, read and validated
+//! into internal types that the rest of the gateway trusts.
+//!
+//! Layers: [`raw`] mirrors the file (unknown keys are errors); [`load`] converts it into
+//! [`GatewayConfig`], reading certificates, bundles and policy files on the way, and collects
+//! every problem into [`ConfigErrors`] so that one `zonegate check` shows them all.
+
+mod error;
+mod policy_file;
+mod raw;
+mod sources;
+mod tls_files;
+mod token_issuers;
+
+pub use error::{ConfigError, ConfigErrors};
+pub use policy_file::load_policy_files;
+pub use sources::toml_files_in;
+pub use tls_files::{read_certificates, read_private_key};
+pub use token_issuers::TokenSettings;
+
+use std::collections::{BTreeMap, HashSet};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+
+use crate::identity::spiffe::validate_trust_domain;
+use crate::identity::{svid, IdPattern, Identity, IssuerSpec, RevocationList, SpiffeId};
+use crate::policy::{Credentials, Rule};
+use raw::{RawGateway, RawRevocationList, RawUpstream, RawUpstreamTls};
+
+/// Exit code for configuration errors (EX_USAGE), as `check` and `run` use it.
+pub const EXIT_CONFIG: i32 = 64;
+/// Exit code for a failure that is not the config's fault (EX_SOFTWARE).
+pub const EXIT_FAILURE: i32 = 70;
+
+/// The name of the zone given to identities no zone mapping matches.
+pub const UNKNOWN_ZONE: &str = "unknown";
+
+const DEFAULT_EVENTS_CAPACITY: usize = 8192;
+const DEFAULT_CACHE_ENTRIES: usize = 65_536;
+const DEFAULT_IDLE_TIMEOUT_S: u64 = 60;
+
+/// A validated gateway configuration with its referenced files loaded.
+#[derive(Debug)]
+pub struct GatewayConfig {
+    pub source: PathBuf,
+    pub zone: String,
+    pub workers: Option<usize>,
+    pub listeners: Vec<Listener>,
+    pub tls: ServerTls,
+    /// Trust domain name -> bundle roots.
+    pub trust_domains: BTreeMap<String, Vec<CertificateDer<'static>>>,
+    pub zone_map: Vec<ZoneMapping>,
+    pub routes: Vec<Route>,
+    pub upstreams: BTreeMap<String, Arc<Upstream>>,
+    pub rules: Vec<Rule>,
+    pub policy_files: Vec<PathBuf>,
+    pub decision_cache_entries: usize,
+    pub events: EventsConfig,
+    /// Lower-case request header names stripped before proxying, besides the built-in ones.
+    pub strip_headers: Vec<String>,
+    /// The admin listener, when `[admin]` is configured.
+    pub admin: Option<SocketAddr>,
+    pub revocation: RevocationList,
+    pub shutdown: Shutdown,
+    pub token_issuers: Vec<Arc<IssuerSpec>>,
+    pub tokens: TokenSettings,
+    /// How long a client connection may sit idle between requests (HTTP/1.1 keep-alive, or an
+    /// HTTP/2 connection with no stream) before the gateway closes it.
+    pub idle_timeout: Duration,
+    /// Bounds on a request head, and what to do with underscored header names.
+    pub limits: Limits,
+    /// Every file this config was built from (the config itself first), for reload watching.
+    pub files: Vec<PathBuf>,
+    /// Directories whose content is part of the config (policy directories).
+    pub dirs: Vec<PathBuf>,
+    /// SHA-256 (hex) over every file's path and content: equal hashes mean nothing changed.
+    pub content_hash: String,
+    /// SHA-256 (hex) over the policy files' contents, in load order.
+    pub policy_hash: String,
+}
+
+/// How the gateway stops.
+/// Request-head limits, checked before any byte reaches an upstream.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Limits {
+    /// All header names and values together (431 past it).
+    pub max_header_bytes: usize,
+    /// Header fields (431 past it).
+    pub max_headers: usize,
+    /// The request target (414 past it).
+    pub max_target_bytes: usize,
+    pub underscores: UnderscoreAction,
+    /// Concurrent streams on one HTTP/2 connection.
+    pub max_concurrent_streams: u32,
+}
+
+/// What to do with a request header whose name has an underscore: some servers read `_` as
+/// `-`, so `x_zonegate_identity` could speak for an identity behind the gateway's back.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum UnderscoreAction {
+    /// Remove the header and forward the rest (counted).
+    Drop,
+    /// Refuse the request with 400.
+    Reject,
+    /// Forward it as it is.
+    Allow,
+}
+
+impl Default for Limits {
+    fn default() -> Limits {
+        Limits {
+            max_header_bytes: 32 * 1024,
+            max_headers: 100,
+            max_target_bytes: 8 * 1024,
+            underscores: UnderscoreAction::Drop,
+            max_concurrent_streams: 100,
+        }
+    }
+}
+
+#[derive(Clone, Debug)]
+pub struct Shutdown {
+    /// After SIGTERM, keep serving (while `/readyz` says 503) so load balancers can notice.
+    pub grace_period: Duration,
+    /// Then stop accepting and give in-flight requests this long to finish.
+    pub drain_timeout: Duration,
+    /// Unix socket over which listening sockets are handed to a new process on upgrade.
+    pub upgrade_sock: PathBuf,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Listener {
+    pub address: SocketAddr,
+    pub http2: bool,
+    /// `false` lets clients without a certificate finish the handshake, for routes that
+    /// accept tokens; every other route still refuses them.
+    pub client_cert_required: bool,
+}
+
+/// The gateway's own certificate chain and key: served to workloads, and presented to mTLS
+/// upstreams.
+#[derive(Debug)]
+pub struct ServerTls {
+    pub cert_file: PathBuf,
+    pub key_file: PathBuf,
+    pub chain: Vec<CertificateDer<'static>>,
+    pub key: PrivateKeyDer<'static>,
+    /// The SPIFFE ID in the gateway's own certificate, if it is an SVID.
+    pub spiffe_id: Option<SpiffeId>,
+}
+
+#[derive(Clone, Debug)]
+pub struct ZoneMapping {
+    pub zone: String,
+    pub identities: Vec<IdPattern>,
+}
+
+#[derive(Clone, Debug)]
+pub struct Route {
+    pub name: Arc<str>,
+    /// Lower-case host names without port; empty means any host.
+    pub hosts: Vec<String>,
+    /// Matches at segment boundaries: `/payments` matches `/payments` and `/payments/x`.
+    pub path_prefix: String,
+    pub upstream: String,
+    /// The credentials a request on this route must present.
+    pub credentials: Credentials,
+    /// Forward a verified token's `Authorization` header to the upstream (default: removed).
+    pub forward_token: bool,
+    /// Longest request body the route forwards (413 past it); `None`: no limit.
+    pub max_body_bytes: Option<u64>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum UpstreamTls {
+    None,
+    Tls,
+    /// TLS where the gateway presents its own SVID.
+    Mtls,
+}
+
+#[derive(Debug, PartialEq, Eq)]
+pub struct Upstream {
+    pub name: String,
+    pub addresses: Vec<SocketAddr>,
+    pub tls: UpstreamTls,
+    pub sni: String,
+    pub ca: Option<Vec<CertificateDer<'static>>>,
+    pub http2: bool,
+    pub connect_timeout: Duration,
+    pub read_timeout: Duration,
+    pub idle_timeout: Duration,
+    pub health_check_interval: Option<Duration>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum EventsSink {
+    Stdout,
+    File(PathBuf),
+    Off,
+}
+
+#[derive(Clone, Debug)]
+pub struct EventsConfig {
+    pub sink: EventsSink,
+    pub capacity: usize,
+}
+
+impl GatewayConfig {
+    /// The zone of `id`: the first zone mapping that matches, else [`UNKNOWN_ZONE`].
+    pub fn zone_of(&self, id: &SpiffeId) -> &str {
+        self.zone_map
+            .iter()
+            .find(|m| m.identities.iter().any(|p| p.matches(id)))
+            .map(|m| m.zone.as_str())
+            .unwrap_or(UNKNOWN_ZONE)
+    }
+
+    /// The zone of a verified identity: by its SPIFFE ID, else its token issuer's `zone`.
+    pub fn zone_of_identity<'a>(&'a self, identity: &'a Identity) -> &'a str {
+        match (&identity.spiffe_id, &identity.token) {
+            (Some(id), _) => self.zone_of(id),
+            (None, Some(token)) => token.issuer.zone.as_deref().unwrap_or(UNKNOWN_ZONE),
+            (None, None) => UNKNOWN_ZONE,
+        }
+    }
+}
+
+/// Reads and validates the gateway config at `path` and every file it references.
+pub fn load(path: &Path) -> Result<GatewayConfig, ConfigErrors> {
+    let (result, reads) = sources::record(|| load_unhashed(path));
+    let mut config = result?;
+    config.content_hash = sources::fingerprint(&reads, |_| true, true);
+    let policy_files = &config.policy_files;
+    config.policy_hash =
+        sources::fingerprint(&reads, |p| policy_files.iter().any(|f| f == p), false);
+    Ok(config)
+}
+
+fn load_unhashed(path: &Path) -> Result<GatewayConfig, ConfigErrors> {
+    let mut errors = ConfigErrors::default();
+    let source = match sources::read_to_string(path) {
+        Ok(s) => s,
+        Err(e) => {
+            errors.push(path, "", format!("cannot read config file: {e}"));
+            return Err(errors);
+        }
+    };
+    let raw: RawGateway = match toml::from_str(&source) {
+        Ok(raw) => raw,
+        Err(e) => {
+            errors.push_toml(path, &source, &e);
+            return Err(errors);
+        }
+    };
+    let base = path.parent().unwrap_or(Path::new("."));
+    let resolve = |p: &str| base.join(p);
+    let file = path;
+
+    if let Err(reason) = validate_name(&raw.zone) {
+        errors.push(file, "zone", reason);
+    }
+    if raw.zone == UNKNOWN_ZONE {
+        errors.push(
+            file,
+            "zone",
+            "`unknown` is reserved for unmapped identities",
+        );
+    }
+    if raw.workers == Some(0) {
+        errors.push(file, "workers", "must be at least 1");
+    }
+
+    let mut listeners = Vec::new();
+    if raw.listener.is_empty() {
+        errors.push(file, "listener", "at least one [[listener]] is required");
+    }
+    for (i, l) in raw.listener.iter().enumerate() {
+        let client_cert_required = match l.client_cert.as_deref().unwrap_or("required") {
+            "required" => true,
+            "optional" => false,
+            other => {
+                errors.push(
+                    file,
+                    format!("listener[{i}].client_cert"),
+                    format!("`{other}` is not \"required\" or \"optional\""),
+                );
+                true
+            }
+        };
+        match l.address.parse::<SocketAddr>() {
+            Ok(address) => listeners.push(Listener {
+                address,
+                http2: l.http2,
+                client_cert_required,
+            }),
+            Err(_) => errors.push(
+                file,
+                format!("listener[{i}].address"),
+                format!("`{}` is not an IP:port socket address", l.address),
+            ),
+        }
+    }
+
+    let tls = load_server_tls(
+        file,
+        &resolve(&raw.tls.cert),
+        &resolve(&raw.tls.key),
+        &mut errors,
+    );
+
+    let mut trust_domains = BTreeMap::new();
+    if raw.trust_domain.is_empty() {
+        errors.push(
+            file,
+            "trust_domain",
+            "at least one [trust_domain.\"NAME\"] with a bundle is required",
+        );
+    }
+    for (name, td) in &raw.trust_domain {
+        let key = format!("trust_domain.\"{name}\"");
+        if let Err(e) = validate_trust_domain(name) {
+            errors.push(
+                file,
+                &key,
+                format!("`{name}` is not a valid trust domain name: {e}"),
+            );
+        }
+        match read_certificates(&resolve(&td.bundle)) {
+            Ok(roots) => {
+                trust_domains.insert(name.clone(), roots);
+            }
+            Err(reason) => errors.push(file, format!("{key}.bundle"), reason),
+        }
+    }
+
+    let mut zone_map = Vec::new();
+    for (i, m) in raw.zone_map.iter().enumerate() {
+        if let Err(reason) = validate_name(&m.zone) {
+            errors.push(file, format!("zone_map[{i}].zone"), reason);
+        }
+        let identities = parse_id_patterns(
+            file,
+            &format!("zone_map[{i}].identities"),
+            &m.identities,
+            &mut errors,
+        );
+        zone_map.push(ZoneMapping {
+            zone: m.zone.clone(),
+            identities,
+        });
+    }
+
+    let mut upstreams = BTreeMap::new();
+    for (name, u) in &raw.upstream {
+        if let Some(upstream) = convert_upstream(file, name, u, &resolve, &mut errors) {
+            upstreams.insert(name.clone(), Arc::new(upstream));
+        }
+    }
+
+    let mut routes = Vec::new();
+    let mut route_names = HashSet::new();
+    for (i, r) in raw.route.iter().enumerate() {
+        let key = format!("route[{i}]");
+        if let Err(reason) = validate_name(&r.name) {
+            errors.push(file, format!("{key}.name"), reason);
+        }
+        if !route_names.insert(r.name.clone()) {
+            errors.push(
+                file,
+                format!("{key}.name"),
+                format!("duplicate route name `{}`", r.name),
+            );
+        }
+        if !r.path_prefix.starts_with('/') {
+            errors.push(file, format!("{key}.path_prefix"), "must start with `/`");
+        }
+        if !upstreams.contains_key(&r.upstream) && !raw.upstream.contains_key(&r.upstream) {
+            errors.push(
+                file,
+                format!("{key}.upstream"),
+                format!("no [upstream.{}] is defined", r.upstream),
+            );
+        }
+        let mut hosts = Vec::new();
+        for (h, host) in r.hosts.iter().enumerate() {
+            if host.is_empty() || host.contains([':', '/', ' ']) {
+                errors.push(
+                    file,
+                    format!("{key}.hosts[{h}]"),
+                    format!("`{host}` is not a host name (no port, no scheme)"),
+                );
+            }
+            hosts.push(host.to_ascii_lowercase());
+        }
+        let path_prefix = match r.path_prefix.trim_end_matches('/') {
+            "" => "/".to_string(),
+            p => p.to_string(),
+        };
+        let credentials = match r.credentials.as_deref() {
+            None => Credentials::Mtls,
+            Some(c) => Credentials::parse(c).unwrap_or_else(|| {
+                errors.push(
+                    file,
+                    format!("{key}.credentials"),
+                    format!("`{c}` is not one of \"mtls\", \"token\", \"either\", \"both\""),
+                );
+                Credentials::Mtls
+            }),
+        };
+        if credentials.accepts_tokens() && raw.token_issuer.is_empty() {
+            errors.push(
+                file,
+                format!("{key}.credentials"),
+                format!(
+                    "`{}` accepts tokens, but no [token_issuer.NAME] is configured",
+                    credentials.as_str()
+                ),
+            );
+        }
+        if r.forward_token && !credentials.accepts_tokens() {
+            errors.push(
+                file,
+                format!("{key}.forward_token"),
+                "set only on routes whose credentials accept tokens",
+            );
+        }
+        routes.push(Route {
+            name: Arc::from(r.name.as_str()),
+            hosts,
+            path_prefix,
+            upstream: r.upstream.clone(),
+            credentials,
+            forward_token: r.forward_token,
+            max_body_bytes: r.max_body_bytes,
+        });
+    }
+
+    let policy_paths: Vec<PathBuf> = raw.policy.files.iter().map(|p| resolve(p)).collect();
+    let (rules, policy_files) = load_policy_files(&policy_paths, &mut errors);
+    let known_routes: HashSet<&str> = routes.iter().map(|r| &*r.name).collect();
+    for rule in &rules {
+        for issuer in &rule.issuers {
+            if !raw.token_issuer.contains_key(&**issuer) {
+                errors.push(
+                    file,
+                    "policy.files",
+                    format!(
+                        "rule `{}` names token issuer `{issuer}`, which this gateway does not define",
+                        rule.id
+                    ),
+                );
+            }
+        }
+        for route in &rule.routes {
+            if !known_routes.contains(&**route) {
+                errors.push(
+                    file,
+                    "policy.files",
+                    format!(
+                        "rule `{}` names route `{route}`, which this gateway does not define",
+                        rule.id
+                    ),
+                );
+            }
+        }
+    }
+
+    let events = convert_events(file, &raw, &resolve, &mut errors);
+    let decision_cache_entries = raw.policy.cache_entries.unwrap_or(DEFAULT_CACHE_ENTRIES);
+
+    let mut strip_headers = Vec::new();
+    for (i, h) in raw.headers.strip.iter().enumerate() {
+        match http::HeaderName::from_bytes(h.as_bytes()) {
+            Ok(name) => strip_headers.push(name.as_str().to_string()),
+            Err(_) => errors.push(
+                file,
+                format!("headers.strip[{i}]"),
+                format!("`{h}` is not a header name"),
+            ),
+        }
+    }
+
+    let admin = raw
+        .admin
+        .as_ref()
+        .and_then(|a| match a.address.parse::<SocketAddr>() {
+            Ok(addr) => Some(addr),
+            Err(_) => {
+                errors.push(
+                    file,
+                    "admin.address",
+                    format!("`{}` is not an IP:port socket address", a.address),
+                );
+                None
+            }
+        });
+
+    let mut files = vec![
+        path.to_path_buf(),
+        resolve(&raw.tls.cert),
+        resolve(&raw.tls.key),
+    ];
+    files.extend(raw.trust_domain.values().map(|td| resolve(&td.bundle)));
+    files.extend(
+        raw.upstream
+            .values()
+            .filter_map(|u| u.ca.as_deref())
+            .map(&resolve),
+    );
+
+    let revocation = match &raw.revocation {
+        Some(r) => {
+            let revocation_file = resolve(&r.file);
+            files.push(revocation_file.clone());
+            load_revocations(&revocation_file, &mut errors)
+        }
+        None => RevocationList::default(),
+    };
+
+    let shutdown = Shutdown {
+        grace_period: Duration::from_secs(raw.shutdown.grace_period_s.unwrap_or(0)),
+        drain_timeout: Duration::from_secs(raw.shutdown.drain_timeout_s.unwrap_or(10)),
+        upgrade_sock: raw
+            .shutdown
+            .upgrade_sock
+            .as_deref()
+            .map(&resolve)
+            .unwrap_or_else(|| PathBuf::from("/tmp/zonegate-upgrade.sock")),
+    };
+
+    let idle_timeout = match raw.connections.idle_timeout_s {
+        Some(0) => {
+            errors.push(
+                file,
+                "connections.idle_timeout_s",
+                "must be at least 1: idle connections would pile up",
+            );
+            Duration::from_secs(DEFAULT_IDLE_TIMEOUT_S)
+        }
+        Some(s) => Duration::from_secs(s),
+        None => Duration::from_secs(DEFAULT_IDLE_TIMEOUT_S),
+    };
+    let limits = convert_limits(file, &raw.connections, &mut errors);
+    let tokens = token_issuers::convert_settings(file, &raw.tokens, &mut errors);
+    let token_issuers = token_issuers::convert_issuers(
+        file,
+        &raw.token_issuer,
+        &resolve,
+        tls.as_ref().and_then(|t| t.spiffe_id.as_ref()),
+        &mut files,
+        &mut errors,
+    );
+
+    let dirs: Vec<PathBuf> = policy_paths
+        .iter()
+        .filter(|p| p.is_dir())
+        .cloned()
+        .collect();
+    files.extend(policy_files.iter().cloned());
+
+    let Some(tls) = tls else {
+        return Err(errors);
+    };
+    errors.into_result(GatewayConfig {
+        source: path.to_path_buf(),
+        zone: raw.zone,
+        workers: raw.workers,
+        listeners,
+        tls,
+        trust_domains,
+        zone_map,
+        routes,
+        upstreams,
+        rules,
+        policy_files,
+        decision_cache_entries,
+        events,
+        strip_headers,
+        admin,
+        revocation,
+        shutdown,
+        token_issuers,
+        tokens,
+        idle_timeout,
+        limits,
+        files,
+        dirs,
+        content_hash: String::new(),
+        policy_hash: String::new(),
+    })
+}
+
+fn load_revocations(path: &Path, errors: &mut ConfigErrors) -> RevocationList {
+    let source = match sources::read_to_string(path) {
+        Ok(s) => s,
+        Err(e) => {
+            errors.push(path, "", format!("cannot read revocation list: {e}"));
+            return RevocationList::default();
+        }
+    };
+    let raw: RawRevocationList = match toml::from_str(&source) {
+        Ok(raw) => raw,
+        Err(e) => {
+            errors.push_toml(path, &source, &e);
+            return RevocationList::default();
+        }
+    };
+    let mut list = RevocationList::default();
+    for (i, id) in raw.spiffe_ids.iter().enumerate() {
+        match SpiffeId::parse(id) {
+            Ok(id) => {
+                list.spiffe_ids.insert(id.as_str().to_string());
+            }
+            Err(e) => errors.push(path, format!("spiffe_ids[{i}]"), format!("`{id}`: {e}")),
+        }
+    }
+    for (i, serial) in raw.serials.iter().enumerate() {
+        let hex = serial.replace(':', "").to_ascii_lowercase();
+        if hex.is_empty() || !hex.bytes().all(|b| b.is_ascii_hexdigit()) {
+            errors.push(
+                path,
+                format!("serials[{i}]"),
+                format!("`{serial}` is not a hex serial number"),
+            );
+        } else {
+            list.serials
+                .insert(crate::identity::revocation::normalize_serial(&hex).to_string());
+        }
+    }
+    list.jtis.extend(raw.jtis.iter().cloned());
+    list
+}
+
+/// Zone, route and rule names: what event consumers and policy files can rely on.
+pub fn validate_name(name: &str) -> Result<(), String> {
+    let ok = !name.is_empty()
+        && name.len() <= 128
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'));
+    if ok {
+        Ok(())
+    } else {
+        Err(format!(
+            "`{name}` must be 1 to 128 characters of [A-Za-z0-9._-]"
+        ))
+    }
+}
+
+pub(crate) fn parse_id_patterns(
+    file: &Path,
+    key: &str,
+    patterns: &[String],
+    errors: &mut ConfigErrors,
+) -> Vec<IdPattern> {
+    let mut out = Vec::new();
+    for (i, p) in patterns.iter().enumerate() {
+        match IdPattern::parse(p) {
+            Ok(pattern) => out.push(pattern),
+            Err(e) => errors.push(file, format!("{key}[{i}]"), e.to_string()),
+        }
+    }
+    out
+}
+
+fn load_server_tls(
+    file: &Path,
+    cert_file: &Path,
+    key_file: &Path,
+    errors: &mut ConfigErrors,
+) -> Option<ServerTls> {
+    let chain = read_certificates(cert_file)
+        .map_err(|reason| errors.push(file, "tls.cert", reason))
+        .ok();
+    let key = read_private_key(key_file)
+        .map_err(|reason| errors.push(file, "tls.key", reason))
+        .ok();
+    let (chain, key) = (chain?, key?);
+    let spiffe_id = chain
+        .first()
+        .and_then(|leaf| svid::leaf_spiffe_id(leaf).ok());
+    Some(ServerTls {
+        cert_file: cert_file.to_path_buf(),
+        key_file: key_file.to_path_buf(),
+        chain,
+        key,
+        spiffe_id,
+    })
+}
+
+fn convert_upstream(
+    file: &Path,
+    name: &str,
+    u: &RawUpstream,
+    resolve: &dyn Fn(&str) -> PathBuf,
+    errors: &mut ConfigErrors,
+) -> Option<Upstream> {
+    let key = format!("upstream.{name}");
+    let before = errors.len();
+    if let Err(reason) = validate_name(name) {
+        errors.push(file, &key, reason);
+    }
+    if u.addresses.is_empty() {
+        errors.push(
+            file,
+            format!("{key}.addresses"),
+            "at least one IP:port address is required",
+        );
+    }
+    let mut addresses = Vec::new();
+    for (i, a) in u.addresses.iter().enumerate() {
+        match a.parse::<SocketAddr>() {
+            Ok(addr) => addresses.push(addr),
+            Err(_) => errors.push(
+                file,
+                format!("{key}.addresses[{i}]"),
+                format!("`{a}` is not an IP:port socket address"),
+            ),
+        }
+    }
+    let tls = match u.tls {
+        RawUpstreamTls::None => UpstreamTls::None,
+        RawUpstreamTls::Tls => UpstreamTls::Tls,
+        RawUpstreamTls::Mtls => UpstreamTls::Mtls,
+    };
+    let ca = match (&u.ca, tls) {
+        (Some(_), UpstreamTls::None) => {
+            errors.push(
+                file,
+                format!("{key}.ca"),
+                "set only with tls = \"tls\" or \"mtls\"",
+            );
+            None
+        }
+        (Some(ca), _) => read_certificates(&resolve(ca))
+            .map_err(|reason| errors.push(file, format!("{key}.ca"), reason))
+            .ok(),
+        (None, UpstreamTls::None) => None,
+        (None, _) => {
+            errors.push(
+                file,
+                format!("{key}.ca"),
+                "a CA file is required to verify a TLS upstream",
+            );
+            None
+        }
+    };
+    let mut ms = |field: &str, value: Option<u64>, default: u64| -> Duration {
+        match value {
+            Some(0) => {
+                errors.push(file, format!("{key}.{field}"), "must be greater than 0");
+                Duration::from_millis(default)
+            }
+            Some(v) => Duration::from_millis(v),
+            None => Duration::from_millis(default),
+        }
+    };
+    let connect_timeout = ms("connect_timeout_ms", u.connect_timeout_ms, 1_000);
+    let read_timeout = ms("read_timeout_ms", u.read_timeout_ms, 30_000);
+    let idle_timeout = ms("idle_timeout_ms", u.idle_timeout_ms, 60_000);
+    let health_check_interval = match u.health_check_interval_ms {
+        None | Some(0) => None,
+        Some(v) => Some(Duration::from_millis(v)),
+    };
+    (errors.len() == before).then(|| Upstream {
+        name: name.to_string(),
+        addresses,
+        tls,
+        sni: u.sni.clone().unwrap_or_default(),
+        ca,
+        http2: u.http2,
+        connect_timeout,
+        read_timeout,
+        idle_timeout,
+        health_check_interval,
+    })
+}
+
+fn convert_events(
+    file: &Path,
+    raw: &RawGateway,
+    resolve: &dyn Fn(&str) -> PathBuf,
+    errors: &mut ConfigErrors,
+) -> EventsConfig {
+    let e = &raw.events;
+    let sink = match (e.sink.as_deref().unwrap_or("stdout"), &e.path) {
+        ("stdout", None) => EventsSink::Stdout,
+        ("off", None) => EventsSink::Off,
+        ("file", Some(path)) => EventsSink::File(resolve(path)),
+        ("file", None) => {
+            errors.push(file, "events.path", "required when sink = \"file\"");
+            EventsSink::Off
+        }
+        ("stdout" | "off", Some(_)) => {
+            errors.push(file, "events.path", "set only with sink = \"file\"");
+            EventsSink::Off
+        }
+        (other, _) => {
+            errors.push(
+                file,
+                "events.sink",
+                format!("`{other}` is not one of \"stdout\", \"file\", \"off\""),
+            );
+            EventsSink::Off
+        }
+    };
+    let capacity = match e.capacity {
+        Some(0) => {
+            errors.push(file, "events.capacity", "must be at least 1");
+            DEFAULT_EVENTS_CAPACITY
+        }
+        Some(c) => c,
+        None => DEFAULT_EVENTS_CAPACITY,
+    };
+    EventsConfig { sink, capacity }
+}
+
+#[cfg(test)]
+mod tests;
+
+fn convert_limits(file: &Path, raw: &raw::RawConnections, errors: &mut ConfigErrors) -> Limits {
+    let defaults = Limits::default();
+    let mut positive = |key: &str, value: Option<usize>, default: usize| match value {
+        Some(0) => {
+            errors.push(file, format!("connections.{key}"), "must be at least 1");
+            default
+        }
+        Some(v) => v,
+        None => default,
+    };
+    let max_header_bytes = positive(
+        "max_header_bytes",
+        raw.max_header_bytes,
+        defaults.max_header_bytes,
+    );
+    let max_headers = positive("max_headers", raw.max_headers, defaults.max_headers);
+    let max_target_bytes = positive(
+        "max_target_bytes",
+        raw.max_target_bytes,
+        defaults.max_target_bytes,
+    );
+    let max_concurrent_streams = positive(
+        "max_concurrent_streams",
+        raw.max_concurrent_streams.map(|v| v as usize),
+        defaults.max_concurrent_streams as usize,
+    ) as u32;
+    let underscores = match raw.headers_with_underscores.as_deref() {
+        None | Some("drop") => UnderscoreAction::Drop,
+        Some("reject") => UnderscoreAction::Reject,
+        Some("allow") => UnderscoreAction::Allow,
+        Some(other) => {
+            errors.push(
+                file,
+                "connections.headers_with_underscores",
+                format!("`{other}` is not one of drop, reject, allow"),
+            );
+            UnderscoreAction::Drop
+        }
+    };
+    Limits {
+        max_header_bytes,
+        max_headers,
+        max_target_bytes,
+        underscores,
+        max_concurrent_streams,
+    }
+}

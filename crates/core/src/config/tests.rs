@@ -1,0 +1,284 @@
+use std::path::Path;
+
+use super::*;
+use zonegate_devkit::devpki;
+
+/// A directory holding a dev PKI, for configs to reference.
+fn pki_dir() -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    devpki::write_dev_pki(&dir.path().join("certs"), "example.org").unwrap();
+    dir
+}
+
+fn write(dir: &Path, name: &str, contents: &str) -> std::path::PathBuf {
+    let path = dir.join(name);
+    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+    std::fs::write(&path, contents).unwrap();
+    path
+}
+
+const GOOD: &str = r#"
+zone = "payments"
+[[listener]]
+address = "127.0.0.1:8443"
+[tls]
+cert = "certs/gateway.crt"
+key = "certs/gateway.key"
+[trust_domain."example.org"]
+bundle = "certs/ca.crt"
+[[zone_map]]
+zone = "shop"
+identities = ["spiffe://example.org/ns/shop/*"]
+[[route]]
+name = "api"
+path_prefix = "/api/"
+upstream = "backend"
+[upstream.backend]
+addresses = ["127.0.0.1:9000"]
+[policy]
+files = ["policy"]
+"#;
+
+const GOOD_POLICY: &str = r#"
+[[rule]]
+id = "allow-shop"
+effect = "allow"
+zones = ["shop"]
+routes = ["api"]
+methods = ["get"]
+paths = ["/api/**"]
+"#;
+
+#[test]
+fn loads_a_good_config() {
+    let dir = pki_dir();
+    let path = write(dir.path(), "gw.toml", GOOD);
+    write(dir.path(), "policy/a.toml", GOOD_POLICY);
+    let config = load(&path).unwrap();
+    assert_eq!(config.zone, "payments");
+    assert_eq!(config.routes[0].path_prefix, "/api");
+    assert_eq!(config.rules.len(), 1);
+    assert_eq!(config.rules[0].methods, vec!["GET".to_string()]);
+    assert_eq!(
+        config.tls.spiffe_id.as_ref().map(|id| id.as_str()),
+        Some("spiffe://example.org/ns/payments/sa/zonegate")
+    );
+    let shop = SpiffeId::parse("spiffe://example.org/ns/shop/sa/cart").unwrap();
+    let other = SpiffeId::parse("spiffe://example.org/ns/data/sa/etl").unwrap();
+    assert_eq!(config.zone_of(&shop), "shop");
+    assert_eq!(config.zone_of(&other), UNKNOWN_ZONE);
+}
+
+#[test]
+fn unknown_key_is_refused_with_file_line_and_key() {
+    let dir = pki_dir();
+    let path = write(
+        dir.path(),
+        "gw.toml",
+        &GOOD.replace("[policy]", "[policy]\nfilez = []"),
+    );
+    let errors = load(&path).unwrap_err();
+    assert_eq!(errors.len(), 1, "{errors}");
+    let e = &errors.0[0];
+    assert_eq!(e.file, path);
+    assert_eq!(e.key, "filez");
+    assert!(e.line.is_some());
+    assert!(e.reason.contains("unknown field"), "{}", e.reason);
+}
+
+#[test]
+fn reports_every_error_at_once() {
+    let dir = pki_dir();
+    let bad = GOOD
+        .replace("127.0.0.1:8443", "localhost")
+        .replace("certs/ca.crt", "certs/missing.crt")
+        .replace("spiffe://example.org/ns/shop/*", "spiffe://Example.org/*")
+        .replace("upstream = \"backend\"", "upstream = \"nowhere\"");
+    let path = write(dir.path(), "gw.toml", &bad);
+    write(
+        dir.path(),
+        "policy/a.toml",
+        &GOOD_POLICY
+            .replace("\"allow\"", "\"permit\"")
+            .replace("/api/**", "/api/a**b"),
+    );
+    let errors = load(&path).unwrap_err();
+    let keys: Vec<&str> = errors.0.iter().map(|e| e.key.as_str()).collect();
+    for want in [
+        "listener[0].address",
+        "trust_domain.\"example.org\".bundle",
+        "zone_map[0].identities[0]",
+        "route[0].upstream",
+        "rule[0].effect",
+        "rule[0].paths[0]",
+    ] {
+        assert!(keys.contains(&want), "missing {want} in {errors}");
+    }
+    let policy_error = errors.0.iter().find(|e| e.key == "rule[0].effect").unwrap();
+    assert!(policy_error.file.ends_with("policy/a.toml"));
+}
+
+#[test]
+fn duplicate_rule_ids_and_unknown_routes_are_refused() {
+    let dir = pki_dir();
+    let path = write(dir.path(), "gw.toml", GOOD);
+    write(dir.path(), "policy/a.toml", GOOD_POLICY);
+    write(
+        dir.path(),
+        "policy/b.toml",
+        &GOOD_POLICY.replace("[\"api\"]", "[\"ghost\"]"),
+    );
+    let errors = load(&path).unwrap_err().to_string();
+    assert!(
+        errors.contains("duplicate rule id `allow-shop`"),
+        "{errors}"
+    );
+    assert!(errors.contains("route `ghost`"), "{errors}");
+}
+
+#[test]
+fn tls_upstream_requires_a_ca() {
+    let dir = pki_dir();
+    let path = write(
+        dir.path(),
+        "gw.toml",
+        &GOOD.replace(
+            "addresses = [\"127.0.0.1:9000\"]",
+            "addresses = [\"127.0.0.1:9000\"]\ntls = \"mtls\"",
+        ),
+    );
+    write(dir.path(), "policy/a.toml", GOOD_POLICY);
+    let errors = load(&path).unwrap_err();
+    assert_eq!(errors.0[0].key, "upstream.backend.ca");
+}
+
+const TOKENS: &str = r#"
+[token_issuer.td]
+kind = "jwt-svid"
+trust_domain = "example.org"
+keys = "certs/jwt-bundle.json"
+algorithms = ["ES256"]
+[[route]]
+name = "tok"
+path_prefix = "/tok"
+upstream = "backend"
+credentials = "either"
+"#;
+
+#[test]
+fn loads_token_issuers_with_their_defaults() {
+    let dir = pki_dir();
+    let path = write(dir.path(), "gw.toml", &format!("{GOOD}{TOKENS}"));
+    write(dir.path(), "policy/a.toml", GOOD_POLICY);
+    let config = load(&path).unwrap();
+    let issuer = &config.token_issuers[0];
+    assert_eq!(&*issuer.name, "td");
+    // The audience defaults to the gateway's own SPIFFE ID.
+    assert_eq!(
+        issuer.audiences,
+        vec!["spiffe://example.org/ns/payments/sa/zonegate".to_string()]
+    );
+    assert_eq!((issuer.leeway_s, issuer.max_lifetime_s), (30, 3600));
+    assert_eq!(issuer.keys.keys.len(), 1);
+    assert_eq!(
+        config.routes[1].credentials,
+        crate::policy::Credentials::Either
+    );
+    assert!(
+        config.files.iter().any(|f| f.ends_with("jwt-bundle.json")),
+        "keys are watched"
+    );
+}
+
+#[test]
+fn refuses_every_unsafe_token_setting_with_file_and_key() {
+    let dir = pki_dir();
+    let bad = r#"
+[token_issuer.a]
+kind = "jwt-svid"
+trust_domain = "example.org"
+keys = "certs/jwt-bundle.json"
+algorithms = ["none", "HS256", "EdDSA", "ES999"]
+max_lifetime_s = 100000
+leeway_s = 3600
+[token_issuer.b]
+kind = "jwt"
+trust_domain = "example.org"
+keys = "certs/missing.json"
+algorithms = ["ES256"]
+[token_issuer.c]
+kind = "saml"
+keys = "certs/jwt-bundle.json"
+algorithms = []
+[[route]]
+name = "tok"
+path_prefix = "/tok"
+upstream = "backend"
+credentials = "sometimes"
+"#;
+    let path = write(dir.path(), "gw.toml", &format!("{GOOD}{bad}"));
+    write(
+        dir.path(),
+        "policy/a.toml",
+        r#"
+[[rule]]
+id = "by-subject"
+effect = "allow"
+subjects = ["repo:acme/*"]
+claims = { scope = "" }
+[[rule]]
+id = "unknown-issuer"
+effect = "allow"
+issuers = ["nobody"]
+"#,
+    );
+    let errors = load(&path).unwrap_err().to_string();
+    for want in [
+        "token_issuer.a.algorithms[0]: `none` (an unsigned token) is never accepted",
+        "token_issuer.a.algorithms[1]: `HS256`: symmetric (HMAC) algorithms are never accepted",
+        "token_issuer.a.algorithms[2]: `EdDSA` is not a JWT-SVID algorithm",
+        "token_issuer.a.algorithms[3]: `ES999` is not one of",
+        "token_issuer.a.max_lifetime_s: between 1 and 86400 seconds",
+        "token_issuer.a.leeway_s: at most 300 seconds",
+        "token_issuer.b.issuer: required for kind = \"jwt\"",
+        "token_issuer.b.trust_domain: another issuer already speaks for `example.org`",
+        "token_issuer.b.keys: cannot read",
+        "token_issuer.c.kind: `saml` is not \"jwt-svid\" or \"jwt\"",
+        "token_issuer.c.algorithms: list the signature algorithms",
+        "route[1].credentials: `sometimes` is not one of",
+        "rule[0].issuers: required with `subjects` or `claims`",
+        "rule[0].claims.scope: a claim matcher needs a name and at least one non-empty value",
+        "rule `unknown-issuer` names token issuer `nobody`",
+    ] {
+        assert!(errors.contains(want), "missing `{want}` in:\n{errors}");
+    }
+}
+
+#[test]
+fn token_routes_need_an_issuer_and_forward_token_needs_a_token_route() {
+    let dir = pki_dir();
+    let bad = r#"
+[[route]]
+name = "tok"
+path_prefix = "/tok"
+upstream = "backend"
+credentials = "token"
+[[route]]
+name = "fwd"
+path_prefix = "/fwd"
+upstream = "backend"
+forward_token = true
+[connections]
+idle_timeout_s = 0
+"#;
+    let path = write(dir.path(), "gw.toml", &format!("{GOOD}{bad}"));
+    write(dir.path(), "policy/a.toml", GOOD_POLICY);
+    let errors = load(&path).unwrap_err().to_string();
+    for want in [
+        "route[1].credentials: `token` accepts tokens, but no [token_issuer.NAME] is configured",
+        "route[2].forward_token: set only on routes whose credentials accept tokens",
+        "connections.idle_timeout_s: must be at least 1",
+    ] {
+        assert!(errors.contains(want), "missing `{want}` in:\n{errors}");
+    }
+}

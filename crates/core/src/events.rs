@@ -1,0 +1,144 @@
+//! Identity events: the record of every cross-zone attempt and every in-zone refusal. The
+//! schema lives here; the sink that writes them is the gateway's.
+//!
+//! The schema is versioned (`schema` field) and documented in docs/events.md; fields are only
+//! ever added within a version.
+
+use serde::Serialize;
+
+/// The schema identifier written in every event.
+pub const SCHEMA: &str = "zonegate.identity/v1";
+/// The `kind` of a request's identity event.
+pub const KIND_REQUEST: &str = "request";
+/// The `kind` of a configuration reload's event.
+pub const KIND_CONFIG_RELOAD: &str = "config_reload";
+/// The `kind` of a refused handshake's event.
+pub const KIND_HANDSHAKE_REFUSED: &str = "handshake_refused";
+
+/// One request's identity event. Absent facts are `null`, never guessed.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct IdentityEvent {
+    pub schema: &'static str,
+    /// Always `request` for identity events (other record kinds share the stream).
+    pub kind: &'static str,
+    /// RFC 3339 UTC with milliseconds.
+    pub time: String,
+    pub event_id: String,
+    pub request_id: String,
+    /// `allow` or `deny`: what the gateway enforced.
+    pub decision: &'static str,
+    /// A stable reason category (see docs/events.md).
+    pub reason: &'static str,
+    /// Free-text detail for operators (never sent to the client).
+    pub detail: Option<String>,
+    /// The rule that decided; `null` for the default deny or when no policy ran.
+    pub rule_id: Option<String>,
+    /// The audit rule that would have changed the decision, and to what.
+    pub audit_rule_id: Option<String>,
+    pub audit_decision: Option<&'static str>,
+    pub cross_zone: bool,
+    pub credential: Option<&'static str>,
+    pub source_spiffe_id: Option<String>,
+    pub source_zone: Option<String>,
+    pub peer_addr: Option<String>,
+    pub cert_serial: Option<String>,
+    /// RFC 3339 UTC.
+    pub cert_not_after: Option<String>,
+    /// The configured name of the token's issuer, when a token authenticated the request.
+    pub token_issuer: Option<String>,
+    pub token_subject: Option<String>,
+    pub token_jti: Option<String>,
+    /// RFC 3339 UTC.
+    pub token_expiry: Option<String>,
+    pub destination_zone: String,
+    pub route: Option<String>,
+    pub upstream: Option<String>,
+    pub method: String,
+    pub host: Option<String>,
+    /// The normalised path (what policy saw and the upstream received); for a path that could
+    /// not be normalised, `null`, with `raw_path` set instead.
+    pub path: Option<String>,
+    pub raw_path: Option<String>,
+    pub http_version: &'static str,
+    pub status: u16,
+    pub duration_ms: f64,
+    pub policy_generation: u64,
+}
+
+/// A TLS handshake refused because the client certificate is not an acceptable X.509-SVID.
+/// No HTTP request exists yet, so only certificate facts are known.
+#[derive(Clone, Debug, Serialize)]
+pub struct HandshakeEvent {
+    pub schema: &'static str,
+    /// Always `handshake_refused`.
+    pub kind: &'static str,
+    pub time: String,
+    pub event_id: String,
+    pub decision: &'static str,
+    /// `svid_refused` (the certificate, or the proof of its key, was refused),
+    /// `no_certificate` (none on a listener that requires one), `handshake_timeout` or
+    /// `tls_error` (anything else that ended the handshake).
+    pub reason: &'static str,
+    pub detail: String,
+    /// The SPIFFE ID the certificate claims (unverified), when it has one.
+    pub claimed_spiffe_id: Option<String>,
+    /// The client's address, where the listener knows it.
+    pub peer_addr: Option<String>,
+    pub destination_zone: String,
+}
+
+/// A configuration reload: applied, or refused with the errors `zonegate check` prints.
+#[derive(Clone, Debug, Serialize)]
+pub struct ReloadEvent {
+    pub schema: &'static str,
+    /// Always `config_reload`.
+    pub kind: &'static str,
+    pub time: String,
+    pub event_id: String,
+    /// `applied` or `refused`.
+    pub result: &'static str,
+    /// What asked for it: `file`, `signal`, `admin`.
+    pub trigger: &'static str,
+    /// The generation in force after the attempt.
+    pub generation: u64,
+    pub policy_hash: String,
+    pub errors: Vec<String>,
+}
+
+/// One line of the event stream.
+#[derive(Clone, Debug, Serialize)]
+#[serde(untagged)]
+pub enum Record {
+    Request(Box<IdentityEvent>),
+    Handshake(HandshakeEvent),
+    Reload(ReloadEvent),
+}
+
+impl From<ReloadEvent> for Record {
+    fn from(event: ReloadEvent) -> Self {
+        Record::Reload(event)
+    }
+}
+
+impl From<IdentityEvent> for Record {
+    fn from(event: IdentityEvent) -> Self {
+        Record::Request(Box::new(event))
+    }
+}
+
+impl From<HandshakeEvent> for Record {
+    fn from(event: HandshakeEvent) -> Self {
+        Record::Handshake(event)
+    }
+}
+
+/// Formats a Unix timestamp (seconds) as RFC 3339 UTC.
+pub fn rfc3339_seconds(unix: i64) -> Option<String> {
+    chrono::DateTime::from_timestamp(unix, 0)
+        .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true))
+}
+
+/// The current time as RFC 3339 UTC with milliseconds.
+pub fn now_rfc3339() -> String {
+    chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+}

@@ -1,0 +1,76 @@
+//! Micro-benchmark of identity-event JSON encoding, the work the event writer thread does per
+//! event (off the request path, but it bounds how many events per second one sink can write).
+//!
+//! `cargo bench -p zonegate-gateway --bench events`
+
+use std::hint::black_box;
+
+use criterion::{criterion_group, criterion_main, Criterion, Throughput};
+
+use zonegate_gateway::events::{now_rfc3339, IdentityEvent, Record, KIND_REQUEST, SCHEMA};
+
+/// A cross-zone request that was allowed: every usual field set. Built with
+/// `..Default::default()` so that fields added later do not break the benchmark.
+fn allowed() -> IdentityEvent {
+    IdentityEvent {
+        schema: SCHEMA,
+        kind: KIND_REQUEST,
+        time: now_rfc3339(),
+        event_id: "8f2c5a0e4b1d49c7a3e2f10b6d7c8e90".into(),
+        request_id: "8f2c5a0e4b1d49c7a3e2f10b6d7c8e91".into(),
+        decision: "allow",
+        reason: "allowed",
+        rule_id: Some("checkout-charges".into()),
+        cross_zone: true,
+        credential: Some("x509-svid"),
+        source_spiffe_id: Some("spiffe://example.org/ns/shop/sa/checkout".into()),
+        source_zone: Some("shop".into()),
+        peer_addr: Some("127.0.0.1:51234".into()),
+        cert_serial: Some("3a1f6c0d2e9b47a18c5d3e2f1a0b9c8d".into()),
+        cert_not_after: Some("2026-12-23T10:00:00Z".into()),
+        destination_zone: "payments".into(),
+        route: Some("payments-api".into()),
+        upstream: Some("127.0.0.1:9001".into()),
+        method: "POST".into(),
+        host: Some("payments.internal".into()),
+        path: Some("/payments/charge".into()),
+        http_version: "HTTP/1.1",
+        status: 200,
+        duration_ms: 0.84,
+        policy_generation: 1,
+        ..Default::default()
+    }
+}
+
+/// A refused request with a path that needs escaping in JSON.
+fn refused() -> IdentityEvent {
+    IdentityEvent {
+        decision: "deny",
+        reason: "bad_path",
+        rule_id: None,
+        detail: Some("encoded `/` (%2F) in the path".into()),
+        path: None,
+        raw_path: Some("/payments/public/..%2F..%2Fadmin?\"q\"=<x>\\".into()),
+        status: 400,
+        ..allowed()
+    }
+}
+
+fn encode(c: &mut Criterion) {
+    let mut group = c.benchmark_group("event_json");
+    group.throughput(Throughput::Elements(1));
+    for (name, event) in [("allowed", allowed()), ("refused", refused())] {
+        let record = Record::from(event);
+        let mut line = Vec::with_capacity(1024);
+        group.bench_function(name, |b| {
+            b.iter(|| {
+                line.clear();
+                serde_json::to_writer(&mut line, black_box(&record)).map(|()| line.len())
+            })
+        });
+    }
+    group.finish();
+}
+
+criterion_group!(benches, encode);
+criterion_main!(benches);

@@ -1,0 +1,7 @@
+//! Identity events: the schema is the core's ([`zonegate_core::events`]); this crate owns the
+//! bounded, non-blocking sink that writes them as JSON lines.
+
+mod sink;
+
+pub use sink::{EventSink, SinkStats};
+pub use zonegate_core::events::*;
