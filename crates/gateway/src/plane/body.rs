@@ -120,7 +120,14 @@ impl Body for ResponseBody {
             ResponseBody::Answer(bytes) => Poll::Ready(bytes.take().map(|b| Ok(Frame::data(b)))),
             ResponseBody::Upstream { inner, lease } => {
                 let polled = Pin::new(&mut *inner).poll_frame(cx);
-                if let Poll::Ready(None) = polled {
+                // The server stops polling a body of known length once it has its last byte,
+                // so the end is taken from the body itself, not only from a final `None`.
+                let ended = match &polled {
+                    Poll::Ready(None) => true,
+                    Poll::Ready(Some(Ok(_))) => inner.is_end_stream(),
+                    _ => false,
+                };
+                if ended {
                     if let Some(lease) = lease.take() {
                         lease.release();
                     }
@@ -133,8 +140,7 @@ impl Body for ResponseBody {
     fn is_end_stream(&self) -> bool {
         match self {
             ResponseBody::Answer(bytes) => bytes.is_none(),
-            // Not ended until polled to its end, which is what releases the lease.
-            ResponseBody::Upstream { .. } => false,
+            ResponseBody::Upstream { inner, .. } => inner.is_end_stream(),
         }
     }
 

@@ -11,7 +11,7 @@ use http::header::{HeaderValue, AUTHORIZATION, CONTENT_LENGTH, HOST};
 use http::request::Parts;
 use http::uri::{Authority, PathAndQuery, Scheme};
 use http::{Request, Response, StatusCode, Uri, Version};
-use hyper::body::Incoming;
+use hyper::body::{Body, Incoming};
 use tokio::sync::Notify;
 use tracing::debug;
 
@@ -237,6 +237,15 @@ impl Connection {
                         elapsed: started.elapsed(),
                     },
                 );
+                // A body that is already over (no content) is never polled: its connection
+                // is free now.
+                let lease = match lease {
+                    Some(lease) if response.body().is_end_stream() => {
+                        lease.release();
+                        None
+                    }
+                    lease => lease,
+                };
                 response.map(|inner| ResponseBody::Upstream { inner, lease })
             }
             Err((error, addr)) => {
