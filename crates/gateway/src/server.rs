@@ -23,6 +23,7 @@ use crate::config::Listener;
 use crate::events::EventSink;
 use crate::identity::RefusalObserver;
 use crate::plane::listener::{self, EventBudget, HandshakeRefusals};
+use crate::plane::upstream::H1Cache;
 use crate::plane::Shared;
 use crate::reload::{ConfigWatcher, Reloader, SnapshotStore};
 
@@ -313,11 +314,13 @@ impl Worker {
         };
         runtime.block_on(async move {
             let (alive, mut all_closed) = mpsc::channel::<()>(1);
+            let upstreams = Arc::new(H1Cache::default());
             for (socket, tls) in self.sockets {
                 match tokio::net::TcpListener::from_std(socket) {
                     Ok(socket) => {
                         tokio::spawn(listener::accept(
                             self.shared.clone(),
+                            upstreams.clone(),
                             socket,
                             tls,
                             self.stop.clone(),

@@ -64,10 +64,12 @@ pub fn tls_config(
     Ok(Arc::new(config))
 }
 
-/// Accepts connections until `shutdown`, serving each on this worker's runtime. Every
-/// connection task holds a clone of `alive`, so the worker knows when the last one ended.
+/// Accepts connections until `shutdown`, serving each on this worker's runtime with the
+/// worker's idle upstream connections. Every connection task holds a clone of `alive`, so the
+/// worker knows when the last one ended.
 pub async fn accept(
     shared: Arc<Shared>,
+    upstreams: Arc<H1Cache>,
     listener: TcpListener,
     tls: watch::Receiver<Arc<ServerConfig>>,
     mut shutdown: watch::Receiver<bool>,
@@ -90,6 +92,7 @@ pub async fn accept(
         let acceptor = TlsAcceptor::from(tls.borrow().clone());
         tokio::spawn(serve(
             shared.clone(),
+            upstreams.clone(),
             tcp,
             peer_addr,
             acceptor,
@@ -102,6 +105,7 @@ pub async fn accept(
 /// One client connection, from handshake to close.
 async fn serve(
     shared: Arc<Shared>,
+    upstreams: Arc<H1Cache>,
     tcp: TcpStream,
     peer_addr: SocketAddr,
     acceptor: TlsAcceptor,
@@ -144,7 +148,7 @@ async fn serve(
         shared: shared.clone(),
         peer,
         peer_addr,
-        upstreams: Arc::new(H1Cache::default()),
+        upstreams,
         close: tokio::sync::Notify::new(),
         activity: Activity::new(),
     });

@@ -35,6 +35,7 @@ pub struct Connection {
     pub shared: Arc<Shared>,
     pub peer: Option<PeerSvid>,
     pub peer_addr: SocketAddr,
+    /// The worker's idle HTTP/1.1 upstream connections.
     pub upstreams: Arc<H1Cache>,
     /// Asks the connection's owner to end it (GOAWAY on HTTP/2): its certificate failed.
     pub close: Notify,

@@ -1,10 +1,11 @@
 //! Upstream pools: the addresses behind a route (round robin, health-aware through
 //! pingora-load-balancing) and the connections to them.
 //!
-//! HTTP/1.1 connections are kept per client connection ([`H1Cache`]): a client connection's
-//! requests reuse its own upstream connections, so the request path never takes a lock shared
-//! with other connections, and an idle client holds at most a few idle upstream connections.
-//! HTTP/2 connections are multiplexed and shared by the whole pool, one per address.
+//! Idle HTTP/1.1 connections are kept per worker ([`H1Cache`]): every client connection of a
+//! worker thread reuses them, so the request path never takes a lock another thread holds, and
+//! the number of upstream connections follows the requests in flight, not the number of
+//! clients (ten thousand idle clients hold no upstream connection). HTTP/2 connections are
+//! multiplexed and shared by the whole pool, one per address.
 
 use std::io;
 use std::net::SocketAddr;
@@ -12,7 +13,7 @@ use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use hyper::body::Incoming;
 use hyper::client::conn::{http1, http2};
@@ -30,8 +31,8 @@ use tracing::debug;
 use super::body::{BodyTooLarge, RequestBody};
 use crate::config::{ServerTls, Upstream, UpstreamTls};
 
-/// Most idle HTTP/1.1 upstream connections one client connection keeps.
-const MAX_IDLE_PER_CLIENT: usize = 4;
+/// Most idle HTTP/1.1 upstream connections one worker keeps, across its pools.
+const MAX_IDLE_PER_WORKER: usize = 256;
 
 static NEXT_POOL_ID: AtomicU64 = AtomicU64::new(1);
 
@@ -154,11 +155,7 @@ impl UpstreamPool {
             {
                 Err(_) => return Err(Failure::Timeout),
                 Ok(Ok(response)) => {
-                    return Ok((
-                        response,
-                        addr,
-                        Some(Lease::new(cache, self.id, addr, sender)),
-                    ))
+                    return Ok((response, addr, Some(Lease::new(cache, self, addr, sender))))
                 }
                 Ok(Err(mut e)) => match e.take_message() {
                     // Not sent: the kept connection had closed. Open a fresh one.
@@ -193,11 +190,7 @@ impl UpstreamPool {
         match tokio::time::timeout(self.config.read_timeout, sender.send_request(request)).await {
             Err(_) => Err(Failure::Timeout),
             Ok(Err(e)) => Err(Failure::sending(e)),
-            Ok(Ok(response)) => Ok((
-                response,
-                addr,
-                Some(Lease::new(cache, self.id, addr, sender)),
-            )),
+            Ok(Ok(response)) => Ok((response, addr, Some(Lease::new(cache, self, addr, sender)))),
         }
     }
 
@@ -345,34 +338,58 @@ impl Failure {
     }
 }
 
-/// The idle HTTP/1.1 upstream connections of one client connection.
+/// The idle HTTP/1.1 upstream connections of one worker.
 #[derive(Default)]
 pub struct H1Cache {
-    idle: Mutex<Vec<(u64, SocketAddr, http1::SendRequest<RequestBody>)>>,
+    idle: Mutex<Vec<Idle>>,
+}
+
+struct Idle {
+    pool: u64,
+    addr: SocketAddr,
+    sender: http1::SendRequest<RequestBody>,
+    /// The pool's `idle_timeout_ms` from when it went idle: closed after that.
+    expires: Instant,
 }
 
 impl H1Cache {
     fn take(&self, pool: u64, addr: SocketAddr) -> Option<http1::SendRequest<RequestBody>> {
         let mut idle = self.idle.lock().unwrap_or_else(|p| p.into_inner());
-        idle.retain(|(_, _, s)| !s.is_closed());
-        let at = idle.iter().position(|(p, a, _)| *p == pool && *a == addr)?;
-        Some(idle.swap_remove(at).2)
+        let now = Instant::now();
+        idle.retain(|i| !i.sender.is_closed() && i.expires > now);
+        // The most recently used first: it is the least likely to have been closed.
+        let at = idle
+            .iter()
+            .rposition(|i| i.pool == pool && i.addr == addr)?;
+        Some(idle.remove(at).sender)
     }
 
-    fn put(&self, pool: u64, addr: SocketAddr, sender: http1::SendRequest<RequestBody>) {
+    fn put(
+        &self,
+        pool: u64,
+        addr: SocketAddr,
+        sender: http1::SendRequest<RequestBody>,
+        idle_timeout: Duration,
+    ) {
         let mut idle = self.idle.lock().unwrap_or_else(|p| p.into_inner());
-        if idle.len() >= MAX_IDLE_PER_CLIENT {
+        if idle.len() >= MAX_IDLE_PER_WORKER {
             idle.remove(0);
         }
-        idle.push((pool, addr, sender));
+        idle.push(Idle {
+            pool,
+            addr,
+            sender,
+            expires: Instant::now() + idle_timeout,
+        });
     }
 }
 
-/// An HTTP/1.1 upstream connection lent to one response: it goes back to its client
-/// connection's cache when the response body has been read to its end, and is closed if the
-/// body is abandoned half-read.
+/// An HTTP/1.1 upstream connection lent to one response: it goes back to its worker's cache
+/// when the response body has been read to its end, and is closed if the body is abandoned
+/// half-read.
 pub struct Lease {
     cache: Arc<H1Cache>,
+    idle_timeout: Duration,
     pool: u64,
     addr: SocketAddr,
     sender: http1::SendRequest<RequestBody>,
@@ -381,13 +398,14 @@ pub struct Lease {
 impl Lease {
     fn new(
         cache: &Arc<H1Cache>,
-        pool: u64,
+        pool: &UpstreamPool,
         addr: SocketAddr,
         sender: http1::SendRequest<RequestBody>,
     ) -> Lease {
         Lease {
             cache: cache.clone(),
-            pool,
+            idle_timeout: pool.config.idle_timeout,
+            pool: pool.id,
             addr,
             sender,
         }
@@ -395,7 +413,8 @@ impl Lease {
 
     /// The response was read to its end: the connection is free for the next request.
     pub fn release(self) {
-        self.cache.put(self.pool, self.addr, self.sender);
+        self.cache
+            .put(self.pool, self.addr, self.sender, self.idle_timeout);
     }
 }
 
