@@ -44,6 +44,7 @@ pub struct Totals {
 impl Totals {
     fn new() -> Totals {
         // Constant, valid bounds (1 ns .. 120 s, 3 significant digits): cannot fail.
+        #[allow(clippy::expect_used)]
         let histogram = Histogram::new_with_bounds(1, MAX_TRACKED_NS, 3)
             .expect("constant histogram bounds are valid");
         Totals {

@@ -1,6 +1,7 @@
 //! End to end: the real `zonegate-loadtest` binary against a small in-process mTLS server
 //! (rustls + hyper, HTTP/1.1 and HTTP/2) with a PKI minted by rcgen at test time. The server
 //! keeps its own counts, so the tool's report is checked against what really arrived.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a failed unwrap is a failed test
 
 use std::collections::BTreeMap;
 use std::convert::Infallible;

@@ -1,6 +1,7 @@
 //! End-to-end harness: a real gateway (the library's server, real TLS listeners) in front of
 //! a real upstream, driven by real rustls/hyper clients, with certificates minted by rcgen at
 //! test time. Nothing is mocked.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a failed unwrap is a failed test
 
 use std::net::{Ipv4Addr, SocketAddr, TcpListener};
 use std::path::{Path, PathBuf};

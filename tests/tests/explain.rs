@@ -2,6 +2,7 @@
 //! real gateway over mTLS and explained offline from the same config files, and the answers
 //! (status, decision, reason, deciding rule, audit rule, route, normalised path) must match the
 //! live responses and the identity events they produced.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a failed unwrap is a failed test
 
 use std::collections::HashMap;
 

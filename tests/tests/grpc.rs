@@ -1,5 +1,6 @@
 //! gRPC-style bidirectional streaming over HTTP/2 end to end: frames flow through the gateway
 //! as they are sent (no buffering of the whole body) and trailers reach the client.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a failed unwrap is a failed test
 
 use std::convert::Infallible;
 use std::sync::Arc;

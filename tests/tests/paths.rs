@@ -1,5 +1,6 @@
 //! Policy sees the path the upstream will see: normalisation bypass attempts are refused or
 //! decided on the normalised path, and the upstream receives exactly that path.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a failed unwrap is a failed test
 
 use http::StatusCode;
 use zonegate_e2e::*;

@@ -1,6 +1,7 @@
 //! The data plane over real TLS: request-head and body limits answered before the upstream,
 //! underscored header names that could smuggle an identity, GOAWAY on a refused certificate,
 //! HTTP/2 rapid reset bounded, and refused handshakes as events.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a failed unwrap is a failed test
 
 use std::net::{Ipv4Addr, SocketAddr};
 use std::sync::atomic::{AtomicU64, Ordering};

@@ -1,5 +1,6 @@
 //! Requests through the gateway: allow and deny, headers, HTTP/2, gRPC-style streaming,
 //! upstream failure, and the identity events they produce.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a failed unwrap is a failed test
 
 use std::time::Duration;
 

@@ -1,5 +1,6 @@
 //! Hot reload: policy, certificates, bundles and revocation lists change while serving, no
 //! request fails or is mis-decided, and a broken change is refused while the old one serves.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a failed unwrap is a failed test
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};

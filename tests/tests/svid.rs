@@ -1,4 +1,5 @@
 //! X.509-SVID verification at the handshake, and identity re-checked on every request.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a failed unwrap is a failed test
 
 use std::time::Duration;
 

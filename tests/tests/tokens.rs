@@ -1,5 +1,6 @@
 //! Token identities end to end: JWT-SVIDs and bearer JWTs minted at test time, presented over
 //! real TLS connections (with and without a client certificate), verified by the real gateway.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a failed unwrap is a failed test
 
 use std::sync::OnceLock;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};

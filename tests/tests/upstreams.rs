@@ -1,5 +1,6 @@
 //! Upstream pools: mTLS upstreams where the gateway presents its own SVID, and load
 //! balancing that routes around a dead address once health checks see it.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a failed unwrap is a failed test
 
 use std::net::{Ipv4Addr, SocketAddr};
 use std::sync::Arc;

@@ -10,9 +10,9 @@ use crate::events::EventSink;
 use crate::reload::SnapshotStore;
 use crate::{devpki, devtoken, server};
 
-pub use crate::config::EXIT_FAILURE;
+pub(crate) use crate::config::EXIT_FAILURE;
 
-pub fn init_logging(format: &str) {
+pub(crate) fn init_logging(format: &str) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     let builder = tracing_subscriber::fmt()
@@ -26,7 +26,7 @@ pub fn init_logging(format: &str) {
 }
 
 /// `zonegate run`: serve until a shutdown signal.
-pub fn run(config_path: &Path, options: &server::StartOptions) -> i32 {
+pub(crate) fn run(config_path: &Path, options: &server::StartOptions) -> i32 {
     let store = match SnapshotStore::open(config_path) {
         Ok(store) => Arc::new(store),
         Err(errors) => {
@@ -69,7 +69,7 @@ pub fn run(config_path: &Path, options: &server::StartOptions) -> i32 {
 }
 
 /// `zonegate check`: validate and report every error at once.
-pub fn check(config_path: &Path) -> i32 {
+pub(crate) fn check(config_path: &Path) -> i32 {
     let checked =
         config::load(config_path).and_then(|c| crate::reload::Snapshot::build(c, 0, None));
     match checked {
@@ -97,7 +97,7 @@ pub fn check(config_path: &Path) -> i32 {
 }
 
 /// `zonegate dev-certs`: mint a development PKI.
-pub fn dev_certs(out: &Path, trust_domain: &str) -> i32 {
+pub(crate) fn dev_certs(out: &Path, trust_domain: &str) -> i32 {
     if let Err(e) = crate::identity::spiffe::validate_trust_domain(trust_domain) {
         eprintln!("--trust-domain: `{trust_domain}`: {e}");
         return EXIT_CONFIG;
@@ -118,7 +118,7 @@ pub fn dev_certs(out: &Path, trust_domain: &str) -> i32 {
 
 /// `zonegate token mint`'s arguments.
 #[derive(Debug)]
-pub struct MintArgs {
+pub(crate) struct MintArgs {
     pub key: PathBuf,
     pub sub: String,
     pub aud: Vec<String>,
@@ -129,7 +129,7 @@ pub struct MintArgs {
 }
 
 /// `zonegate token mint`: prints a freshly signed dev token.
-pub fn mint_token(args: &MintArgs) -> i32 {
+pub(crate) fn mint_token(args: &MintArgs) -> i32 {
     match mint(args) {
         Ok(token) => {
             println!("{token}");

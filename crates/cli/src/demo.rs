@@ -18,7 +18,7 @@ const TRUST_DOMAIN_NAME: &str = "example-org";
 
 /// The demo zone's policy: checkout (zone `shop`) may charge; the payments zone's own ledger
 /// may read; a staged rule audits refunds from `shop`. Everything else is denied by default.
-pub const DEMO_POLICY: &str = r#"# Demo policy for the `payments` zone. Default deny: only what a rule allows gets through.
+pub(crate) const DEMO_POLICY: &str = r#"# Demo policy for the `payments` zone. Default deny: only what a rule allows gets through.
 
 [[rule]]
 id = "checkout-charges"
@@ -105,7 +105,7 @@ address = "127.0.0.1:{admin_port}"
 }
 
 /// Runs the demo until Ctrl-C.
-pub fn run(dir: &Path, port: u16, admin_port: u16) -> i32 {
+pub(crate) fn run(dir: &Path, port: u16, admin_port: u16) -> i32 {
     match start(dir, port, admin_port) {
         Ok(code) => code,
         Err(e) => {

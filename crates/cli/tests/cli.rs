@@ -1,5 +1,6 @@
 //! The `zonegate` binary as a user runs it: `check` on every example config, `check` on a
 //! broken one, and `demo` driven with curl.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a failed unwrap is a failed test
 
 use std::net::{Ipv4Addr, TcpStream};
 use std::path::{Path, PathBuf};

@@ -1,4 +1,5 @@
 //! The binary's life: readiness, SIGHUP reloads, and SIGTERM draining in-flight requests.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a failed unwrap is a failed test
 
 use std::io::{Read, Write};
 use std::net::{Ipv4Addr, TcpListener, TcpStream};

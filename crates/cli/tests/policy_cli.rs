@@ -2,6 +2,7 @@
 //! policies and event files of `tests/fixtures/intel`, with a dev PKI minted at test time.
 //! Outputs are compared byte for byte with `tests/fixtures/intel/expected/`; run with
 //! `ZONEGATE_BLESS=1` to rewrite those files after an intended change (and review the diff).
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a failed unwrap is a failed test
 
 use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};

@@ -2,6 +2,7 @@
 //! gateway runs once per connection (certificates minted by rcgen at start-up).
 //!
 //! `cargo bench -p zonegate-core --bench identity`
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a failed unwrap is a failed test
 
 use std::hint::black_box;
 

@@ -9,6 +9,7 @@
 //! The request decided is allowed by the *last* workload rule, so no size gets an early exit.
 //!
 //! `cargo bench -p zonegate-core --bench policy` (add `-- policy_decision` to run only the decisions)
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a failed unwrap is a failed test
 
 use std::hint::black_box;
 use std::path::PathBuf;

@@ -2,6 +2,7 @@
 //! and EdDSA, beside ring's raw ES256 signature verification (the floor a miss can approach).
 //!
 //! `cargo bench -p zonegate-core --bench tokens`
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a failed unwrap is a failed test
 
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};

@@ -2,6 +2,7 @@
 //! event (off the request path, but it bounds how many events per second one sink can write).
 //!
 //! `cargo bench -p zonegate-gateway --bench events`
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a failed unwrap is a failed test
 
 use std::hint::black_box;
 

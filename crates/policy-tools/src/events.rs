@@ -15,7 +15,7 @@ use serde::{Deserialize, Serialize};
 use zonegate_core::events::{KIND_REQUEST, SCHEMA};
 
 /// Longest line read; longer lines are skipped (an event is well under 8 KiB).
-pub const MAX_LINE: usize = 64 * 1024;
+pub(crate) const MAX_LINE: usize = 64 * 1024;
 
 /// How many problem lines are reported by file and line.
 const MAX_REPORTED: usize = 5;
@@ -81,7 +81,7 @@ pub struct ReadStats {
 }
 
 /// A line-by-line reader of one event file (`-`: standard input).
-pub struct EventReader {
+pub(crate) struct EventReader {
     name: PathBuf,
     input: Box<dyn BufRead>,
     line: Vec<u8>,
@@ -91,7 +91,7 @@ pub struct EventReader {
 }
 
 impl EventReader {
-    pub fn open(path: &Path) -> io::Result<EventReader> {
+    pub(crate) fn open(path: &Path) -> io::Result<EventReader> {
         let input: Box<dyn BufRead> = if path == Path::new("-") {
             Box::new(BufReader::with_capacity(256 * 1024, io::stdin()))
         } else {
@@ -119,7 +119,7 @@ impl EventReader {
 
     /// Calls `visit` with every request event, in order, skipping (and counting) everything
     /// else. Each event borrows the line buffer, which the next line reuses.
-    pub fn for_each_request(&mut self, mut visit: impl FnMut(RequestEvent<'_>)) {
+    pub(crate) fn for_each_request(&mut self, mut visit: impl FnMut(RequestEvent<'_>)) {
         loop {
             match self.read_line() {
                 Ok(true) => {}
@@ -226,7 +226,7 @@ impl EventReader {
     }
 
     /// Prints the problems found on stderr (the first few by line, then a count).
-    pub fn report_skipped(&self) {
+    pub(crate) fn report_skipped(&self) {
         for p in &self.problems {
             eprintln!("{p}: skipped");
         }
@@ -251,7 +251,7 @@ impl ReadStats {
 }
 
 /// The IP of a `peer_addr` (`IP:port` or `[IPv6]:port`): one host, whatever its port.
-pub fn peer_ip(addr: &str) -> &str {
+pub(crate) fn peer_ip(addr: &str) -> &str {
     if let Some(rest) = addr.strip_prefix('[') {
         return rest.split_once(']').map_or(addr, |(ip, _)| ip);
     }

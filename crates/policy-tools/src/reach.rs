@@ -56,7 +56,7 @@ impl Methods {
 }
 
 /// Every method name the grid's rules name.
-pub fn named_methods(grid: &Grid) -> Vec<String> {
+pub(crate) fn named_methods(grid: &Grid) -> Vec<String> {
     let mut all: Vec<String> = grid
         .methods
         .iter()
@@ -92,7 +92,7 @@ fn methods_of(grid: &Grid, set: &BTreeSet<usize>) -> Methods {
 type Classes = BTreeSet<usize>;
 
 /// Compresses `selected` (cells of `side`, each with its attribute) into rows.
-pub fn rows<A: Ord + Clone>(
+pub(crate) fn rows<A: Ord + Clone>(
     grid: &Grid,
     side: &Loaded,
     selected: &BTreeMap<Cell, A>,
@@ -167,7 +167,7 @@ pub fn rows<A: Ord + Clone>(
 
 /// The labels of the identity classes' members, broadest first, without those a kept
 /// broader label already covers.
-pub fn identity_labels(grid: &Grid, classes: &BTreeSet<usize>) -> Vec<String> {
+pub(crate) fn identity_labels(grid: &Grid, classes: &BTreeSet<usize>) -> Vec<String> {
     let mut members: Vec<(&str, &crate::identity::SpiffeId)> = classes
         .iter()
         .flat_map(|&i| grid.identities[i].members.iter())
@@ -196,7 +196,7 @@ pub fn identity_labels(grid: &Grid, classes: &BTreeSet<usize>) -> Vec<String> {
 }
 
 /// The labels of the target classes' members, broadest first, without covered ones.
-pub fn path_labels(grid: &Grid, classes: &BTreeSet<usize>) -> Vec<String> {
+pub(crate) fn path_labels(grid: &Grid, classes: &BTreeSet<usize>) -> Vec<String> {
     let members: Vec<(&str, &str)> = classes
         .iter()
         .flat_map(|&t| grid.targets[t].members.iter())
@@ -275,7 +275,7 @@ fn exceptions<A>(
 }
 
 /// `IDS (zones) METHODS route PATHS [except PATHS]` on one line.
-pub fn row_text<A>(row: &Row<A>, all_named: &[String]) -> String {
+pub(crate) fn row_text<A>(row: &Row<A>, all_named: &[String]) -> String {
     let mut s = format!(
         "{} ({}) {} {} {}",
         row.identities.join(", "),

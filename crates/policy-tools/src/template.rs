@@ -13,7 +13,7 @@ const MIN_HEX: usize = 16;
 const MIN_TOKEN: usize = 20;
 
 /// The template of a normalised path: identifier segments replaced by `*` (or `prefix*`).
-pub fn template(path: &str) -> String {
+pub(crate) fn template(path: &str) -> String {
     let Some(rest) = path.strip_prefix('/') else {
         return path.to_string();
     };
@@ -24,7 +24,7 @@ pub fn template(path: &str) -> String {
 /// A pattern that matches `path`: its template when that is a valid pattern matching it, else
 /// the path itself as an exact pattern (`None` when even that is not a pattern, e.g. a path
 /// with a literal `**`).
-pub fn pattern_for(path: &str) -> Option<String> {
+pub(crate) fn pattern_for(path: &str) -> Option<String> {
     let t = template(path);
     if PathPattern::parse(&t).is_ok_and(|p| p.matches(path)) {
         return Some(t);
@@ -84,7 +84,7 @@ fn is_mixed_token(s: &str) -> bool {
 }
 
 /// Numbers, UUIDs, long hex, long mixed tokens.
-pub fn is_identifier(s: &str) -> bool {
+pub(crate) fn is_identifier(s: &str) -> bool {
     is_plain_identifier(s) || (s.len() >= MIN_TOKEN && is_mixed_token(s))
 }
 

@@ -8,7 +8,7 @@ use super::load::{self, Loaded};
 /// The zone map and routes most unit tests use: zones `shop` and `payments`; routes
 /// `payments-api` (`/payments`), `ledger-grpc` (`/ledger.v1.Ledger`) and `admin-api` (host
 /// `admin.internal`, `/payments/admin`).
-pub const CONFIG: &str = r#"
+pub(crate) const CONFIG: &str = r#"
 zone = "payments"
 [[listener]]
 address = "127.0.0.1:8443"
@@ -45,18 +45,18 @@ sink = "off"
 "#;
 
 /// A loaded gateway and the directory its files live in.
-pub struct Fixture {
+pub(crate) struct Fixture {
     pub dir: tempfile::TempDir,
     pub loaded: Loaded,
 }
 
 impl Fixture {
     /// The unit tests' config ([`CONFIG`]) with `policy`.
-    pub fn new(policy: &str) -> Fixture {
+    pub(crate) fn new(policy: &str) -> Fixture {
         Fixture::with_config(CONFIG, policy)
     }
 
-    pub fn with_config(config: &str, policy: &str) -> Fixture {
+    pub(crate) fn with_config(config: &str, policy: &str) -> Fixture {
         let dir = tempfile::tempdir().expect("tempdir");
         zonegate_devkit::devpki::write_dev_pki(&dir.path().join("certs"), "example.org")
             .expect("dev PKI");
@@ -67,7 +67,7 @@ impl Fixture {
     }
 
     /// Another policy file in the same directory, loaded as an override.
-    pub fn with_policy(&self, name: &str, policy: &str) -> Loaded {
+    pub(crate) fn with_policy(&self, name: &str, policy: &str) -> Loaded {
         let path = self.dir.path().join(name);
         std::fs::write(&path, policy).expect("write policy");
         match load::open(&self.dir.path().join("gateway.toml"), Some(&[path])) {

@@ -7,7 +7,7 @@ use serde::Deserialize;
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct RawGateway {
+pub(super) struct RawGateway {
     pub zone: String,
     #[serde(default)]
     pub workers: Option<usize>,
@@ -44,7 +44,7 @@ pub struct RawGateway {
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct RawConnections {
+pub(super) struct RawConnections {
     #[serde(default)]
     pub idle_timeout_s: Option<u64>,
     #[serde(default)]
@@ -61,7 +61,7 @@ pub struct RawConnections {
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct RawTokenIssuer {
+pub(super) struct RawTokenIssuer {
     pub kind: String,
     #[serde(default)]
     pub issuer: Option<String>,
@@ -83,7 +83,7 @@ pub struct RawTokenIssuer {
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct RawTokens {
+pub(super) struct RawTokens {
     #[serde(default)]
     pub max_token_bytes: Option<usize>,
     #[serde(default)]
@@ -92,21 +92,21 @@ pub struct RawTokens {
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct RawAdmin {
+pub(super) struct RawAdmin {
     #[serde(default = "admin_address")]
     pub address: String,
 }
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct RawRevocation {
+pub(super) struct RawRevocation {
     pub file: String,
 }
 
 /// The revocation list file.
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct RawRevocationList {
+pub(super) struct RawRevocationList {
     #[serde(default)]
     pub spiffe_ids: Vec<String>,
     #[serde(default)]
@@ -117,7 +117,7 @@ pub struct RawRevocationList {
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct RawShutdown {
+pub(super) struct RawShutdown {
     #[serde(default)]
     pub grace_period_s: Option<u64>,
     #[serde(default)]
@@ -128,7 +128,7 @@ pub struct RawShutdown {
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct RawListener {
+pub(super) struct RawListener {
     pub address: String,
     #[serde(default = "yes")]
     pub http2: bool,
@@ -138,27 +138,27 @@ pub struct RawListener {
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct RawTls {
+pub(super) struct RawTls {
     pub cert: String,
     pub key: String,
 }
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct RawTrustDomain {
+pub(super) struct RawTrustDomain {
     pub bundle: String,
 }
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct RawZoneMapping {
+pub(super) struct RawZoneMapping {
     pub zone: String,
     pub identities: Vec<String>,
 }
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct RawRoute {
+pub(super) struct RawRoute {
     pub name: String,
     #[serde(default)]
     pub hosts: Vec<String>,
@@ -175,7 +175,7 @@ pub struct RawRoute {
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct RawUpstream {
+pub(super) struct RawUpstream {
     pub addresses: Vec<String>,
     #[serde(default)]
     pub tls: RawUpstreamTls,
@@ -197,7 +197,7 @@ pub struct RawUpstream {
 
 #[derive(Debug, Default, Deserialize, Clone, Copy, PartialEq, Eq)]
 #[serde(rename_all = "lowercase")]
-pub enum RawUpstreamTls {
+pub(super) enum RawUpstreamTls {
     #[default]
     None,
     Tls,
@@ -206,7 +206,7 @@ pub enum RawUpstreamTls {
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct RawPolicy {
+pub(super) struct RawPolicy {
     #[serde(default)]
     pub files: Vec<String>,
     #[serde(default)]
@@ -215,7 +215,7 @@ pub struct RawPolicy {
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct RawEvents {
+pub(super) struct RawEvents {
     #[serde(default)]
     pub sink: Option<String>,
     #[serde(default)]
@@ -226,7 +226,7 @@ pub struct RawEvents {
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct RawHeaders {
+pub(super) struct RawHeaders {
     /// Extra request headers to strip besides the built-in identity headers.
     #[serde(default)]
     pub strip: Vec<String>,
@@ -235,14 +235,14 @@ pub struct RawHeaders {
 /// A policy file: a list of rules.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct RawPolicyFile {
+pub(super) struct RawPolicyFile {
     #[serde(default)]
     pub rule: Vec<RawRule>,
 }
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct RawRule {
+pub(super) struct RawRule {
     pub id: String,
     pub effect: String,
     #[serde(default)]
@@ -272,13 +272,13 @@ pub struct RawRule {
 /// A string, or a list of strings.
 #[derive(Debug, Deserialize)]
 #[serde(untagged)]
-pub enum OneOrMany {
+pub(super) enum OneOrMany {
     One(String),
     Many(Vec<String>),
 }
 
 impl OneOrMany {
-    pub fn to_vec(&self) -> Vec<String> {
+    pub(super) fn to_vec(&self) -> Vec<String> {
         match self {
             OneOrMany::One(s) => vec![s.clone()],
             OneOrMany::Many(v) => v.clone(),

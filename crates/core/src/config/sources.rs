@@ -10,14 +10,14 @@ use std::io;
 use std::path::{Path, PathBuf};
 
 /// Each file read, with the SHA-256 of what the read returned.
-pub type Reads = Vec<(PathBuf, Vec<u8>)>;
+pub(super) type Reads = Vec<(PathBuf, Vec<u8>)>;
 
 thread_local! {
     static RECORDING: RefCell<Option<Reads>> = const { RefCell::new(None) };
 }
 
 /// Reads `path`, recording its bytes (or its error) when a load is recording.
-pub fn read(path: &Path) -> io::Result<Vec<u8>> {
+pub(super) fn read(path: &Path) -> io::Result<Vec<u8>> {
     let result = std::fs::read(path);
     RECORDING.with(|r| {
         if let Some(reads) = r.borrow_mut().as_mut() {
@@ -31,7 +31,7 @@ pub fn read(path: &Path) -> io::Result<Vec<u8>> {
     result
 }
 
-pub fn read_to_string(path: &Path) -> io::Result<String> {
+pub(super) fn read_to_string(path: &Path) -> io::Result<String> {
     String::from_utf8(read(path)?).map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))
 }
 
@@ -47,7 +47,7 @@ pub fn toml_files_in(dir: &Path) -> io::Result<Vec<PathBuf>> {
 }
 
 /// Runs `load` recording every [`read`]; returns its result and the (path, SHA-256) list.
-pub fn record<T>(load: impl FnOnce() -> T) -> (T, Reads) {
+pub(super) fn record<T>(load: impl FnOnce() -> T) -> (T, Reads) {
     RECORDING.with(|r| *r.borrow_mut() = Some(Vec::new()));
     let value = load();
     let reads = RECORDING
@@ -57,7 +57,7 @@ pub fn record<T>(load: impl FnOnce() -> T) -> (T, Reads) {
 }
 
 /// SHA-256 (hex) over the recorded reads of `paths`' files, in record order.
-pub fn fingerprint(
+pub(super) fn fingerprint(
     reads: &[(PathBuf, Vec<u8>)],
     include: impl Fn(&Path) -> bool,
     with_paths: bool,

@@ -12,7 +12,7 @@ use crate::identity::{IdPattern, SpiffeId};
 
 /// The rules of one route (or of every route), by identity.
 #[derive(Debug, Default)]
-pub struct Bucket {
+pub(super) struct Bucket {
     /// Rules with no `identities` matcher, or `*`: candidates for every request.
     always: Vec<usize>,
     /// Rules naming an exact SPIFFE ID, by that ID.
@@ -23,7 +23,7 @@ pub struct Bucket {
 
 impl Bucket {
     /// Adds rule `index` (indexes must be added in ascending order) with its identity patterns.
-    pub fn add(&mut self, index: usize, identities: &[IdPattern]) {
+    pub(super) fn add(&mut self, index: usize, identities: &[IdPattern]) {
         if identities.is_empty() || identities.contains(&IdPattern::Any) {
             self.always.push(index);
             return;
@@ -44,7 +44,7 @@ impl Bucket {
 
     /// Appends the rules that may match a request from `id` (no SPIFFE ID: only the rules
     /// without an identity matcher).
-    pub fn candidates(&self, id: Option<&SpiffeId>, out: &mut Vec<usize>) {
+    pub(super) fn candidates(&self, id: Option<&SpiffeId>, out: &mut Vec<usize>) {
         out.extend_from_slice(&self.always);
         let Some(id) = id else { return };
         if let Some(rules) = self.exact.get(id.as_str()) {
