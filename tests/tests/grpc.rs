@@ -97,3 +97,66 @@ async fn grpc_method_denied_for_other_identities() {
         .unwrap();
     assert_eq!(reply.status, http::StatusCode::FORBIDDEN);
 }
+
+/// A long-lived stream does not outlive its credential: when a reload revokes the identity,
+/// the stream in flight ends, and the event of its allowed start was written when it began.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stream_in_flight_ends_when_its_identity_is_revoked() {
+    let gw = Gateway::start(Setup {
+        upstream_http2: true,
+        policy: format!(
+            "{POLICY}\n[[rule]]\nid = \"checkout-stream\"\neffect = \"allow\"\n\
+             identities = [\"{CHECKOUT}\"]\nroutes = [\"grpc\"]\n"
+        ),
+        extra_config: "[revocation]\nfile = \"revoked.toml\"\n".into(),
+        files: vec![("revoked.toml".into(), String::new())],
+        ..Setup::default()
+    })
+    .await;
+    // Checkout is in `shop`: its stream is cross-zone, so its start is an identity event.
+    let svid = gw.pki.svid(CHECKOUT);
+    let tcp = tokio::net::TcpStream::connect(gw.addr()).await.unwrap();
+    let tls = TlsConnector::from(Arc::new(client_tls(&gw.pki, &svid, &[b"h2"])))
+        .connect(ServerName::try_from("localhost").unwrap(), tcp)
+        .await
+        .unwrap();
+    let (mut sender, conn) = http2::handshake(TokioExecutor::new(), TokioIo::new(tls))
+        .await
+        .unwrap();
+    tokio::spawn(conn);
+    let (mut tx, rx) = mpsc::channel::<Result<Frame<Bytes>, Infallible>>(4);
+    let request = Request::post("https://localhost/ledger.Ledger/Stream")
+        .header("content-type", "application/grpc")
+        .header("te", "trailers")
+        .body(StreamBody::new(rx))
+        .unwrap();
+    tx.send(Ok(Frame::data(Bytes::from_static(b"\0\0\0\0\x03one"))))
+        .await
+        .unwrap();
+    let response = sender.send_request(request).await.unwrap();
+    assert_eq!(response.status(), 200);
+    let mut body = response.into_body();
+    let first = next_data(&mut body).await.into_data().unwrap();
+    assert_eq!(&first[..], b"\0\0\0\0\x03one");
+    // Visible while it runs.
+    let started = gw
+        .events_where(1, |e| e["route"] == "grpc" && e["decision"] == "allow")
+        .await;
+    assert_eq!(started[0]["source_spiffe_id"], CHECKOUT);
+
+    gw.replace_file("revoked.toml", &format!("spiffe_ids = [\"{CHECKOUT}\"]\n"));
+    let (status, answer) = gw.reload().await;
+    assert_eq!(status, 200, "{answer}");
+    // The stream ends (with an error or a reset), without the client closing it.
+    let ended = tokio::time::timeout(Duration::from_secs(5), async {
+        loop {
+            match body.frame().await {
+                None | Some(Err(_)) => return,
+                Some(Ok(_)) => {}
+            }
+        }
+    })
+    .await;
+    assert!(ended.is_ok(), "the revoked identity's stream is still open");
+    drop(tx);
+}

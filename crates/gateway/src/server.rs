@@ -78,6 +78,7 @@ pub fn build(
         metrics.clone(),
         events.clone(),
     ));
+    let readiness = Arc::new(Readiness::default());
     let budget = Arc::new(EventBudget::default());
     let refusals: Arc<dyn RefusalObserver> = Arc::new(HandshakeRefusals {
         store: store.clone(),
@@ -112,7 +113,6 @@ pub fn build(
         metrics: metrics.clone(),
         handshake_events: budget,
     });
-    let readiness = Arc::new(Readiness::default());
     let phases = server.watch_execution_phase();
     server.add_service(DataPlane {
         shared,
@@ -131,6 +131,7 @@ pub fn build(
         "config watcher",
         ConfigWatcher {
             reloader: reloader.clone(),
+            readiness: readiness.clone(),
         },
     ));
     if let Some(address) = config.admin {

@@ -29,11 +29,20 @@ use metrics::{Gauges, Metrics};
 pub struct Readiness {
     running: AtomicBool,
     draining: AtomicBool,
+    /// SIGHUP reloads instead of ending the process.
+    reloads: AtomicBool,
 }
 
 impl Readiness {
     pub fn is_ready(&self) -> bool {
-        self.running.load(Ordering::Acquire) && !self.draining.load(Ordering::Acquire)
+        self.running.load(Ordering::Acquire)
+            && self.reloads.load(Ordering::Acquire)
+            && !self.draining.load(Ordering::Acquire)
+    }
+
+    /// The config watcher handles SIGHUP from now on.
+    pub fn reloads_handled(&self) {
+        self.reloads.store(true, Ordering::Release);
     }
 
     /// From now on the gateway reports unready, for good.

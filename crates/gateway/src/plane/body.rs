@@ -10,6 +10,7 @@ use std::task::{Context, Poll};
 use bytes::Bytes;
 use hyper::body::{Body, Frame, Incoming, SizeHint};
 
+use super::service::InFlight;
 use super::upstream::Lease;
 
 /// The client's request body, cut off at the route's limit.
@@ -99,6 +100,8 @@ pub enum ResponseBody {
     Upstream {
         inner: Incoming,
         lease: Option<Lease>,
+        /// Held until the body is done with: the connection counts the request as in flight.
+        _in_flight: InFlight,
     },
 }
 
@@ -118,7 +121,7 @@ impl Body for ResponseBody {
     ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
         match self.get_mut() {
             ResponseBody::Answer(bytes) => Poll::Ready(bytes.take().map(|b| Ok(Frame::data(b)))),
-            ResponseBody::Upstream { inner, lease } => {
+            ResponseBody::Upstream { inner, lease, .. } => {
                 let polled = Pin::new(&mut *inner).poll_frame(cx);
                 // The server stops polling a body of known length once it has its last byte,
                 // so the end is taken from the body itself, not only from a final `None`.

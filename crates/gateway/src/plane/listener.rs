@@ -150,7 +150,7 @@ async fn serve(
         peer_addr,
         upstreams,
         close: tokio::sync::Notify::new(),
-        activity: Activity::new(),
+        activity: Arc::new(Activity::new()),
     });
     drop(snapshot);
     let service = {

@@ -39,7 +39,7 @@ pub struct Connection {
     pub upstreams: Arc<H1Cache>,
     /// Asks the connection's owner to end it (GOAWAY on HTTP/2): its certificate failed.
     pub close: Notify,
-    pub activity: Activity,
+    pub activity: Arc<Activity>,
 }
 
 /// In-flight requests and the time of the last one, for the idle timeout.
@@ -68,9 +68,9 @@ impl Activity {
         Some(self.started.elapsed().saturating_sub(last))
     }
 
-    fn begin(&self) -> InFlight<'_> {
+    fn begin(self: &Arc<Self>) -> InFlight {
         self.in_flight.fetch_add(1, Ordering::AcqRel);
-        InFlight(self)
+        InFlight(self.clone())
     }
 }
 
@@ -80,9 +80,10 @@ impl Default for Activity {
     }
 }
 
-struct InFlight<'a>(&'a Activity);
+/// A request in flight, from its head until its response body has been sent or abandoned.
+pub struct InFlight(Arc<Activity>);
 
-impl Drop for InFlight<'_> {
+impl Drop for InFlight {
     fn drop(&mut self) {
         let now = self.0.started.elapsed().as_millis() as u64;
         self.0.last_ms.store(now, Ordering::Release);
@@ -128,7 +129,7 @@ impl Authenticator for Live<'_> {
 impl Connection {
     /// Handles one request from start to end.
     pub async fn handle(&self, request: Request<Incoming>) -> Response<ResponseBody> {
-        let _in_flight = self.activity.begin();
+        let in_flight = self.activity.begin();
         let started = Instant::now();
         let snapshot = self.shared.store.load();
         let request_id = next_id();
@@ -247,7 +248,13 @@ impl Connection {
                     }
                     lease => lease,
                 };
-                response.map(|inner| ResponseBody::Upstream { inner, lease })
+                // The request stays in flight while its body streams: a long-lived stream is
+                // neither idle nor beyond its credential's reach.
+                response.map(|inner| ResponseBody::Upstream {
+                    inner,
+                    lease,
+                    _in_flight: in_flight,
+                })
             }
             Err((error, addr)) => {
                 let refused = match error {

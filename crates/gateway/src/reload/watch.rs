@@ -121,6 +121,9 @@ impl Reloader {
 /// Watches every file the config reads and reloads on change; reloads on SIGHUP too.
 pub struct ConfigWatcher {
     pub reloader: Arc<Reloader>,
+    /// Told when SIGHUP is handled: until then a SIGHUP would end the process, so the gateway
+    /// does not call itself ready.
+    pub readiness: Arc<crate::admin::Readiness>,
 }
 
 /// The directories to watch and the paths in them that matter.
@@ -181,6 +184,10 @@ fn absolute(path: &Path) -> PathBuf {
 #[async_trait]
 impl BackgroundService for ConfigWatcher {
     async fn start(&self, mut shutdown: ShutdownWatch) {
+        #[cfg(unix)]
+        let mut hangup =
+            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()).ok();
+        self.readiness.reloads_handled();
         let (tx, mut rx) = mpsc::unbounded_channel::<Vec<PathBuf>>();
         let watcher =
             notify::recommended_watcher(move |event: notify::Result<notify::Event>| match event {
@@ -200,9 +207,6 @@ impl BackgroundService for ConfigWatcher {
         let mut watched: HashSet<PathBuf> = HashSet::new();
         refresh_watches(watcher.as_mut(), &set, &mut watched);
 
-        #[cfg(unix)]
-        let mut hangup =
-            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()).ok();
         loop {
             #[cfg(unix)]
             let sighup = async {
