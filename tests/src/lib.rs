@@ -5,6 +5,7 @@
 
 use std::net::{Ipv4Addr, SocketAddr, TcpListener};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -588,4 +589,68 @@ pub async fn admin_request(port: u16, method: &str, path: &str) -> (u16, String)
         .map(|(_, b)| b.to_string())
         .unwrap_or_default();
     (status, body)
+}
+
+/// The echo upstream behind a TCP relay that counts the connections the gateway opens to it
+/// and every byte it sends, so a test can tell that a refused request never reached the
+/// upstream, or how many upstream connections some requests took.
+pub struct CountedEcho {
+    pub addr: SocketAddr,
+    pub connections: Arc<AtomicUsize>,
+    /// Bytes from the gateway to the upstream.
+    pub bytes: Arc<AtomicU64>,
+}
+
+impl CountedEcho {
+    pub async fn start() -> CountedEcho {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let echo = zonegate_devkit::echo::spawn(SocketAddr::from((Ipv4Addr::LOCALHOST, 0)))
+            .await
+            .expect("echo upstream");
+        let listener = tokio::net::TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
+            .await
+            .expect("relay listener");
+        let addr = listener.local_addr().expect("relay address");
+        let connections = Arc::new(AtomicUsize::new(0));
+        let bytes = Arc::new(AtomicU64::new(0));
+        let (opened, counter) = (connections.clone(), bytes.clone());
+        tokio::spawn(async move {
+            while let Ok((from_gateway, _)) = listener.accept().await {
+                opened.fetch_add(1, Ordering::SeqCst);
+                let counter = counter.clone();
+                tokio::spawn(async move {
+                    let Ok(to_echo) = tokio::net::TcpStream::connect(echo).await else {
+                        return;
+                    };
+                    let (mut gw_read, mut gw_write) = from_gateway.into_split();
+                    let (mut echo_read, mut echo_write) = to_echo.into_split();
+                    let upward = async move {
+                        let mut buf = vec![0u8; 16 * 1024];
+                        loop {
+                            match gw_read.read(&mut buf).await {
+                                Ok(0) | Err(_) => break,
+                                Ok(n) => {
+                                    counter.fetch_add(n as u64, Ordering::SeqCst);
+                                    if echo_write.write_all(&buf[..n]).await.is_err() {
+                                        break;
+                                    }
+                                }
+                            }
+                        }
+                        let _ = echo_write.shutdown().await;
+                    };
+                    let downward = async move {
+                        let _ = tokio::io::copy(&mut echo_read, &mut gw_write).await;
+                        let _ = gw_write.shutdown().await;
+                    };
+                    tokio::join!(upward, downward);
+                });
+            }
+        });
+        CountedEcho {
+            addr,
+            connections,
+            bytes,
+        }
+    }
 }

@@ -25,29 +25,7 @@ async fn streaming_grpc_exchange_with_trailers() {
         ..Setup::default()
     })
     .await;
-    let svid = gw.pki.svid(LEDGER);
-    let tcp = tokio::net::TcpStream::connect(gw.addr()).await.unwrap();
-    let tls = TlsConnector::from(Arc::new(client_tls(&gw.pki, &svid, &[b"h2"])))
-        .connect(ServerName::try_from("localhost").unwrap(), tcp)
-        .await
-        .unwrap();
-    let (mut sender, conn) = http2::handshake(TokioExecutor::new(), TokioIo::new(tls))
-        .await
-        .unwrap();
-    tokio::spawn(conn);
-
-    let (mut tx, rx) = mpsc::channel::<Result<Frame<Bytes>, Infallible>>(4);
-    let request = Request::post("https://localhost/ledger.Ledger/Stream")
-        .header("content-type", "application/grpc")
-        .header("te", "trailers")
-        .body(StreamBody::new(rx))
-        .unwrap();
-    tx.send(Ok(Frame::data(Bytes::from_static(b"\0\0\0\0\x03one"))))
-        .await
-        .unwrap();
-    let response = sender.send_request(request).await.unwrap();
-    assert_eq!(response.status(), 200);
-    let mut body = response.into_body();
+    let (mut tx, mut body) = open_stream(&gw, LEDGER).await;
 
     // Each message comes back before the next is sent: the gateway streams both ways.
     let first = next_data(&mut body).await.into_data().unwrap();
@@ -68,6 +46,39 @@ async fn streaming_grpc_exchange_with_trailers() {
     }
     let trailers = trailers.expect("no trailers reached the client");
     assert_eq!(trailers.get("grpc-status").unwrap(), "0");
+}
+
+/// Opens a bidirectional stream to the echo upstream as `spiffe_id` over HTTP/2, sends the
+/// message `one`, and returns the sending side and the response body (status 200 checked).
+async fn open_stream(
+    gw: &Gateway,
+    spiffe_id: &str,
+) -> (
+    mpsc::Sender<Result<Frame<Bytes>, Infallible>>,
+    hyper::body::Incoming,
+) {
+    let svid = gw.pki.svid(spiffe_id);
+    let tcp = tokio::net::TcpStream::connect(gw.addr()).await.unwrap();
+    let tls = TlsConnector::from(Arc::new(client_tls(&gw.pki, &svid, &[b"h2"])))
+        .connect(ServerName::try_from("localhost").unwrap(), tcp)
+        .await
+        .unwrap();
+    let (mut sender, conn) = http2::handshake(TokioExecutor::new(), TokioIo::new(tls))
+        .await
+        .unwrap();
+    tokio::spawn(conn);
+    let (mut tx, rx) = mpsc::channel::<Result<Frame<Bytes>, Infallible>>(4);
+    let request = Request::post("https://localhost/ledger.Ledger/Stream")
+        .header("content-type", "application/grpc")
+        .header("te", "trailers")
+        .body(StreamBody::new(rx))
+        .unwrap();
+    tx.send(Ok(Frame::data(Bytes::from_static(b"\0\0\0\0\x03one"))))
+        .await
+        .unwrap();
+    let response = sender.send_request(request).await.unwrap();
+    assert_eq!(response.status(), 200);
+    (tx, response.into_body())
 }
 
 async fn next_data(body: &mut hyper::body::Incoming) -> Frame<Bytes> {
@@ -114,28 +125,7 @@ async fn a_stream_in_flight_ends_when_its_identity_is_revoked() {
     })
     .await;
     // Checkout is in `shop`: its stream is cross-zone, so its start is an identity event.
-    let svid = gw.pki.svid(CHECKOUT);
-    let tcp = tokio::net::TcpStream::connect(gw.addr()).await.unwrap();
-    let tls = TlsConnector::from(Arc::new(client_tls(&gw.pki, &svid, &[b"h2"])))
-        .connect(ServerName::try_from("localhost").unwrap(), tcp)
-        .await
-        .unwrap();
-    let (mut sender, conn) = http2::handshake(TokioExecutor::new(), TokioIo::new(tls))
-        .await
-        .unwrap();
-    tokio::spawn(conn);
-    let (mut tx, rx) = mpsc::channel::<Result<Frame<Bytes>, Infallible>>(4);
-    let request = Request::post("https://localhost/ledger.Ledger/Stream")
-        .header("content-type", "application/grpc")
-        .header("te", "trailers")
-        .body(StreamBody::new(rx))
-        .unwrap();
-    tx.send(Ok(Frame::data(Bytes::from_static(b"\0\0\0\0\x03one"))))
-        .await
-        .unwrap();
-    let response = sender.send_request(request).await.unwrap();
-    assert_eq!(response.status(), 200);
-    let mut body = response.into_body();
+    let (tx, mut body) = open_stream(&gw, CHECKOUT).await;
     let first = next_data(&mut body).await.into_data().unwrap();
     assert_eq!(&first[..], b"\0\0\0\0\x03one");
     // Visible while it runs.

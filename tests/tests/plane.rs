@@ -3,62 +3,13 @@
 //! HTTP/2 rapid reset bounded, and refused handshakes as events.
 #![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a failed unwrap is a failed test
 
-use std::net::{Ipv4Addr, SocketAddr};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use http::{Method, StatusCode};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use zonegate_e2e::*;
-
-/// An echo upstream behind a TCP relay that counts every byte the gateway sends it, so a test
-/// can tell that a refused request never reached the upstream at all.
-async fn counted_echo() -> (SocketAddr, Arc<AtomicU64>) {
-    let echo = zonegate_devkit::echo::spawn(SocketAddr::from((Ipv4Addr::LOCALHOST, 0)))
-        .await
-        .unwrap();
-    let listener = tokio::net::TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
-        .await
-        .unwrap();
-    let addr = listener.local_addr().unwrap();
-    let seen = Arc::new(AtomicU64::new(0));
-    let counter = seen.clone();
-    tokio::spawn(async move {
-        while let Ok((from_gateway, _)) = listener.accept().await {
-            let counter = counter.clone();
-            tokio::spawn(async move {
-                let Ok(to_echo) = tokio::net::TcpStream::connect(echo).await else {
-                    return;
-                };
-                let (mut gw_read, mut gw_write) = from_gateway.into_split();
-                let (mut echo_read, mut echo_write) = to_echo.into_split();
-                let upward = async move {
-                    let mut buf = vec![0u8; 16 * 1024];
-                    loop {
-                        match gw_read.read(&mut buf).await {
-                            Ok(0) | Err(_) => break,
-                            Ok(n) => {
-                                counter.fetch_add(n as u64, Ordering::SeqCst);
-                                if echo_write.write_all(&buf[..n]).await.is_err() {
-                                    break;
-                                }
-                            }
-                        }
-                    }
-                    let _ = echo_write.shutdown().await;
-                };
-                let downward = async move {
-                    let _ = tokio::io::copy(&mut echo_read, &mut gw_write).await;
-                    let _ = gw_write.shutdown().await;
-                };
-                tokio::join!(upward, downward);
-            });
-        }
-    });
-    (addr, seen)
-}
 
 /// (what, path, headers, expected status, error name) of a request sent over HTTP/2.
 type H2Case<'a> = (&'a str, &'a str, &'a [(&'a str, &'a str)], u16, &'a str);
@@ -109,7 +60,11 @@ async fn wait_metric(gw: &Gateway, series: &str, want: u64) -> (Option<u64>, Str
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn oversized_request_heads_get_431_or_414_and_an_event_and_never_reach_the_upstream() {
-    let (upstream, upstream_bytes) = counted_echo().await;
+    let CountedEcho {
+        addr: upstream,
+        bytes: upstream_bytes,
+        ..
+    } = CountedEcho::start().await;
     let gw = Gateway::start(Setup {
         upstream: Some(upstream),
         extra_config:
@@ -264,7 +219,11 @@ paths = ["/small/**"]
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_route_body_limit_answers_413_before_the_upstream() {
-    let (upstream, upstream_bytes) = counted_echo().await;
+    let CountedEcho {
+        addr: upstream,
+        bytes: upstream_bytes,
+        ..
+    } = CountedEcho::start().await;
     let gw = Gateway::start(Setup {
         upstream: Some(upstream),
         policy: format!("{POLICY}{SMALL_ROUTE_POLICY}"),
@@ -408,7 +367,11 @@ async fn identity_headers_cannot_be_smuggled_with_underscores() {
     gw.stop();
 
     // Told to reject: 400, an event, and the upstream sees nothing.
-    let (upstream, upstream_bytes) = counted_echo().await;
+    let CountedEcho {
+        addr: upstream,
+        bytes: upstream_bytes,
+        ..
+    } = CountedEcho::start().await;
     let gw = Gateway::start(Setup {
         upstream: Some(upstream),
         extra_config: "[connections]\nheaders_with_underscores = \"reject\"\n".into(),
@@ -564,7 +527,7 @@ async fn a_missing_client_certificate_is_evented_as_a_refused_handshake() {
 /// with GOAWAY long before the flood ends, and keeps serving everyone else.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn http2_rapid_reset_is_bounded() {
-    let (upstream, _) = counted_echo().await;
+    let upstream = CountedEcho::start().await.addr;
     let gw = Gateway::start(Setup {
         upstream: Some(upstream),
         ..Setup::default()

@@ -168,33 +168,13 @@ async fn a_silent_upstream_times_out_with_504_and_an_event() {
     );
 }
 
-/// An echo upstream behind a relay that counts the connections the gateway opens to it.
-async fn counting_echo() -> (SocketAddr, Arc<std::sync::atomic::AtomicUsize>) {
-    let echo = zonegate_devkit::echo::spawn(SocketAddr::from((Ipv4Addr::LOCALHOST, 0)))
-        .await
-        .unwrap();
-    let listener = tokio::net::TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
-        .await
-        .unwrap();
-    let addr = listener.local_addr().unwrap();
-    let opened = Arc::new(std::sync::atomic::AtomicUsize::new(0));
-    let counter = opened.clone();
-    tokio::spawn(async move {
-        while let Ok((mut from_gateway, _)) = listener.accept().await {
-            counter.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-            tokio::spawn(async move {
-                if let Ok(mut to_echo) = tokio::net::TcpStream::connect(echo).await {
-                    let _ = tokio::io::copy_bidirectional(&mut from_gateway, &mut to_echo).await;
-                }
-            });
-        }
-    });
-    (addr, opened)
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn upstream_connections_follow_requests_in_flight_not_clients_and_expire_when_idle() {
-    let (upstream, opened) = counting_echo().await;
+    let CountedEcho {
+        addr: upstream,
+        connections: opened,
+        ..
+    } = CountedEcho::start().await;
     let gw = Gateway::start(Setup {
         policy: ALLOW_LEDGER_EVERYWHERE.into(),
         extra_config: format!(

@@ -172,7 +172,11 @@ impl Connection {
         if let Some(refused) = &admission.refused {
             return self.refuse(&snapshot, &admission, &exchange, refused, started);
         }
-        let Some(route) = admission.route else {
+        // Config validation ties every route to a pool; a route without one is a bug.
+        let Some((route, pool)) = admission
+            .route
+            .and_then(|r| snapshot.upstreams.get(&r.upstream).map(|p| (r, p)))
+        else {
             return self.refuse(
                 &snapshot,
                 &admission,
@@ -190,15 +194,6 @@ impl Connection {
                 return self.refuse(&snapshot, &admission, &exchange, &refused, started);
             }
         }
-        let Some(pool) = snapshot.upstreams.get(&route.upstream) else {
-            return self.refuse(
-                &snapshot,
-                &admission,
-                &exchange,
-                &Refusal::Internal.into(),
-                started,
-            );
-        };
         let upstream_request = match self.upstream_request(
             &snapshot,
             &admission,
