@@ -583,3 +583,65 @@ async fn http2_rapid_reset_is_bounded() {
     let mut other = gw.client(CHECKOUT, true).await;
     assert_eq!(other.get("/payments/charge").await.status, StatusCode::OK);
 }
+
+/// A client that presents a valid SVID but cannot prove it holds its key (the handshake
+/// signature is made with another key) is refused at the handshake, and the refusal is an
+/// event naming the SPIFFE ID it claimed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_certificate_presented_without_its_key_is_refused_and_evented() {
+    /// Presents `0` whatever the server asks: a certificate with another workload's key.
+    #[derive(Debug)]
+    struct Stolen(Arc<rustls::sign::CertifiedKey>);
+
+    impl rustls::client::ResolvesClientCert for Stolen {
+        fn resolve(
+            &self,
+            _hints: &[&[u8]],
+            _schemes: &[rustls::SignatureScheme],
+        ) -> Option<Arc<rustls::sign::CertifiedKey>> {
+            Some(self.0.clone())
+        }
+
+        fn has_certs(&self) -> bool {
+            true
+        }
+    }
+
+    let gw = Gateway::start(Setup::default()).await;
+    let stolen = gw.pki.svid(CHECKOUT);
+    let own = gw.pki.svid(CART);
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let key = provider
+        .key_provider
+        .load_private_key(own.private_key())
+        .unwrap();
+    // rustls checks that a certificate and key match only when asked to.
+    let presented = rustls::sign::CertifiedKey::new(vec![stolen.cert_der.clone()], key);
+    let mut roots = rustls::RootCertStore::empty();
+    roots.add(gw.pki.ca.cert_der()).unwrap();
+    let mut tls = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_client_cert_resolver(Arc::new(Stolen(Arc::new(presented))));
+    tls.alpn_protocols = vec![b"http/1.1".to_vec()];
+    let refused = match Client::connect_with(gw.addr(), tls, false).await {
+        Err(_) => true,
+        Ok(mut client) => client
+            .send(Method::GET, "/payments/charge", &[], Bytes::new())
+            .await
+            .is_err(),
+    };
+    assert!(refused, "a certificate without its key was accepted");
+    let events = gw
+        .events_where(1, |e| e["kind"] == "handshake_refused")
+        .await;
+    assert_eq!(events[0]["reason"], "svid_refused", "{events:?}");
+    assert_eq!(events[0]["claimed_spiffe_id"], CHECKOUT, "{events:?}");
+    assert!(
+        events[0]["detail"]
+            .as_str()
+            .is_some_and(|d| d.contains("handshake signature")),
+        "{events:?}"
+    );
+}
