@@ -213,3 +213,6 @@ fn attribute(config: &GatewayConfig, out: &mut Admission<'_>, identity: Identity
     out.source_zone = Some(zone.to_string());
     out.identity = Some(identity);
 }
+
+#[cfg(test)]
+mod tests;
