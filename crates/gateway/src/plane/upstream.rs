@@ -111,29 +111,32 @@ impl UpstreamPool {
             )
         })?;
         let deadline = self.config.read_timeout;
-        let result = if self.config.http2 {
-            self.send_h2(addr, request).await.map(|r| (r, addr, None))
-        } else {
-            self.send_h1(cache, addr, request).await
-        };
-        match result {
+        match self.send_to(cache, addr, request).await {
             Ok(ok) => Ok(ok),
             Err(Failure::Connect(request, why)) if self.config.addresses.len() > 1 => {
                 let Some(next) = self.select().filter(|a| *a != addr) else {
                     return Err((UpstreamError::Unavailable(why), Some(addr)));
                 };
                 debug!(%addr, %next, error = %why, "upstream connect failed; trying the next address");
-                let request = *request;
-                match if self.config.http2 {
-                    self.send_h2(next, request).await.map(|r| (r, next, None))
-                } else {
-                    self.send_h1(cache, next, request).await
-                } {
-                    Ok(ok) => Ok(ok),
-                    Err(f) => Err((f.into_error(deadline), Some(next))),
-                }
+                self.send_to(cache, next, *request)
+                    .await
+                    .map_err(|f| (f.into_error(deadline), Some(next)))
             }
             Err(f) => Err((f.into_error(deadline), Some(addr))),
+        }
+    }
+
+    /// Sends `request` to `addr` over the pool's protocol.
+    async fn send_to(
+        &self,
+        cache: &Arc<H1Cache>,
+        addr: SocketAddr,
+        request: Request<RequestBody>,
+    ) -> Result<(Response<Incoming>, SocketAddr, Option<Lease>), Failure> {
+        if self.config.http2 {
+            self.send_h2(addr, request).await.map(|r| (r, addr, None))
+        } else {
+            self.send_h1(cache, addr, request).await
         }
     }
 
@@ -341,7 +344,28 @@ impl Failure {
 /// The idle HTTP/1.1 upstream connections of one worker.
 #[derive(Default)]
 pub struct H1Cache {
-    idle: Mutex<Vec<Idle>>,
+    idle: Mutex<IdleSet>,
+}
+
+#[derive(Default)]
+struct IdleSet {
+    entries: Vec<Idle>,
+    /// When closed and expired connections were last swept out (at most once a second, so a
+    /// request does not walk every idle connection of its worker).
+    swept: Option<Instant>,
+}
+
+impl IdleSet {
+    fn sweep(&mut self, now: Instant, force: bool) {
+        let due = self
+            .swept
+            .is_none_or(|at| now.duration_since(at) >= Duration::from_secs(1));
+        if force || due {
+            self.entries
+                .retain(|i| !i.sender.is_closed() && i.expires > now);
+            self.swept = Some(now);
+        }
+    }
 }
 
 struct Idle {
@@ -356,12 +380,20 @@ impl H1Cache {
     fn take(&self, pool: u64, addr: SocketAddr) -> Option<http1::SendRequest<RequestBody>> {
         let mut idle = self.idle.lock().unwrap_or_else(|p| p.into_inner());
         let now = Instant::now();
-        idle.retain(|i| !i.sender.is_closed() && i.expires > now);
-        // The most recently used first: it is the least likely to have been closed.
-        let at = idle
+        idle.sweep(now, false);
+        // The most recently used first: it is the least likely to have been closed. Closed or
+        // expired ones met on the way are dropped.
+        while let Some(at) = idle
+            .entries
             .iter()
-            .rposition(|i| i.pool == pool && i.addr == addr)?;
-        Some(idle.remove(at).sender)
+            .rposition(|i| i.pool == pool && i.addr == addr)
+        {
+            let candidate = idle.entries.remove(at);
+            if !candidate.sender.is_closed() && candidate.expires > now {
+                return Some(candidate.sender);
+            }
+        }
+        None
     }
 
     fn put(
@@ -372,10 +404,13 @@ impl H1Cache {
         idle_timeout: Duration,
     ) {
         let mut idle = self.idle.lock().unwrap_or_else(|p| p.into_inner());
-        if idle.len() >= MAX_IDLE_PER_WORKER {
-            idle.remove(0);
+        if idle.entries.len() >= MAX_IDLE_PER_WORKER {
+            idle.sweep(Instant::now(), true);
         }
-        idle.push(Idle {
+        if idle.entries.len() >= MAX_IDLE_PER_WORKER {
+            idle.entries.remove(0);
+        }
+        idle.entries.push(Idle {
             pool,
             addr,
             sender,
