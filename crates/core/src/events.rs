@@ -4,7 +4,15 @@
 //! The schema is versioned (`schema` field) and documented in docs/events.md; fields are only
 //! ever added within a version.
 
+use std::borrow::Cow;
+use std::net::SocketAddr;
+
 use serde::Serialize;
+
+mod line;
+mod time;
+
+pub use time::{now_rfc3339, rfc3339_seconds};
 
 /// The schema identifier written in every event.
 pub const SCHEMA: &str = "zonegate.identity/v1";
@@ -16,49 +24,54 @@ pub const KIND_CONFIG_RELOAD: &str = "config_reload";
 pub const KIND_HANDSHAKE_REFUSED: &str = "handshake_refused";
 
 /// One request's identity event. Absent facts are `null`, never guessed.
+///
+/// Its strings are borrowed where the request already holds them: the gateway writes an event
+/// per cross-zone request, and builds it from the admission without copying them.
+/// [`IdentityEvent::write_json_line`] encodes it exactly as serde does, faster.
 #[derive(Clone, Debug, Default, Serialize)]
-pub struct IdentityEvent {
+pub struct IdentityEvent<'a> {
     pub schema: &'static str,
     /// Always `request` for identity events (other record kinds share the stream).
     pub kind: &'static str,
     /// RFC 3339 UTC with milliseconds.
-    pub time: String,
-    pub event_id: String,
-    pub request_id: String,
+    pub time: Cow<'a, str>,
+    pub event_id: Cow<'a, str>,
+    pub request_id: Cow<'a, str>,
     /// `allow` or `deny`: what the gateway enforced.
     pub decision: &'static str,
     /// A stable reason category (see docs/events.md).
     pub reason: &'static str,
     /// Free-text detail for operators (never sent to the client).
-    pub detail: Option<String>,
+    pub detail: Option<Cow<'a, str>>,
     /// The rule that decided; `null` for the default deny or when no policy ran.
-    pub rule_id: Option<String>,
+    pub rule_id: Option<Cow<'a, str>>,
     /// The audit rule that would have changed the decision, and to what.
-    pub audit_rule_id: Option<String>,
+    pub audit_rule_id: Option<Cow<'a, str>>,
     pub audit_decision: Option<&'static str>,
     pub cross_zone: bool,
     pub credential: Option<&'static str>,
-    pub source_spiffe_id: Option<String>,
-    pub source_zone: Option<String>,
-    pub peer_addr: Option<String>,
-    pub cert_serial: Option<String>,
+    pub source_spiffe_id: Option<Cow<'a, str>>,
+    pub source_zone: Option<Cow<'a, str>>,
+    pub peer_addr: Option<SocketAddr>,
+    pub cert_serial: Option<Cow<'a, str>>,
     /// RFC 3339 UTC.
-    pub cert_not_after: Option<String>,
+    pub cert_not_after: Option<Cow<'a, str>>,
     /// The configured name of the token's issuer, when a token authenticated the request.
-    pub token_issuer: Option<String>,
-    pub token_subject: Option<String>,
-    pub token_jti: Option<String>,
+    pub token_issuer: Option<Cow<'a, str>>,
+    pub token_subject: Option<Cow<'a, str>>,
+    pub token_jti: Option<Cow<'a, str>>,
     /// RFC 3339 UTC.
-    pub token_expiry: Option<String>,
-    pub destination_zone: String,
-    pub route: Option<String>,
-    pub upstream: Option<String>,
-    pub method: String,
-    pub host: Option<String>,
+    pub token_expiry: Option<Cow<'a, str>>,
+    pub destination_zone: Cow<'a, str>,
+    pub route: Option<Cow<'a, str>>,
+    /// The upstream address that answered, else the route's pool name.
+    pub upstream: Option<Cow<'a, str>>,
+    pub method: Cow<'a, str>,
+    pub host: Option<Cow<'a, str>>,
     /// The normalised path (what policy saw and the upstream received); for a path that could
     /// not be normalised, `null`, with `raw_path` set instead.
-    pub path: Option<String>,
-    pub raw_path: Option<String>,
+    pub path: Option<Cow<'a, str>>,
+    pub raw_path: Option<Cow<'a, str>>,
     pub http_version: &'static str,
     pub status: u16,
     pub duration_ms: f64,
@@ -109,7 +122,7 @@ pub struct ReloadEvent {
 #[derive(Clone, Debug, Serialize)]
 #[serde(untagged)]
 pub enum Record {
-    Request(Box<IdentityEvent>),
+    Request(Box<IdentityEvent<'static>>),
     Handshake(HandshakeEvent),
     Reload(ReloadEvent),
 }
@@ -120,8 +133,8 @@ impl From<ReloadEvent> for Record {
     }
 }
 
-impl From<IdentityEvent> for Record {
-    fn from(event: IdentityEvent) -> Self {
+impl From<IdentityEvent<'static>> for Record {
+    fn from(event: IdentityEvent<'static>) -> Self {
         Record::Request(Box::new(event))
     }
 }
@@ -132,13 +145,5 @@ impl From<HandshakeEvent> for Record {
     }
 }
 
-/// Formats a Unix timestamp (seconds) as RFC 3339 UTC.
-pub fn rfc3339_seconds(unix: i64) -> Option<String> {
-    chrono::DateTime::from_timestamp(unix, 0)
-        .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true))
-}
-
-/// The current time as RFC 3339 UTC with milliseconds.
-pub fn now_rfc3339() -> String {
-    chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
-}
+#[cfg(test)]
+mod tests;

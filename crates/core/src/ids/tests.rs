@@ -6,3 +6,20 @@ fn ids_are_unique_and_fixed_width() {
     assert_eq!(a.len(), 32);
     assert!(a.bytes().all(|c| c.is_ascii_hexdigit()));
 }
+
+#[test]
+fn hex_matches_the_formatter() {
+    for value in [
+        0u64,
+        1,
+        0xf,
+        0x10,
+        0xdead_beef,
+        u64::MAX,
+        0x0123_4567_89ab_cdef,
+    ] {
+        let mut out = [0u8; 16];
+        super::put_hex(&mut out, value);
+        assert_eq!(std::str::from_utf8(&out).unwrap(), format!("{value:016x}"));
+    }
+}

@@ -98,13 +98,13 @@ pub fn normalize(raw: &str) -> Result<NormalizedTarget, PathError> {
         return Err(PathError::TooLong);
     }
     // The query is forwarded verbatim, so it too must be safe to put in a request line.
-    for c in raw.chars() {
-        match c {
-            '\0' => return Err(PathError::NulByte),
-            c if !c.is_ascii() => return Err(PathError::NonAscii),
-            c if c.is_ascii_control() => return Err(PathError::ControlCharacter),
-            ' ' => return Err(PathError::Space),
-            '#' => return Err(PathError::Fragment),
+    for &b in raw.as_bytes() {
+        match b {
+            0 => return Err(PathError::NulByte),
+            b if !b.is_ascii() => return Err(PathError::NonAscii),
+            b if b.is_ascii_control() => return Err(PathError::ControlCharacter),
+            b' ' => return Err(PathError::Space),
+            b'#' => return Err(PathError::Fragment),
             _ => {}
         }
     }
@@ -115,20 +115,51 @@ pub fn normalize(raw: &str) -> Result<NormalizedTarget, PathError> {
     if !path.starts_with('/') {
         return Err(PathError::NotOriginForm);
     }
-    let decoded = decode(path)?;
-    refuse_double_encoding(&decoded)?;
-    let target = NormalizedTarget {
-        path: remove_dot_segments(&decoded)?,
-        query,
+    let path = if is_canonical(path) {
+        // Nearly every request: nothing to decode, merge or resolve, so `normalize_path`
+        // would return it unchanged (a test holds the two to the same answers).
+        path.to_string()
+    } else {
+        normalize_path(path)?
     };
-    if target.path.contains(';') || target.path.contains("%3B") {
-        return Err(PathError::PathParameters);
-    }
-    let len = target.path.len() + target.query.as_ref().map_or(0, |q| q.len() + 1);
+    let len = path.len() + query.as_ref().map_or(0, |q| q.len() + 1);
     if len > MAX_TARGET_LEN {
         return Err(PathError::TooLong);
     }
-    Ok(target)
+    Ok(NormalizedTarget { path, query })
+}
+
+/// The full pass over a path that starts with `/`, is ASCII and has no `?`, `#`, space or
+/// control character: decode, refuse what upstreams could read differently, resolve dots.
+fn normalize_path(path: &str) -> Result<String, PathError> {
+    let decoded = decode(path)?;
+    refuse_double_encoding(&decoded)?;
+    let path = remove_dot_segments(&decoded)?;
+    if path.contains(';') || path.contains("%3B") {
+        return Err(PathError::PathParameters);
+    }
+    Ok(path)
+}
+
+/// Whether `path` (which starts with `/`) is already what [`normalize`] makes of it: only
+/// `/` and pchars other than `;` (so no escape, no parameter, no backslash), no empty segment
+/// but a trailing one, and no segment starting with a dot (which rules out `.` and `..`).
+fn is_canonical(path: &str) -> bool {
+    let bytes = path.as_bytes();
+    let mut previous = 0u8;
+    for &b in bytes {
+        let allowed = match b {
+            b'/' => previous != b'/',
+            b'.' => previous != b'/',
+            b';' => false,
+            b => is_pchar(b),
+        };
+        if !allowed {
+            return false;
+        }
+        previous = b;
+    }
+    true
 }
 
 /// Decodes unreserved escapes, upper-cases the others, encodes raw characters that are not

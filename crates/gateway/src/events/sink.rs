@@ -32,8 +32,16 @@ pub struct SinkStats {
 /// The request path's handle on the sink. Cheap to clone.
 #[derive(Clone, Debug)]
 pub struct EventSink {
-    tx: Option<SyncSender<Record>>,
+    tx: Option<SyncSender<Queued>>,
     stats: Arc<SinkStats>,
+}
+
+/// What the request path hands the writer: a record to encode there, or a request's identity
+/// event already encoded as one JSON line (built from borrowed facts, nothing copied first).
+#[derive(Debug)]
+enum Queued {
+    Record(Record),
+    Line(Vec<u8>),
 }
 
 #[derive(Serialize)]
@@ -90,8 +98,18 @@ impl EventSink {
 
     /// Queues `event` without blocking; a full queue drops and counts it.
     pub fn emit(&self, event: impl Into<Record>) {
+        self.queue(Queued::Record(event.into()));
+    }
+
+    /// Queues one event already encoded as a whole JSON line (ending in a newline), as
+    /// [`emit`](Self::emit) does.
+    pub fn emit_line(&self, line: Vec<u8>) {
+        self.queue(Queued::Line(line));
+    }
+
+    fn queue(&self, queued: Queued) {
         let Some(tx) = &self.tx else { return };
-        match tx.try_send(event.into()) {
+        match tx.try_send(queued) {
             Ok(()) => {}
             Err(TrySendError::Full(_)) | Err(TrySendError::Disconnected(_)) => {
                 self.stats.dropped.fetch_add(1, Ordering::Relaxed);
@@ -116,7 +134,7 @@ const BATCH_BYTES: usize = 64 * 1024;
 /// event, on the same core the requests run on.
 const LINGER: Duration = Duration::from_millis(5);
 
-fn write_loop(rx: Receiver<Record>, mut out: Box<dyn Write + Send>, stats: &SinkStats) {
+fn write_loop(rx: Receiver<Queued>, mut out: Box<dyn Write + Send>, stats: &SinkStats) {
     let mut reported_drops = 0u64;
     let mut batch = Batch::default();
     loop {
@@ -178,7 +196,15 @@ struct Batch {
 }
 
 impl Batch {
-    fn push(&mut self, event: &Record) {
+    fn push(&mut self, queued: &Queued) {
+        let event = match queued {
+            Queued::Record(record) => record,
+            Queued::Line(line) => {
+                self.bytes.extend_from_slice(line);
+                self.events += 1;
+                return;
+            }
+        };
         let mark = self.bytes.len();
         match serde_json::to_writer(&mut self.bytes, event) {
             Ok(()) => {

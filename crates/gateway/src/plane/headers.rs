@@ -14,21 +14,21 @@ use http::header::{
 use crate::identity::Identity;
 
 /// Envoy-compatible forwarded client certificate header.
-pub const XFCC: &str = "x-forwarded-client-cert";
-pub const REQUEST_ID: &str = "x-request-id";
-pub const SOURCE_ZONE: &str = "x-zonegate-source-zone";
+pub const XFCC: HeaderName = HeaderName::from_static("x-forwarded-client-cert");
+pub const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+pub const SOURCE_ZONE: HeaderName = HeaderName::from_static("x-zonegate-source-zone");
 /// The verified SPIFFE ID (absent when the identity has none).
-pub const IDENTITY: &str = "x-zonegate-identity";
+pub const IDENTITY: HeaderName = HeaderName::from_static("x-zonegate-identity");
 /// The verified token's `sub`, meaningful only together with the issuer.
-pub const TOKEN_SUBJECT: &str = "x-zonegate-token-subject";
+pub const TOKEN_SUBJECT: HeaderName = HeaderName::from_static("x-zonegate-token-subject");
 /// The credential kinds that proved it (`x509-svid`, `jwt-svid`, `x509-svid+jwt-svid`, ...).
-pub const CREDENTIAL: &str = "x-zonegate-credential";
+pub const CREDENTIAL: HeaderName = HeaderName::from_static("x-zonegate-credential");
 /// The configured name of the token issuer, when a token proved it.
-pub const TOKEN_ISSUER: &str = "x-zonegate-token-issuer";
+pub const TOKEN_ISSUER: HeaderName = HeaderName::from_static("x-zonegate-token-issuer");
 
 /// Headers every gateway strips; `x-zonegate-*` is stripped as a namespace too.
 pub const BUILTIN_STRIP: &[&str] = &[
-    XFCC,
+    "x-forwarded-client-cert",
     "x-client-cert",
     "x-client-cert-chain",
     "x-ssl-client-cert",
@@ -87,6 +87,11 @@ pub fn strip_client_identity(headers: &mut HeaderMap, extra: &[String]) {
 /// Removes the hop-by-hop headers: the fixed set, and every header `Connection` names. `TE`
 /// survives only as `trailers` (gRPC needs it); `Upgrade` only when `keep_upgrade`.
 pub fn strip_hop_by_hop(headers: &mut HeaderMap, keep_upgrade: bool) {
+    // Most messages carry none: one pass over the names is cheaper than a hashed removal per
+    // hop-by-hop name.
+    if !headers.keys().any(is_hop_by_hop) {
+        return;
+    }
     let named: Vec<HeaderName> = headers
         .get_all(CONNECTION)
         .iter()
@@ -114,7 +119,17 @@ pub fn strip_hop_by_hop(headers: &mut HeaderMap, keep_upgrade: bool) {
     }
 }
 
-/// Adds the verified identity for the upstream.
+/// Whether `strip_hop_by_hop` has anything to do about a header of this name (a `TE` of
+/// `trailers` included: it is looked at there).
+fn is_hop_by_hop(name: &HeaderName) -> bool {
+    name == CONNECTION
+        || name == UPGRADE
+        || name == TRANSFER_ENCODING
+        || name == TE
+        || HOP_BY_HOP.contains(&name.as_str())
+}
+
+/// The verified identity's headers for the upstream, but the request id.
 ///
 /// When the connection presented an X.509-SVID:
 /// `x-forwarded-client-cert: By=<gateway SPIFFE ID>;Hash=<SHA-256 of the client cert>;URI=<client SPIFFE ID>`
@@ -123,18 +138,20 @@ pub fn strip_hop_by_hop(headers: &mut HeaderMap, keep_upgrade: bool) {
 /// no trust domain goes in `x-zonegate-token-subject`, beside `x-zonegate-token-issuer`, so it
 /// can never pass for a workload identity. The client can set none of these: the whole
 /// `x-zonegate-` namespace is stripped from client requests first.
-pub fn add_verified_identity(
-    headers: &mut HeaderMap,
+///
+/// Built once per connection and snapshot for an identity proved by the certificate alone
+/// (see `Connection`), and per request when a token took part.
+pub fn identity_headers(
     identity: &Identity,
     gateway_id: Option<&str>,
     source_zone: &str,
-    request_id: &str,
-) {
-    let mut put = |name: &'static str, value: &str| {
+) -> Vec<(HeaderName, HeaderValue)> {
+    let mut out = Vec::with_capacity(6);
+    let mut put = |name: HeaderName, value: &str| {
         // Every value here was parsed from a certificate, a verified token or the config;
         // one that is not a valid header value is left out rather than forwarded mangled.
         if let Ok(value) = HeaderValue::from_str(value) {
-            headers.insert(name, value);
+            out.push((name, value));
         }
     };
     if let Some(svid) = &identity.svid {
@@ -158,6 +175,20 @@ pub fn add_verified_identity(
         put(TOKEN_ISSUER, &token.issuer.name);
         put(TOKEN_SUBJECT, &token.subject);
     }
-    put(REQUEST_ID, request_id);
     put(SOURCE_ZONE, source_zone);
+    out
+}
+
+/// Adds the verified identity's headers and the request id for the upstream.
+pub fn add_verified_identity(
+    headers: &mut HeaderMap,
+    identity: &[(HeaderName, HeaderValue)],
+    request_id: Option<&HeaderValue>,
+) {
+    for (name, value) in identity {
+        headers.insert(name.clone(), value.clone());
+    }
+    if let Some(id) = request_id {
+        headers.insert(REQUEST_ID, id.clone());
+    }
 }

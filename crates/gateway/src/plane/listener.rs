@@ -151,6 +151,7 @@ async fn serve(
         upstreams,
         close: tokio::sync::Notify::new(),
         activity: Arc::new(Activity::new()),
+        identity_headers: Default::default(),
     });
     drop(snapshot);
     let service = {

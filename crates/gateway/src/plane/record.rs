@@ -1,5 +1,6 @@
 //! What one request leaves behind: its identity event and its metrics.
 
+use std::borrow::Cow;
 use std::net::SocketAddr;
 use std::time::Duration;
 
@@ -51,12 +52,12 @@ pub fn is_event_worthy(admission: &Admission<'_>, ending: &Ending<'_>) -> bool {
     admission.cross_zone || ending.refused.is_some() || admission.identity.is_none()
 }
 
-pub fn identity_event(
-    snapshot: &Snapshot,
-    admission: &Admission<'_>,
-    exchange: &Exchange<'_>,
-    ending: &Ending<'_>,
-) -> IdentityEvent {
+pub fn identity_event<'e>(
+    snapshot: &'e Snapshot,
+    admission: &'e Admission<'_>,
+    exchange: &'e Exchange<'_>,
+    ending: &'e Ending<'_>,
+) -> IdentityEvent<'e> {
     let config = &snapshot.config;
     let (decision_name, reason) = ending.outcome(admission);
     let identity = admission.identity.as_ref();
@@ -67,38 +68,40 @@ pub fn identity_event(
     IdentityEvent {
         schema: SCHEMA,
         kind: KIND_REQUEST,
-        time: now_rfc3339(),
-        event_id: next_id(),
-        request_id: exchange.request_id.to_string(),
+        time: now_rfc3339().into(),
+        event_id: next_id().into(),
+        request_id: exchange.request_id.into(),
         decision: decision_name,
         reason,
-        detail: ending.refused.and_then(|r| r.detail.clone()),
-        rule_id: decision.and_then(|d| d.rule.as_deref().map(str::to_string)),
-        audit_rule_id: decision.and_then(|d| d.audit.as_ref().map(|a| a.rule.to_string())),
+        detail: ending
+            .refused
+            .and_then(|r| r.detail.as_deref().map(Cow::from)),
+        rule_id: decision.and_then(|d| d.rule.as_deref().map(Cow::from)),
+        audit_rule_id: decision.and_then(|d| d.audit.as_ref().map(|a| Cow::from(&*a.rule))),
         audit_decision: decision.and_then(|d| d.audit.as_ref().map(|a| a.would.as_str())),
         cross_zone: admission.cross_zone,
         credential: identity.map(Identity::credential_kind),
-        source_spiffe_id: identity.and_then(|i| i.spiffe_id.as_ref().map(|id| id.to_string())),
-        source_zone: admission.source_zone.clone(),
-        peer_addr: Some(exchange.peer_addr.to_string()),
-        cert_serial: svid.map(|s| s.serial_hex.clone()),
-        cert_not_after: svid.and_then(|s| rfc3339_seconds(s.not_after_unix)),
-        token_issuer: token.map(|t| t.issuer.name.to_string()),
-        token_subject: token.map(|t| t.subject.clone()),
-        token_jti: token.and_then(|t| t.jti.clone()),
-        token_expiry: token.and_then(|t| rfc3339_seconds(t.expires_at)),
-        destination_zone: config.zone.clone(),
-        route: admission.route.map(|r| r.name.to_string()),
+        source_spiffe_id: identity.and_then(|i| i.spiffe_id.as_ref().map(|id| id.as_str().into())),
+        source_zone: admission.source_zone.as_deref().map(Cow::from),
+        peer_addr: Some(exchange.peer_addr),
+        cert_serial: svid.map(|s| s.serial_hex.as_str().into()),
+        cert_not_after: svid.and_then(|s| rfc3339_seconds(s.not_after_unix).map(Cow::from)),
+        token_issuer: token.map(|t| Cow::from(&*t.issuer.name)),
+        token_subject: token.map(|t| t.subject.as_str().into()),
+        token_jti: token.and_then(|t| t.jti.as_deref().map(Cow::from)),
+        token_expiry: token.and_then(|t| rfc3339_seconds(t.expires_at).map(Cow::from)),
+        destination_zone: config.zone.as_str().into(),
+        route: admission.route.map(|r| Cow::from(&*r.name)),
         upstream: ending
             .upstream
-            .map(|a| a.to_string())
-            .or_else(|| admission.route.map(|r| r.upstream.clone())),
-        method: exchange.method.to_string(),
-        host: exchange.host.map(str::to_string),
-        path: admission.target.as_ref().map(|t| t.path.clone()),
+            .map(|a| Cow::from(a.to_string()))
+            .or_else(|| admission.route.map(|r| r.upstream.as_str().into())),
+        method: exchange.method.into(),
+        host: exchange.host.map(Cow::from),
+        path: admission.target.as_ref().map(|t| t.path.as_str().into()),
         raw_path: match (&admission.target, refusal) {
             (None, Some(Refusal::BadPath | Refusal::TargetTooLong)) => {
-                Some(truncate(exchange.raw_target, MAX_RAW_PATH_IN_EVENT))
+                Some(truncate(exchange.raw_target, MAX_RAW_PATH_IN_EVENT).into())
             }
             _ => None,
         },
@@ -109,12 +112,12 @@ pub fn identity_event(
     }
 }
 
-fn truncate(s: &str, max: usize) -> String {
+fn truncate(s: &str, max: usize) -> &str {
     let mut end = s.len().min(max);
     while !s.is_char_boundary(end) {
         end -= 1;
     }
-    s[..end].to_string()
+    &s[..end]
 }
 
 fn version_name(v: Version) -> &'static str {

@@ -4,10 +4,10 @@
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use http::header::{HeaderValue, AUTHORIZATION, CONTENT_LENGTH, HOST};
+use http::header::{HeaderName, HeaderValue, AUTHORIZATION, CONTENT_LENGTH, HOST};
 use http::request::Parts;
 use http::uri::{Authority, PathAndQuery, Scheme};
 use http::{Request, Response, StatusCode, Uri, Version};
@@ -26,7 +26,7 @@ use crate::admission::{
     self, Admission, Authenticator, Bearer, Compiled, PeerSvid, Refusal, Refused, RequestHead,
 };
 use crate::config::UnderscoreAction;
-use crate::identity::{SvidFacts, VerifiedToken};
+use crate::identity::{Identity, SvidFacts, VerifiedToken};
 use crate::ids::next_id;
 use crate::reload::Snapshot;
 
@@ -40,6 +40,16 @@ pub struct Connection {
     /// Asks the connection's owner to end it (GOAWAY on HTTP/2): its certificate failed.
     pub close: Notify,
     pub activity: Arc<Activity>,
+    /// The identity headers of requests proved by the certificate alone, made once per
+    /// snapshot (the gateway's own ID and the zone map come from it).
+    pub identity_headers: Mutex<Option<CachedIdentityHeaders>>,
+}
+
+/// `headers::identity_headers` for the connection's certificate, and the generation of the
+/// snapshot they were made from.
+pub struct CachedIdentityHeaders {
+    generation: u64,
+    headers: Arc<[(HeaderName, HeaderValue)]>,
 }
 
 /// In-flight requests and the time of the last one, for the idle timeout.
@@ -133,6 +143,7 @@ impl Connection {
         let started = Instant::now();
         let snapshot = self.shared.store.load();
         let request_id = next_id();
+        let request_id_value = HeaderValue::from_str(&request_id).ok();
         let (mut parts, body) = request.into_parts();
         let raw_target = raw_target(&parts);
         let host = host_of(&parts);
@@ -199,7 +210,7 @@ impl Connection {
             &admission,
             parts,
             body,
-            &request_id,
+            request_id_value.as_ref(),
             pool.config.http2,
         ) {
             Ok(r) => r,
@@ -214,7 +225,7 @@ impl Connection {
                 let upgrading =
                     status == StatusCode::SWITCHING_PROTOCOLS && client_upgrade.is_some();
                 headers::strip_hop_by_hop(response.headers_mut(), upgrading);
-                if let Ok(id) = HeaderValue::from_str(&request_id) {
+                if let Some(id) = request_id_value {
                     response.headers_mut().insert(headers::REQUEST_ID, id);
                 }
                 if upgrading {
@@ -349,7 +360,7 @@ impl Connection {
         admission: &Admission<'_>,
         mut parts: Parts,
         body: Incoming,
-        request_id: &str,
+        request_id: Option<&HeaderValue>,
         http2: bool,
     ) -> Result<(Request<RequestBody>, Option<hyper::upgrade::OnUpgrade>), Refused> {
         let (Some(identity), Some(target), Some(route)) =
@@ -396,13 +407,8 @@ impl Connection {
             // not a bearer token it could replay.
             headers.remove(AUTHORIZATION);
         }
-        headers::add_verified_identity(
-            headers,
-            identity,
-            config.tls.spiffe_id.as_ref().map(|id| id.as_str()),
-            admission.source_zone.as_deref().unwrap_or_default(),
-            request_id,
-        );
+        let identity_headers = self.identity_headers(snapshot, admission, identity);
+        headers::add_verified_identity(headers, &identity_headers, request_id);
         if http2 {
             headers.remove(HOST);
             parts.version = Version::HTTP_2;
@@ -418,6 +424,50 @@ impl Connection {
         parts.extensions = http::Extensions::new();
         let body = RequestBody::new(body, route.max_body_bytes);
         Ok((Request::from_parts(parts, body), upgrade))
+    }
+
+    /// The identity headers for `identity`: the connection's, made once per snapshot, when the
+    /// certificate alone proved it; made for this request when a token took part.
+    fn identity_headers(
+        &self,
+        snapshot: &Snapshot,
+        admission: &Admission<'_>,
+        identity: &Identity,
+    ) -> Arc<[(HeaderName, HeaderValue)]> {
+        let make = || -> Arc<[(HeaderName, HeaderValue)]> {
+            headers::identity_headers(
+                identity,
+                snapshot.config.tls.spiffe_id.as_ref().map(|id| id.as_str()),
+                admission.source_zone.as_deref().unwrap_or_default(),
+            )
+            .into()
+        };
+        let connection_svid = self.peer.as_ref().map(|p| &p.facts);
+        let by_certificate_alone = identity.token.is_none()
+            && identity
+                .svid
+                .as_ref()
+                .is_some_and(|svid| connection_svid.is_some_and(|c| Arc::ptr_eq(c, svid)));
+        if !by_certificate_alone {
+            return make();
+        }
+        // A poisoned lock only means another request panicked while holding it: the cache
+        // holds whole values either way.
+        let mut cached = self
+            .identity_headers
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        match &*cached {
+            Some(c) if c.generation == snapshot.generation => c.headers.clone(),
+            _ => {
+                let headers = make();
+                *cached = Some(CachedIdentityHeaders {
+                    generation: snapshot.generation,
+                    headers: headers.clone(),
+                });
+                headers
+            }
+        }
     }
 
     fn refuse(
@@ -481,9 +531,11 @@ impl Connection {
         }
         let events = &self.shared.events;
         if events.is_enabled() && record::is_event_worthy(admission, ending) {
-            events.emit(record::identity_event(
-                snapshot, admission, exchange, ending,
-            ));
+            // Encoded here, from what the request already holds: the event borrows it all.
+            let mut line = Vec::new();
+            record::identity_event(snapshot, admission, exchange, ending)
+                .write_json_line(&mut line);
+            events.emit_line(line);
         }
     }
 }

@@ -150,3 +150,50 @@ fn errors_display_a_reason() {
         assert!(!error.to_string().is_empty());
     }
 }
+
+/// The fast path must give exactly what the full pass gives, for every path it takes.
+#[test]
+fn canonical_paths_are_left_as_the_full_pass_leaves_them() {
+    let alphabet: &[u8] = b"/a.;%2F~-_:@!$&'()*+,=\\";
+    let mut taken = 0;
+    // Every path of up to five characters from the alphabet (a slash first), plus the
+    // accepted examples: the ones taken by the fast path are unchanged by the full pass.
+    let mut paths: Vec<String> = ACCEPTED
+        .iter()
+        .map(|(raw, _)| raw.split('?').next().unwrap_or("").to_string())
+        .collect();
+    let mut frontier = vec![String::from("/")];
+    for _ in 0..4 {
+        let mut next = Vec::new();
+        for p in &frontier {
+            for &c in alphabet {
+                next.push(format!("{p}{}", char::from(c)));
+            }
+        }
+        paths.extend(frontier);
+        frontier = next;
+    }
+    paths.extend(frontier);
+    for path in &paths {
+        if !path.starts_with('/') || !is_canonical(path) {
+            continue;
+        }
+        taken += 1;
+        assert_eq!(normalize_path(path).as_deref(), Ok(path.as_str()), "{path}");
+    }
+    assert!(taken > 1000, "the fast path took only {taken} paths");
+    for slow in [
+        "//a",
+        "/a//b",
+        "/.",
+        "/..",
+        "/a/.",
+        "/a/..",
+        "/a;b",
+        "/a%7E",
+        "/a\\b",
+        "/.well-known",
+    ] {
+        assert!(!is_canonical(slow), "{slow}");
+    }
+}

@@ -49,10 +49,10 @@ impl Write for Gate {
     }
 }
 
-fn event(n: usize) -> IdentityEvent {
+fn event(n: usize) -> IdentityEvent<'static> {
     IdentityEvent {
         schema: SCHEMA,
-        request_id: format!("r{n}"),
+        request_id: format!("r{n}").into(),
         ..IdentityEvent::default()
     }
 }
@@ -117,11 +117,22 @@ fn every_write_ends_at_a_line_boundary() {
     // Far more than one batch, so the writer must split: it may only split between lines.
     let detail = "x".repeat(500);
     let n = 2_000;
+    // Half as records the writer encodes, half as lines the request path encoded.
     for i in 0..n {
-        sink.emit(IdentityEvent {
-            detail: Some(detail.clone()),
-            ..event(i)
-        });
+        if i % 2 == 0 {
+            sink.emit(IdentityEvent {
+                detail: Some(detail.clone().into()),
+                ..event(i)
+            });
+        } else {
+            let borrowed = IdentityEvent {
+                detail: Some(detail.as_str().into()),
+                ..event(i)
+            };
+            let mut line = Vec::new();
+            borrowed.write_json_line(&mut line);
+            sink.emit_line(line);
+        }
     }
     let last = format!("\"r{}\"", n - 1);
     wait_for(&gate, &last);
