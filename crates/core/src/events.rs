@@ -12,6 +12,7 @@ use serde::Serialize;
 mod line;
 mod time;
 
+pub use line::socket_addr_text;
 pub use time::{now_rfc3339, rfc3339_seconds};
 
 /// The schema identifier written in every event.

@@ -16,7 +16,7 @@ pub fn next_id() -> String {
     let mut hex = [0u8; 32];
     put_hex(&mut hex[..16], prefix);
     put_hex(&mut hex[16..], n);
-    hex.iter().map(|&b| char::from(b)).collect()
+    String::from_utf8_lossy(&hex).into_owned()
 }
 
 const HEX: &[u8; 16] = b"0123456789abcdef";

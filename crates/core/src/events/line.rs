@@ -120,24 +120,61 @@ fn optional_static(out: &mut Vec<u8>, value: Option<&str>) {
 /// A JSON string. Most values need no escape and are copied whole; any other goes through
 /// serde_json, so escapes are spelled exactly as elsewhere in the stream.
 fn string(out: &mut Vec<u8>, value: &str) {
-    if value
-        .bytes()
-        .all(|b| b >= 0x20 && b != b'"' && b != b'\\' && b != 0x7f)
-    {
+    if needs_escape(value.as_bytes()) {
+        if serde_json::to_writer(&mut *out, value).is_err() {
+            // Writing to a Vec cannot fail; keep the line valid JSON regardless.
+            out.extend_from_slice(b"null");
+        }
+    } else {
         out.push(b'"');
         out.extend_from_slice(value.as_bytes());
         out.push(b'"');
-    } else if serde_json::to_writer(&mut *out, value).is_err() {
-        // Writing to a Vec cannot fail; keep the line valid JSON regardless.
-        out.extend_from_slice(b"null");
     }
+}
+
+/// Whether JSON needs an escape in `bytes`: a control character, `"` or `\\`. Eight bytes at
+/// a time (the usual bit trick for "some byte is less than n / equal to c"); it may answer
+/// yes for a string that needs none, never the reverse, and a yes only costs the slow path.
+fn needs_escape(bytes: &[u8]) -> bool {
+    const ONES: u64 = u64::from_ne_bytes([0x01; 8]);
+    const HIGHS: u64 = u64::from_ne_bytes([0x80; 8]);
+    let has_zero = |x: u64| x.wrapping_sub(ONES) & !x & HIGHS != 0;
+    let mut chunks = bytes.chunks_exact(8);
+    for chunk in &mut chunks {
+        let mut word = [0u8; 8];
+        word.copy_from_slice(chunk);
+        let x = u64::from_ne_bytes(word);
+        let below_space = x.wrapping_sub(ONES * 0x20) & !x & HIGHS != 0;
+        if below_space
+            || has_zero(x ^ (ONES * u64::from(b'"')))
+            || has_zero(x ^ (ONES * u64::from(b'\\')))
+        {
+            return true;
+        }
+    }
+    chunks
+        .remainder()
+        .iter()
+        .any(|&b| b < 0x20 || b == b'"' || b == b'\\')
 }
 
 /// A socket address as serde writes it (its `Display` form, as a string).
 fn socket_addr(out: &mut Vec<u8>, addr: SocketAddr) {
+    out.push(b'"');
+    socket_addr_text_into(out, addr);
+    out.push(b'"');
+}
+
+/// `addr`'s `Display` form, without the formatter machinery for the usual IPv4 address.
+pub fn socket_addr_text(addr: SocketAddr) -> String {
+    let mut out = Vec::with_capacity(21);
+    socket_addr_text_into(&mut out, addr);
+    String::from_utf8(out).unwrap_or_else(|_| addr.to_string())
+}
+
+fn socket_addr_text_into(out: &mut Vec<u8>, addr: SocketAddr) {
     match addr {
         SocketAddr::V4(v4) => {
-            out.push(b'"');
             let mut digits = itoa::Buffer::new();
             for (i, octet) in v4.ip().octets().iter().enumerate() {
                 if i > 0 {
@@ -147,11 +184,46 @@ fn socket_addr(out: &mut Vec<u8>, addr: SocketAddr) {
             }
             out.push(b':');
             out.extend_from_slice(digits.format(v4.port()).as_bytes());
-            out.push(b'"');
         }
         SocketAddr::V6(_) => {
             // Rare here, and its text form has rules of its own (zero compression, scopes).
-            let _ = write!(out, "\"{addr}\"");
+            let _ = write!(out, "{addr}");
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    /// The word-at-a-time check answers yes wherever an escape is needed, at every offset.
+    #[test]
+    fn needs_escape_misses_nothing() {
+        for len in 0..24 {
+            let clean = vec![b'a'; len];
+            assert!(!super::needs_escape(&clean));
+            for at in 0..len {
+                for bad in (0u8..0x20).chain([b'"', b'\\']) {
+                    let mut dirty = clean.clone();
+                    dirty[at] = bad;
+                    assert!(super::needs_escape(&dirty), "{bad:#x} at {at} of {len}");
+                }
+            }
+        }
+        for addr in [
+            "0.0.0.0:0",
+            "10.1.200.7:9001",
+            "255.255.255.255:65535",
+            "[::1]:1",
+        ] {
+            let addr: std::net::SocketAddr = addr.parse().unwrap();
+            assert_eq!(super::socket_addr_text(addr), addr.to_string());
+        }
+        // Typical values, non-ASCII included, take the fast path.
+        for value in [
+            "spiffe://example.org/ns/shop/sa/checkout",
+            "caf\u{e9} \u{1F600}",
+            "~\u{7f}",
+        ] {
+            assert!(!super::needs_escape(value.as_bytes()), "{value}");
         }
     }
 }

@@ -16,7 +16,9 @@ const MAX_KEY_BYTES: usize = 2048;
 
 #[derive(Debug)]
 pub struct DecisionCache {
-    entries: DashMap<Box<str>, Decision>,
+    /// Keys hold request paths: the hasher is keyed at random, so they cannot be chosen to
+    /// collide.
+    entries: DashMap<Box<str>, Decision, ahash::RandomState>,
     len: AtomicUsize,
     capacity: usize,
     hits: AtomicU64,
@@ -26,7 +28,7 @@ pub struct DecisionCache {
 impl DecisionCache {
     pub fn new(capacity: usize) -> Self {
         DecisionCache {
-            entries: DashMap::new(),
+            entries: DashMap::with_hasher(ahash::RandomState::new()),
             len: AtomicUsize::new(0),
             capacity,
             hits: AtomicU64::new(0),

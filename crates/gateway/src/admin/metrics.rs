@@ -34,8 +34,8 @@ struct Histogram {
 /// Every counter the gateway exports.
 #[derive(Default)]
 pub struct Metrics {
-    requests: DashMap<RequestLabels, AtomicU64>,
-    durations: DashMap<Arc<str>, Histogram>,
+    requests: DashMap<RequestLabels, AtomicU64, ahash::RandomState>,
+    durations: DashMap<Arc<str>, Histogram, ahash::RandomState>,
     auth_failures: DashMap<&'static str, AtomicU64>,
     reloads: DashMap<&'static str, AtomicU64>,
     underscore_headers: DashMap<&'static str, AtomicU64>,

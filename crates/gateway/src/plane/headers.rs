@@ -8,7 +8,8 @@
 //! dashes) are dropped or refused before anything else looks at the request.
 
 use http::header::{
-    HeaderMap, HeaderName, HeaderValue, CONNECTION, TE, TRANSFER_ENCODING, UPGRADE,
+    HeaderMap, HeaderName, HeaderValue, CONNECTION, PROXY_AUTHENTICATE, PROXY_AUTHORIZATION, TE,
+    TRANSFER_ENCODING, UPGRADE,
 };
 
 use crate::identity::Identity;
@@ -41,11 +42,12 @@ pub const BUILTIN_STRIP: &[&str] = &[
 const OWN_PREFIX: &str = "x-zonegate-";
 
 /// Connection-specific headers (RFC 9110 7.6.1), never forwarded in either direction.
-const HOP_BY_HOP: &[&str] = &[
-    "keep-alive",
-    "proxy-connection",
-    "proxy-authenticate",
-    "proxy-authorization",
+const KEEP_ALIVE: HeaderName = HeaderName::from_static("keep-alive");
+const HOP_BY_HOP: [HeaderName; 4] = [
+    KEEP_ALIVE,
+    HeaderName::from_static("proxy-connection"),
+    PROXY_AUTHENTICATE,
+    PROXY_AUTHORIZATION,
 ];
 
 /// Whether any header name has an underscore.
@@ -87,35 +89,53 @@ pub fn strip_client_identity(headers: &mut HeaderMap, extra: &[String]) {
 /// Removes the hop-by-hop headers: the fixed set, and every header `Connection` names. `TE`
 /// survives only as `trailers` (gRPC needs it); `Upgrade` only when `keep_upgrade`.
 pub fn strip_hop_by_hop(headers: &mut HeaderMap, keep_upgrade: bool) {
-    // Most messages carry none: one pass over the names is cheaper than a hashed removal per
-    // hop-by-hop name.
+    // Most requests carry none, and most responses only `Connection: keep-alive`: one pass
+    // over the names, then removals by name only of what is there.
     if !headers.keys().any(is_hop_by_hop) {
         return;
     }
-    let named: Vec<HeaderName> = headers
+    let mut doomed: Vec<HeaderName> = Vec::new();
+    for token in headers
         .get_all(CONNECTION)
         .iter()
         .filter_map(|v| v.to_str().ok())
         .flat_map(|v| v.split(','))
-        .filter_map(|n| HeaderName::from_bytes(n.trim().as_bytes()).ok())
-        .filter(|n| !(keep_upgrade && n == UPGRADE))
-        .collect();
-    for name in &named {
-        headers.remove(name);
+        .map(str::trim)
+    {
+        // The usual options name no header, or a fixed one: no need to parse them.
+        if token.eq_ignore_ascii_case("close") || token.is_empty() {
+            continue;
+        }
+        let name = if token.eq_ignore_ascii_case("keep-alive") {
+            KEEP_ALIVE
+        } else if token.eq_ignore_ascii_case("upgrade") {
+            UPGRADE
+        } else {
+            match HeaderName::from_bytes(token.as_bytes()) {
+                Ok(name) => name,
+                Err(_) => continue,
+            }
+        };
+        if !(keep_upgrade && name == UPGRADE) {
+            doomed.push(name);
+        }
     }
-    if !keep_upgrade {
-        headers.remove(CONNECTION);
-        headers.remove(UPGRADE);
-    }
-    headers.remove(TRANSFER_ENCODING);
-    for name in HOP_BY_HOP {
-        headers.remove(*name);
+    for name in headers.keys() {
+        let fixed = name == TRANSFER_ENCODING
+            || HOP_BY_HOP.contains(name)
+            || (!keep_upgrade && (name == CONNECTION || name == UPGRADE));
+        if fixed {
+            doomed.push(name.clone());
+        }
     }
     let trailers_only = headers
         .get(TE)
-        .is_some_and(|te| te.as_bytes().eq_ignore_ascii_case(b"trailers"));
+        .is_none_or(|te| te.as_bytes().eq_ignore_ascii_case(b"trailers"));
     if !trailers_only {
-        headers.remove(TE);
+        doomed.push(TE);
+    }
+    for name in &doomed {
+        headers.remove(name);
     }
 }
 
@@ -126,7 +146,7 @@ fn is_hop_by_hop(name: &HeaderName) -> bool {
         || name == UPGRADE
         || name == TRANSFER_ENCODING
         || name == TE
-        || HOP_BY_HOP.contains(&name.as_str())
+        || HOP_BY_HOP.contains(name)
 }
 
 /// The verified identity's headers for the upstream, but the request id.
@@ -192,3 +212,6 @@ pub fn add_verified_identity(
         headers.insert(REQUEST_ID, id.clone());
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -7,7 +7,9 @@ use std::time::Duration;
 use http::Version;
 
 use crate::admission::{Admission, Refusal, Refused};
-use crate::events::{now_rfc3339, rfc3339_seconds, IdentityEvent, KIND_REQUEST, SCHEMA};
+use crate::events::{
+    now_rfc3339, rfc3339_seconds, socket_addr_text, IdentityEvent, KIND_REQUEST, SCHEMA,
+};
 use crate::identity::Identity;
 use crate::ids::next_id;
 use crate::policy::Verdict;
@@ -94,7 +96,7 @@ pub fn identity_event<'e>(
         route: admission.route.map(|r| Cow::from(&*r.name)),
         upstream: ending
             .upstream
-            .map(|a| Cow::from(a.to_string()))
+            .map(|a| Cow::from(socket_addr_text(a)))
             .or_else(|| admission.route.map(|r| r.upstream.as_str().into())),
         method: exchange.method.into(),
         host: exchange.host.map(Cow::from),
