@@ -17,6 +17,8 @@ use hyper_util::rt::{TokioExecutor, TokioIo};
 use rustls::pki_types::ServerName;
 use tokio_rustls::TlsConnector;
 
+pub mod dns;
+
 use zonegate_devkit::devpki::{DevCa, Issued, LeafSpec};
 use zonegate_gateway::events::EventSink;
 use zonegate_gateway::reload::SnapshotStore;
@@ -116,6 +118,9 @@ pub struct Setup {
     pub extra_config: String,
     /// Address of the `payments-api` upstream; default: a fresh echo upstream.
     pub upstream: Option<SocketAddr>,
+    /// A `host:port` address for the `payments` pool instead of `upstream` (resolved by the
+    /// gateway; `extra_config` names the DNS server).
+    pub upstream_name: Option<String>,
     pub upstream_http2: bool,
     /// Event queue length (the default drops under sustained load from several clients).
     pub events_capacity: usize,
@@ -131,6 +136,7 @@ impl Default for Setup {
             policy: POLICY.to_string(),
             extra_config: String::new(),
             upstream: None,
+            upstream_name: None,
             upstream_http2: false,
             events_capacity: 65_536,
             files: Vec::new(),
@@ -201,7 +207,7 @@ name = "grpc"
 path_prefix = "/ledger.Ledger"
 upstream = "payments"
 [upstream.payments]
-addresses = ["{upstream}"]
+addresses = ["{address}"]
 http2 = {h2}
 connect_timeout_ms = 500
 read_timeout_ms = 5000
@@ -216,6 +222,10 @@ address = "127.0.0.1:{admin_port}"
 {extra}
 "#,
             h2 = setup.upstream_http2,
+            address = setup
+                .upstream_name
+                .clone()
+                .unwrap_or_else(|| upstream.to_string()),
             client_cert = if setup.client_cert_optional {
                 "optional"
             } else {
@@ -603,13 +613,24 @@ pub struct CountedEcho {
 
 impl CountedEcho {
     pub async fn start() -> CountedEcho {
+        let listener = tokio::net::TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
+            .await
+            .expect("relay listener");
+        CountedEcho::serve(listener).await
+    }
+
+    /// A counted echo at `ip:port` (any address of 127.0.0.0/8 is loopback: several of them
+    /// can stand for the pods behind one host name, on one port).
+    pub async fn start_at(ip: Ipv4Addr, port: u16) -> std::io::Result<CountedEcho> {
+        let listener = tokio::net::TcpListener::bind((ip, port)).await?;
+        Ok(CountedEcho::serve(listener).await)
+    }
+
+    async fn serve(listener: tokio::net::TcpListener) -> CountedEcho {
         use tokio::io::{AsyncReadExt, AsyncWriteExt};
         let echo = zonegate_devkit::echo::spawn(SocketAddr::from((Ipv4Addr::LOCALHOST, 0)))
             .await
             .expect("echo upstream");
-        let listener = tokio::net::TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
-            .await
-            .expect("relay listener");
         let addr = listener.local_addr().expect("relay address");
         let connections = Arc::new(AtomicUsize::new(0));
         let bytes = Arc::new(AtomicU64::new(0));

@@ -201,3 +201,140 @@ async fn upstream_connections_follow_requests_in_flight_not_clients_and_expire_w
     assert_eq!(clients[0].get("/counted/x").await.status, StatusCode::OK);
     assert_eq!(opened.load(std::sync::atomic::Ordering::SeqCst), 2);
 }
+
+/// Two "pods" behind one host name, on one port: 127.0.0.2 and 127.0.0.3 (all of 127/8 is
+/// loopback). Retries with another port when the second address's port is taken.
+async fn two_pods() -> (CountedEcho, CountedEcho) {
+    for _ in 0..20 {
+        let first = CountedEcho::start_at(Ipv4Addr::new(127, 0, 0, 2), 0)
+            .await
+            .unwrap();
+        if let Ok(second) =
+            CountedEcho::start_at(Ipv4Addr::new(127, 0, 0, 3), first.addr.port()).await
+        {
+            return (first, second);
+        }
+    }
+    panic!("no port free on both 127.0.0.2 and 127.0.0.3");
+}
+
+/// Waits until `check` holds, for at most 10 s.
+async fn eventually(what: &str, mut check: impl AsyncFnMut() -> bool) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while !check().await {
+        assert!(std::time::Instant::now() < deadline, "never: {what}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_host_name_upstream_follows_its_dns_records_and_outlives_a_dns_failure() {
+    use std::sync::atomic::Ordering;
+    let (pod_a, pod_b) = two_pods().await;
+    let port = pod_a.addr.port();
+    let dns = zonegate_e2e::dns::DnsServer::start().await;
+    let host = "api.payments.test";
+    let name = format!("{host}:{port}");
+    dns.set(
+        host,
+        &[Ipv4Addr::new(127, 0, 0, 2), Ipv4Addr::new(127, 0, 0, 3)],
+        1,
+    );
+    let gw = Gateway::start(Setup {
+        upstream_name: Some(name.clone()),
+        extra_config: format!(
+            "[dns]\nnameservers = [\"{}\"]\nmin_ttl_s = 1\nmax_ttl_s = 2\ntimeout_ms = 500\n",
+            dns.addr
+        ),
+        ..Setup::default()
+    })
+    .await;
+    // Resolved before the gateway served its first request: both pods take requests.
+    let mut checkout = gw.client(CHECKOUT, false).await;
+    for _ in 0..6 {
+        assert_eq!(
+            checkout.get("/payments/charge").await.status,
+            StatusCode::OK
+        );
+    }
+    assert!(pod_a.bytes.load(Ordering::SeqCst) > 0, "pod a got nothing");
+    assert!(pod_b.bytes.load(Ordering::SeqCst) > 0, "pod b got nothing");
+    let (_, metrics) = gw.admin_get("/metrics").await;
+    assert!(
+        metrics.contains(&format!(
+            "zonegate_upstream_dns_addresses{{name=\"{name}\"}} 2"
+        )),
+        "{metrics}"
+    );
+
+    // Pod a goes away from the records: once its TTL is up, it gets no more requests.
+    dns.set(host, &[Ipv4Addr::new(127, 0, 0, 3)], 1);
+    eventually("the pool drops pod a", async || {
+        let before = pod_a.bytes.load(Ordering::SeqCst);
+        for _ in 0..4 {
+            assert_eq!(
+                checkout.get("/payments/charge").await.status,
+                StatusCode::OK
+            );
+        }
+        pod_a.bytes.load(Ordering::SeqCst) == before
+    })
+    .await;
+    let (_, metrics) = gw.admin_get("/metrics").await;
+    assert!(
+        metrics.contains(&format!(
+            "zonegate_upstream_dns_addresses{{name=\"{name}\"}} 1"
+        )),
+        "{metrics}"
+    );
+    let a_before = pod_a.bytes.load(Ordering::SeqCst);
+    let b_before = pod_b.bytes.load(Ordering::SeqCst);
+    for _ in 0..6 {
+        assert_eq!(
+            checkout.get("/payments/charge").await.status,
+            StatusCode::OK
+        );
+    }
+    assert_eq!(
+        pod_a.bytes.load(Ordering::SeqCst),
+        a_before,
+        "pod a still served"
+    );
+    assert!(pod_b.bytes.load(Ordering::SeqCst) > b_before);
+
+    // The DNS server fails: the last good address stays in use, and the failure is reported.
+    dns.fail(true);
+    let failed = gw
+        .events_where(1, |e| {
+            e["kind"] == "upstream_resolution" && e["result"] == "failed"
+        })
+        .await;
+    assert_eq!(failed[0]["name"], name.as_str());
+    assert_eq!(failed[0]["addresses"], 1);
+    assert!(failed[0]["error"].as_str().is_some_and(|e| !e.is_empty()));
+    for _ in 0..4 {
+        assert_eq!(
+            checkout.get("/payments/charge").await.status,
+            StatusCode::OK
+        );
+    }
+    let (_, metrics) = gw.admin_get("/metrics").await;
+    assert!(metrics.contains(&format!(
+        "zonegate_upstream_dns_failing{{name=\"{name}\"}} 1"
+    )));
+    let (_, status) = gw.admin_get("/status").await;
+    let status: serde_json::Value = serde_json::from_str(&status).unwrap();
+    assert_eq!(status["upstream_names"][0]["name"], name.as_str());
+    assert!(status["upstream_names"][0]["last_error"].is_string());
+
+    // And it comes back.
+    dns.fail(false);
+    gw.events_where(1, |e| {
+        e["kind"] == "upstream_resolution" && e["result"] == "recovered"
+    })
+    .await;
+    let (_, metrics) = gw.admin_get("/metrics").await;
+    assert!(metrics.contains(&format!(
+        "zonegate_upstream_dns_failing{{name=\"{name}\"}} 0"
+    )));
+}

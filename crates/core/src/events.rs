@@ -119,6 +119,27 @@ pub struct ReloadEvent {
     pub errors: Vec<String>,
 }
 
+/// A host-name upstream address that failed to resolve, or resolved again after failing.
+#[derive(Clone, Debug, Serialize)]
+pub struct ResolutionEvent {
+    pub schema: &'static str,
+    /// Always `upstream_resolution`.
+    pub kind: &'static str,
+    pub time: String,
+    pub event_id: String,
+    /// `failed` (the last good addresses stay in use) or `recovered`.
+    pub result: &'static str,
+    /// The `host:port` from the upstream's `addresses`.
+    pub name: String,
+    pub error: Option<String>,
+    /// How many addresses the name stands for after this.
+    pub addresses: usize,
+    pub destination_zone: String,
+}
+
+/// The `kind` of a host-name resolution's event.
+pub const KIND_UPSTREAM_RESOLUTION: &str = "upstream_resolution";
+
 /// One line of the event stream.
 #[derive(Clone, Debug, Serialize)]
 #[serde(untagged)]
@@ -126,6 +147,13 @@ pub enum Record {
     Request(Box<IdentityEvent<'static>>),
     Handshake(HandshakeEvent),
     Reload(ReloadEvent),
+    Resolution(ResolutionEvent),
+}
+
+impl From<ResolutionEvent> for Record {
+    fn from(event: ResolutionEvent) -> Self {
+        Record::Resolution(event)
+    }
 }
 
 impl From<ReloadEvent> for Record {

@@ -20,12 +20,14 @@ use tracing::{error, info, warn};
 use crate::admin::metrics::Metrics;
 use crate::admin::{AdminServer, Readiness};
 use crate::config::Listener;
-use crate::events::EventSink;
+use crate::events::{now_rfc3339, EventSink, ResolutionEvent, KIND_UPSTREAM_RESOLUTION, SCHEMA};
 use crate::identity::RefusalObserver;
+use crate::ids::next_id;
 use crate::plane::listener::{self, EventBudget, HandshakeRefusals};
+use crate::plane::names::{NameKey, Outcome};
 use crate::plane::upstream::H1Cache;
 use crate::plane::Shared;
-use crate::reload::{ConfigWatcher, Reloader, SnapshotStore};
+use crate::reload::{ConfigWatcher, Reloader, Snapshot, SnapshotStore};
 
 /// Default interval between upstream health-check rounds when no pool sets a faster one.
 const HEALTH_TICK: Duration = Duration::from_millis(500);
@@ -125,6 +127,13 @@ pub fn build(
         "upstream health",
         UpstreamHealth {
             store: store.clone(),
+        },
+    ));
+    server.add_service(background_service(
+        "upstream names",
+        UpstreamNames {
+            store: store.clone(),
+            events: events.clone(),
         },
     ));
     server.add_service(background_service(
@@ -496,6 +505,97 @@ impl ShutdownSignalWatch for StopSignal {
         let mut rx = self.0.clone();
         let _ = rx.wait_for(|stop| *stop).await;
         ShutdownSignal::FastShutdown
+    }
+}
+
+/// Resolves the upstream host names of whichever snapshot is current when their time comes,
+/// updates the pools that use them, and reports failures and recoveries (log and event; the
+/// counts are in `/metrics` and `/status`).
+struct UpstreamNames {
+    store: Arc<SnapshotStore>,
+    events: EventSink,
+}
+
+/// Longest wait between two looks at the names (a reload may bring new ones sooner).
+const NAMES_TICK: Duration = Duration::from_secs(1);
+
+#[async_trait]
+impl BackgroundService for UpstreamNames {
+    async fn start(&self, mut shutdown: ShutdownWatch) {
+        let mut changes = self.store.subscribe();
+        loop {
+            let snapshot = self.store.load();
+            let mut keys: Vec<NameKey> = snapshot
+                .upstreams
+                .values()
+                .flat_map(|p| p.names().iter().cloned())
+                .collect();
+            keys.sort();
+            keys.dedup();
+            let outcomes = snapshot
+                .names
+                .refresh_due(&snapshot.config.dns, &keys)
+                .await;
+            let changed: Vec<&NameKey> = outcomes
+                .iter()
+                .filter(|o| o.changed)
+                .map(|o| &o.key)
+                .collect();
+            for pool in snapshot.upstreams.values() {
+                if pool.names().iter().any(|k| changed.contains(&k)) {
+                    pool.refresh_members().await;
+                }
+            }
+            for outcome in &outcomes {
+                self.report(&snapshot, outcome);
+            }
+            let wait = snapshot
+                .names
+                .next_due(&keys)
+                .map_or(NAMES_TICK, |at| {
+                    at.saturating_duration_since(std::time::Instant::now())
+                })
+                .min(NAMES_TICK);
+            tokio::select! {
+                _ = tokio::time::sleep(wait) => {}
+                _ = changes.changed() => {}
+                _ = shutdown.changed() => return,
+            }
+        }
+    }
+}
+
+impl UpstreamNames {
+    fn report(&self, snapshot: &Snapshot, outcome: &Outcome) {
+        let name = format!("{}:{}", outcome.key.0, outcome.key.1);
+        let addresses = snapshot.names.addresses(&outcome.key).len();
+        let (result, error) = match &outcome.result {
+            Err(why) => {
+                warn!(%name, error = %why, addresses, "cannot resolve upstream host name; keeping its last good addresses");
+                ("failed", Some(why.clone()))
+            }
+            Ok(n) if outcome.recovered => {
+                info!(%name, addresses = n, "upstream host name resolves again");
+                ("recovered", None)
+            }
+            Ok(n) => {
+                if outcome.changed {
+                    info!(%name, addresses = n, "upstream host name resolves to new addresses");
+                }
+                return;
+            }
+        };
+        self.events.emit(ResolutionEvent {
+            schema: SCHEMA,
+            kind: KIND_UPSTREAM_RESOLUTION,
+            time: now_rfc3339(),
+            event_id: next_id(),
+            result,
+            name,
+            error,
+            addresses,
+            destination_zone: snapshot.config.zone.clone(),
+        });
     }
 }
 

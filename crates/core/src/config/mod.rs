@@ -5,6 +5,7 @@
 //! [`GatewayConfig`], reading certificates, bundles and policy files on the way, and collects
 //! every problem into [`ConfigErrors`] so that one `zonegate check` shows them all.
 
+mod dns;
 mod error;
 mod policy_file;
 mod raw;
@@ -12,6 +13,7 @@ mod sources;
 mod tls_files;
 mod token_issuers;
 
+pub use dns::{DnsConfig, UpstreamAddress};
 pub use error::{ConfigError, ConfigErrors};
 pub use policy_file::load_policy_files;
 pub use sources::toml_files_in;
@@ -73,6 +75,8 @@ pub struct GatewayConfig {
     pub idle_timeout: Duration,
     /// Bounds on a request head, and what to do with underscored header names.
     pub limits: Limits,
+    /// How host-name upstream addresses are resolved.
+    pub dns: DnsConfig,
     /// Every file this config was built from (the config itself first), for reload watching.
     pub files: Vec<PathBuf>,
     /// Directories whose content is part of the config (policy directories).
@@ -186,7 +190,7 @@ pub enum UpstreamTls {
 #[derive(Debug, PartialEq, Eq)]
 pub struct Upstream {
     pub name: String,
-    pub addresses: Vec<SocketAddr>,
+    pub addresses: Vec<UpstreamAddress>,
     pub tls: UpstreamTls,
     pub sni: String,
     pub ca: Option<Vec<CertificateDer<'static>>>,
@@ -546,6 +550,7 @@ fn load_unhashed(path: &Path) -> Result<GatewayConfig, ConfigErrors> {
         None => Duration::from_secs(DEFAULT_IDLE_TIMEOUT_S),
     };
     let limits = convert_limits(file, &raw.connections, &mut errors);
+    let dns = dns::convert(file, &raw.dns, &mut errors);
     let tokens = token_issuers::convert_settings(file, &raw.tokens, &mut errors);
     let token_issuers = token_issuers::convert_issuers(
         file,
@@ -588,6 +593,7 @@ fn load_unhashed(path: &Path) -> Result<GatewayConfig, ConfigErrors> {
         tokens,
         idle_timeout,
         limits,
+        dns,
         files,
         dirs,
         content_hash: String::new(),
@@ -709,18 +715,14 @@ fn convert_upstream(
         errors.push(
             file,
             format!("{key}.addresses"),
-            "at least one IP:port address is required",
+            "at least one IP:port or host:port address is required",
         );
     }
     let mut addresses = Vec::new();
     for (i, a) in u.addresses.iter().enumerate() {
-        match a.parse::<SocketAddr>() {
+        match UpstreamAddress::parse(a) {
             Ok(addr) => addresses.push(addr),
-            Err(_) => errors.push(
-                file,
-                format!("{key}.addresses[{i}]"),
-                format!("`{a}` is not an IP:port socket address"),
-            ),
+            Err(reason) => errors.push(file, format!("{key}.addresses[{i}]"), reason),
         }
     }
     let tls = match u.tls {

@@ -40,6 +40,8 @@ pub(super) struct RawGateway {
     pub tokens: RawTokens,
     #[serde(default)]
     pub connections: RawConnections,
+    #[serde(default)]
+    pub dns: super::dns::RawDns,
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -11,6 +11,8 @@ use std::time::Duration;
 
 use dashmap::DashMap;
 
+use crate::plane::names::NameState;
+
 /// Upper bounds (seconds) of the request duration histogram buckets.
 const BUCKETS: [f64; 12] = [
     0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 5.0,
@@ -342,9 +344,39 @@ impl Metrics {
             writeln!(out, "# TYPE {name} {kind}")?;
             writeln!(out, "{name} {value}")?;
         }
+        let families: [NameFamily; 3] = [
+            (
+                "zonegate_upstream_dns_addresses",
+                "gauge",
+                "Addresses an upstream host name stands for (the last good resolution).",
+                |n| n.addresses as u64,
+            ),
+            (
+                "zonegate_upstream_dns_failures_total",
+                "counter",
+                "Failed resolutions of an upstream host name.",
+                |n| n.failures,
+            ),
+            (
+                "zonegate_upstream_dns_failing",
+                "gauge",
+                "1 while the latest resolution of an upstream host name failed.",
+                |n| u64::from(n.last_error.is_some()),
+            ),
+        ];
+        for (name, kind, help, value) in families {
+            writeln!(out, "# HELP {name} {help}")?;
+            writeln!(out, "# TYPE {name} {kind}")?;
+            for state in &g.dns {
+                writeln!(out, "{name}{{name=\"{}\"}} {}", state.name, value(state))?;
+            }
+        }
         Ok(())
     }
 }
+
+/// A metric family with one series per upstream host name: name, type, help, value.
+type NameFamily = (&'static str, &'static str, &'static str, fn(&NameState) -> u64);
 
 /// Values read from the current snapshot and sink when `/metrics` is scraped.
 #[derive(Debug, Default)]
@@ -359,4 +391,6 @@ pub struct Gauges {
     pub events_written: u64,
     pub events_dropped: u64,
     pub server_cert_not_after: i64,
+    /// Upstream host names and what they resolved to.
+    pub dns: Vec<NameState>,
 }

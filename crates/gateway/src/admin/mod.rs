@@ -198,6 +198,7 @@ impl AdminState {
             events_written: stats.written.load(Ordering::Relaxed),
             events_dropped: stats.dropped.load(Ordering::Relaxed),
             server_cert_not_after: snapshot.server_cert_not_after,
+            dns: snapshot.names.states(),
         };
         self.metrics.render(&snapshot.config.zone, &gauges)
     }
@@ -234,6 +235,12 @@ impl AdminState {
             "last_reload_error": reload.last_error,
             // Changes in the config in force that apply only at the next restart or upgrade.
             "restart_required": self.metrics.restart_required(),
+            "upstream_names": snapshot.names.states().iter().map(|n| json!({
+                "name": n.name,
+                "addresses": n.addresses,
+                "failures": n.failures,
+                "last_error": n.last_error,
+            })).collect::<Vec<_>>(),
         })
     }
 

@@ -6,6 +6,7 @@ pub mod answer;
 pub mod body;
 pub mod headers;
 pub mod listener;
+pub mod names;
 pub mod record;
 pub mod service;
 pub mod upstream;

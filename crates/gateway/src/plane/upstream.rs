@@ -19,9 +19,10 @@ use hyper::body::Incoming;
 use hyper::client::conn::{http1, http2};
 use hyper::{Request, Response};
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use pingora_load_balancing::discovery::ServiceDiscovery;
 use pingora_load_balancing::health_check::TcpHealthCheck;
 use pingora_load_balancing::selection::RoundRobin;
-use pingora_load_balancing::LoadBalancer;
+use pingora_load_balancing::{Backend, Backends, LoadBalancer};
 use rustls::pki_types::ServerName;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
@@ -29,7 +30,8 @@ use tokio_rustls::TlsConnector;
 use tracing::debug;
 
 use super::body::{BodyTooLarge, RequestBody};
-use crate::config::{ServerTls, Upstream, UpstreamTls};
+use super::names::{NameKey, Names};
+use crate::config::{ServerTls, Upstream, UpstreamAddress, UpstreamTls};
 
 /// Most idle HTTP/1.1 upstream connections one worker keeps, across its pools.
 const MAX_IDLE_PER_WORKER: usize = 256;
@@ -53,16 +55,39 @@ pub struct UpstreamPool {
     /// Distinguishes this pool's cached connections from those of a pool it replaced.
     id: u64,
     balancer: LoadBalancer<RoundRobin>,
+    /// The host names among the pool's addresses.
+    names: Vec<NameKey>,
     tls: Option<(TlsConnector, ServerName<'static>)>,
     /// Shared HTTP/2 connections, one per address.
     h2: Mutex<Vec<(SocketAddr, http2::SendRequest<RequestBody>)>>,
 }
 
 impl UpstreamPool {
-    pub fn new(config: Arc<Upstream>, own: &ServerTls) -> Result<UpstreamPool, String> {
+    /// Builds the pool; its host names' addresses come from `names` (resolved already, or
+    /// empty until they are), and [`refresh_members`](Self::refresh_members) picks up new
+    /// resolutions.
+    pub fn new(
+        config: Arc<Upstream>,
+        own: &ServerTls,
+        names: &Arc<Names>,
+    ) -> Result<UpstreamPool, String> {
+        let mut fixed = Vec::new();
+        let mut hosts = Vec::new();
+        for address in &config.addresses {
+            match address {
+                UpstreamAddress::Ip(addr) => fixed.push(*addr),
+                UpstreamAddress::Name { host, port } => hosts.push((host.clone(), *port)),
+            }
+        }
+        let members = Members {
+            fixed,
+            names: hosts.clone(),
+            source: names.clone(),
+        };
         let mut balancer =
-            LoadBalancer::<RoundRobin>::try_from_iter(config.addresses.iter().copied())
-                .map_err(|e| e.to_string())?;
+            LoadBalancer::<RoundRobin>::from_backends(Backends::new(Box::new(members)));
+        // Discovery reads memory only: nothing here waits on I/O.
+        futures::executor::block_on(balancer.update()).map_err(|e| e.to_string())?;
         if config.health_check_interval.is_some() {
             let mut check = TcpHealthCheck::new();
             check.peer_template.options.connection_timeout = Some(config.connect_timeout);
@@ -77,9 +102,28 @@ impl UpstreamPool {
             id: NEXT_POOL_ID.fetch_add(1, Ordering::Relaxed),
             config,
             balancer,
+            names: hosts,
             tls,
             h2: Mutex::new(Vec::new()),
         })
+    }
+
+    /// The host names among the pool's addresses.
+    pub fn names(&self) -> &[NameKey] {
+        &self.names
+    }
+
+    /// Takes the current resolutions of the pool's host names as its members. Health state
+    /// carries over for addresses that stay.
+    pub async fn refresh_members(&self) {
+        if let Err(e) = self.balancer.update().await {
+            debug!(pool = %self.config.name, error = %e, "cannot update pool members");
+        }
+    }
+
+    /// How many addresses the pool has now.
+    pub fn member_count(&self) -> usize {
+        self.balancer.backends().get_backend().len()
     }
 
     /// The next healthy address, or `None` when every address is down.
@@ -113,7 +157,7 @@ impl UpstreamPool {
         let deadline = self.config.read_timeout;
         match self.send_to(cache, addr, request).await {
             Ok(ok) => Ok(ok),
-            Err(Failure::Connect(request, why)) if self.config.addresses.len() > 1 => {
+            Err(Failure::Connect(request, why)) if self.member_count() > 1 => {
                 let Some(next) = self.select().filter(|a| *a != addr) else {
                     return Err((UpstreamError::Unavailable(why), Some(addr)));
                 };
@@ -296,17 +340,48 @@ fn client_tls(
         vec![b"http/1.1".to_vec()]
     };
     let name = if config.sni.is_empty() {
-        // No name configured: the certificate must name the address.
-        config
-            .addresses
-            .first()
-            .map(|a| ServerName::IpAddress(a.ip().into()))
-            .ok_or("no address")?
+        // No name configured: the certificate must name the first address, IP or host name.
+        match config.addresses.first().ok_or("no address")? {
+            UpstreamAddress::Ip(addr) => ServerName::IpAddress(addr.ip().into()),
+            UpstreamAddress::Name { host, .. } => ServerName::try_from(host.clone())
+                .map_err(|e| format!("host name `{host}` as a TLS server name: {e}"))?,
+        }
     } else {
         ServerName::try_from(config.sni.clone())
             .map_err(|e| format!("sni `{}`: {e}", config.sni))?
     };
     Ok((TlsConnector::from(Arc::new(tls)), name))
+}
+
+/// A pool's members: its IP addresses, and what its host names resolved to last.
+struct Members {
+    fixed: Vec<SocketAddr>,
+    names: Vec<NameKey>,
+    source: Arc<Names>,
+}
+
+#[async_trait::async_trait]
+impl ServiceDiscovery for Members {
+    async fn discover(
+        &self,
+    ) -> pingora_core::Result<(
+        std::collections::BTreeSet<Backend>,
+        std::collections::HashMap<u64, bool>,
+    )> {
+        let resolved = self.names.iter().flat_map(|k| self.source.addresses(k));
+        let backends = self
+            .fixed
+            .iter()
+            .copied()
+            .chain(resolved)
+            .map(|addr| Backend {
+                addr: pingora_core::protocols::l4::socket::SocketAddr::Inet(addr),
+                weight: 1,
+                ext: http::Extensions::new(),
+            })
+            .collect();
+        Ok((backends, std::collections::HashMap::new()))
+    }
 }
 
 enum Failure {

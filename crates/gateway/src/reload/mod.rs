@@ -20,8 +20,9 @@ use rustls::sign::CertifiedKey;
 use x509_parser::prelude::FromDer;
 
 use crate::admission::{Compiled, RouteTable};
-use crate::config::{self, ConfigErrors, GatewayConfig};
+use crate::config::{self, ConfigErrors, GatewayConfig, UpstreamAddress};
 use crate::identity::{TokenVerifier, TrustSource, TrustStore};
+use crate::plane::names::Names;
 use crate::plane::upstream::UpstreamPool;
 use crate::policy::Policy;
 
@@ -35,6 +36,8 @@ pub struct Snapshot {
     pub tokens: Arc<TokenVerifier>,
     pub routes: RouteTable,
     pub upstreams: HashMap<String, Arc<UpstreamPool>>,
+    /// What the upstreams' host names resolved to; shared by every snapshot.
+    pub names: Arc<Names>,
     pub server_cert: Arc<CertifiedKey>,
     /// notAfter of the gateway's own certificate (Unix seconds).
     pub server_cert_not_after: i64,
@@ -95,6 +98,19 @@ impl Snapshot {
             p.config.tls.chain == config.tls.chain
                 && p.config.tls.key.secret_der() == config.tls.key.secret_der()
         });
+        // Resolutions outlive snapshots; a name this config brings is resolved before the
+        // snapshot is published, so no request meets its pool empty.
+        let names = previous.map_or_else(|| Arc::new(Names::new()), |p| p.names.clone());
+        let new_names: Vec<_> = config
+            .upstreams
+            .values()
+            .flat_map(|u| &u.addresses)
+            .filter_map(|a| match a {
+                UpstreamAddress::Name { host, port } => Some((host.clone(), *port)),
+                UpstreamAddress::Ip(_) => None,
+            })
+            .collect();
+        names.resolve_new_blocking(&config.dns, &new_names);
         let mut upstreams = HashMap::new();
         for (name, upstream) in &config.upstreams {
             let reusable = previous
@@ -104,7 +120,7 @@ impl Snapshot {
                 upstreams.insert(name.clone(), pool.clone());
                 continue;
             }
-            match UpstreamPool::new(upstream.clone(), &config.tls) {
+            match UpstreamPool::new(upstream.clone(), &config.tls, &names) {
                 Ok(pool) => {
                     upstreams.insert(name.clone(), Arc::new(pool));
                 }
@@ -151,6 +167,7 @@ impl Snapshot {
                 tokens,
                 routes,
                 upstreams,
+                names,
                 server_cert,
                 server_cert_not_after,
             }),
