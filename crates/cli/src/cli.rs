@@ -70,8 +70,7 @@ pub(crate) fn run(config_path: &Path, options: &server::StartOptions) -> i32 {
 
 /// `zonegate check`: validate and report every error at once.
 pub(crate) fn check(config_path: &Path) -> i32 {
-    let checked =
-        config::load(config_path).and_then(|c| crate::reload::Snapshot::build(c, 0, None));
+    let checked = config::load(config_path).and_then(crate::reload::Snapshot::offline);
     match checked {
         Ok(snapshot) => {
             let c = &snapshot.config;

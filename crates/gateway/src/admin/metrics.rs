@@ -376,7 +376,12 @@ impl Metrics {
 }
 
 /// A metric family with one series per upstream host name: name, type, help, value.
-type NameFamily = (&'static str, &'static str, &'static str, fn(&NameState) -> u64);
+type NameFamily = (
+    &'static str,
+    &'static str,
+    &'static str,
+    fn(&NameState) -> u64,
+);
 
 /// Values read from the current snapshot and sink when `/metrics` is scraped.
 #[derive(Debug, Default)]

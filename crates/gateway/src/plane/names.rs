@@ -222,6 +222,10 @@ async fn resolve_all(config: &DnsConfig, keys: &[NameKey]) -> Vec<(NameKey, Answ
             let lookup = tokio::time::timeout(config.timeout, resolver.lookup_ip(host.as_str()));
             let answer = match lookup.await {
                 Err(_) => Err(format!("no answer within {:?}", config.timeout)),
+                Ok(Err(e)) if e.is_nx_domain() => Err("no such name (NXDOMAIN)".to_string()),
+                Ok(Err(e)) if e.is_no_records_found() => {
+                    Err("the name has no address records".to_string())
+                }
                 Ok(Err(e)) => Err(e.to_string()),
                 Ok(Ok(found)) => {
                     let addrs: Vec<SocketAddr> = found

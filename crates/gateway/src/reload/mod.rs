@@ -64,6 +64,21 @@ impl Snapshot {
         generation: u64,
         previous: Option<&Snapshot>,
     ) -> Result<Snapshot, ConfigErrors> {
+        Snapshot::assemble(config, generation, previous, true)
+    }
+
+    /// Builds a snapshot as `zonegate check` does: everything validated, nothing asked of the
+    /// network (host-name upstreams stay unresolved).
+    pub fn offline(config: GatewayConfig) -> Result<Snapshot, ConfigErrors> {
+        Snapshot::assemble(config, 0, None, false)
+    }
+
+    fn assemble(
+        config: GatewayConfig,
+        generation: u64,
+        previous: Option<&Snapshot>,
+        resolve: bool,
+    ) -> Result<Snapshot, ConfigErrors> {
         let mut errors = ConfigErrors::default();
         let file = config.source.clone();
 
@@ -110,7 +125,9 @@ impl Snapshot {
                 UpstreamAddress::Ip(_) => None,
             })
             .collect();
-        names.resolve_new_blocking(&config.dns, &new_names);
+        if resolve {
+            names.resolve_new_blocking(&config.dns, &new_names);
+        }
         let mut upstreams = HashMap::new();
         for (name, upstream) in &config.upstreams {
             let reusable = previous
