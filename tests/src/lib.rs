@@ -128,6 +128,8 @@ pub struct Setup {
     pub files: Vec<(String, String)>,
     /// Let clients without a certificate finish the handshake (token-only callers).
     pub client_cert_optional: bool,
+    /// More keys for the data-plane `[[listener]]` table.
+    pub listener_extra: String,
 }
 
 impl Default for Setup {
@@ -141,6 +143,7 @@ impl Default for Setup {
             events_capacity: 65_536,
             files: Vec::new(),
             client_cert_optional: false,
+            listener_extra: String::new(),
         }
     }
 }
@@ -187,6 +190,7 @@ workers = 1
 [[listener]]
 address = "127.0.0.1:0"
 client_cert = "{client_cert}"
+{listener_extra}
 [tls]
 cert = "{certs}/gateway.crt"
 key = "{certs}/gateway.key"
@@ -222,6 +226,7 @@ address = "127.0.0.1:{admin_port}"
 {extra}
 "#,
             h2 = setup.upstream_http2,
+            listener_extra = setup.listener_extra,
             address = setup
                 .upstream_name
                 .clone()
@@ -473,6 +478,16 @@ impl Client {
         h2: bool,
     ) -> std::io::Result<Client> {
         let tcp = tokio::net::TcpStream::connect(addr).await?;
+        Client::over(tcp, tls_config, h2).await
+    }
+
+    /// A client over `tcp`, a connection the caller opened (and may have written to first,
+    /// as a balancer writes its PROXY header).
+    pub async fn over(
+        tcp: tokio::net::TcpStream,
+        tls_config: rustls::ClientConfig,
+        h2: bool,
+    ) -> std::io::Result<Client> {
         let connector = TlsConnector::from(Arc::new(tls_config));
         let tls = connector
             .connect(ServerName::try_from("localhost").expect("name"), tcp)

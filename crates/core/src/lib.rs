@@ -11,3 +11,4 @@ pub mod events;
 pub mod identity;
 pub mod ids;
 pub mod policy;
+pub mod proxy_protocol;

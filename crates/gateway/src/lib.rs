@@ -12,4 +12,4 @@ pub mod reload;
 pub mod server;
 
 // The core's modules, under the names this crate has always used for them.
-use zonegate_core::{admission, config, identity, ids, policy};
+use zonegate_core::{admission, config, identity, ids, policy, proxy_protocol};

@@ -202,7 +202,7 @@ impl Service for DataPlane {
         for listener in &mut self.listeners {
             let address = listener.settings.address;
             match take_socket(listener.socket.take(), fds.as_ref(), address) {
-                Ok(socket) => sockets.push((socket, listener.tls.subscribe())),
+                Ok(socket) => sockets.push((socket, address, listener.tls.subscribe())),
                 Err(e) => {
                     error!(%address, error = %e, "cannot listen; stopping");
                     std::process::exit(1);
@@ -216,9 +216,9 @@ impl Service for DataPlane {
             let (finished, wait) = tokio::sync::oneshot::channel::<()>();
             done.push(wait);
             let mut mine = Vec::new();
-            for (socket, tls) in &sockets {
+            for (socket, address, tls) in &sockets {
                 match socket.try_clone() {
-                    Ok(copy) => mine.push((copy, tls.clone())),
+                    Ok(copy) => mine.push((copy, *address, tls.clone())),
                     Err(e) => error!(error = %e, "cannot share a listening socket with a worker"),
                 }
             }
@@ -305,7 +305,12 @@ fn take_socket(
 /// One worker thread: a current-thread runtime accepting on every listener.
 struct Worker {
     shared: Arc<Shared>,
-    sockets: Vec<(std::net::TcpListener, watch::Receiver<Arc<ServerConfig>>)>,
+    /// Each listening socket, with its configured address (how the config names it).
+    sockets: Vec<(
+        std::net::TcpListener,
+        SocketAddr,
+        watch::Receiver<Arc<ServerConfig>>,
+    )>,
     stop: watch::Receiver<bool>,
     drain_timeout: Duration,
 }
@@ -325,13 +330,14 @@ impl Worker {
         runtime.block_on(async move {
             let (alive, mut all_closed) = mpsc::channel::<()>(1);
             let upstreams = Arc::new(H1Cache::default());
-            for (socket, tls) in self.sockets {
+            for (socket, address, tls) in self.sockets {
                 match tokio::net::TcpListener::from_std(socket) {
                     Ok(socket) => {
                         tokio::spawn(listener::accept(
                             self.shared.clone(),
                             upstreams.clone(),
                             socket,
+                            address,
                             tls,
                             self.stop.clone(),
                             alive.clone(),

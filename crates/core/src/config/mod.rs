@@ -13,6 +13,7 @@ mod sources;
 mod tls_files;
 mod token_issuers;
 
+use crate::proxy_protocol::IpRange;
 pub use dns::{DnsConfig, UpstreamAddress};
 pub use error::{ConfigError, ConfigErrors};
 pub use policy_file::load_policy_files;
@@ -143,6 +144,10 @@ pub struct Listener {
     /// `false` lets clients without a certificate finish the handshake, for routes that
     /// accept tokens; every other route still refuses them.
     pub client_cert_required: bool,
+    /// Balancers whose PROXY protocol header (v1 or v2) this listener reads, before TLS:
+    /// empty unless `proxy_protocol = true`, and then only connections from these ranges are
+    /// served at all.
+    pub proxy_protocol_from: Vec<IpRange>,
 }
 
 /// The gateway's own certificate chain and key: served to workloads, and presented to mTLS
@@ -296,11 +301,37 @@ fn load_unhashed(path: &Path) -> Result<GatewayConfig, ConfigErrors> {
                 true
             }
         };
+        let mut proxy_protocol_from = Vec::new();
+        for (j, range) in l.proxy_protocol_from.iter().enumerate() {
+            match IpRange::parse(range) {
+                Ok(range) => proxy_protocol_from.push(range),
+                Err(reason) => errors.push(
+                    file,
+                    format!("listener[{i}].proxy_protocol_from[{j}]"),
+                    reason,
+                ),
+            }
+        }
+        match (l.proxy_protocol, l.proxy_protocol_from.is_empty()) {
+            (true, true) => errors.push(
+                file,
+                format!("listener[{i}].proxy_protocol_from"),
+                "name the balancers (addresses or CIDR ranges) whose PROXY headers to trust: \
+                 from anyone else a header could claim any address",
+            ),
+            (false, false) => errors.push(
+                file,
+                format!("listener[{i}].proxy_protocol_from"),
+                "set only with proxy_protocol = true",
+            ),
+            _ => {}
+        }
         match l.address.parse::<SocketAddr>() {
             Ok(address) => listeners.push(Listener {
                 address,
                 http2: l.http2,
                 client_cert_required,
+                proxy_protocol_from,
             }),
             Err(_) => errors.push(
                 file,

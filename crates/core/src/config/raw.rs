@@ -136,6 +136,10 @@ pub(super) struct RawListener {
     pub http2: bool,
     #[serde(default)]
     pub client_cert: Option<String>,
+    #[serde(default)]
+    pub proxy_protocol: bool,
+    #[serde(default)]
+    pub proxy_protocol_from: Vec<String>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -27,6 +27,7 @@ use crate::events::{now_rfc3339, EventSink, HandshakeEvent, KIND_HANDSHAKE_REFUS
 use crate::identity::verifier::SvidRefused;
 use crate::identity::{RefusalObserver, SpiffeClientVerifier, TrustSource};
 use crate::ids::next_id;
+use crate::proxy_protocol::{self, IpRange, Parse};
 use crate::reload::SnapshotStore;
 
 /// The longest a TLS handshake may take.
@@ -71,6 +72,7 @@ pub async fn accept(
     shared: Arc<Shared>,
     upstreams: Arc<H1Cache>,
     listener: TcpListener,
+    configured: SocketAddr,
     tls: watch::Receiver<Arc<ServerConfig>>,
     mut shutdown: watch::Receiver<bool>,
     alive: mpsc::Sender<()>,
@@ -90,11 +92,23 @@ pub async fn accept(
             }
         };
         let acceptor = TlsAcceptor::from(tls.borrow().clone());
+        // Read per connection, so a reload that changes the trusted balancers applies to the
+        // next connection.
+        let proxy_from = shared
+            .store
+            .load()
+            .config
+            .listeners
+            .iter()
+            .find(|l| l.address == configured)
+            .map(|l| l.proxy_protocol_from.clone())
+            .unwrap_or_default();
         tokio::spawn(serve(
             shared.clone(),
             upstreams.clone(),
             tcp,
             peer_addr,
+            proxy_from,
             acceptor,
             shutdown.clone(),
             alive.clone(),
@@ -102,17 +116,88 @@ pub async fn accept(
     }
 }
 
+/// The client's address as the balancer in front states it in its PROXY header, read (and
+/// consumed, not a byte more) before the TLS handshake; the balancer's own address for its
+/// `LOCAL` connections (health checks). Refused: a connection from anyone but a configured
+/// balancer, and a missing, malformed or late header.
+async fn proxied_source(
+    tcp: &TcpStream,
+    peer_addr: SocketAddr,
+    trusted: &[IpRange],
+) -> Result<SocketAddr, (&'static str, String)> {
+    if !trusted.iter().any(|range| range.contains(peer_addr.ip())) {
+        return Err((
+            "proxy_untrusted",
+            format!("{peer_addr} is not a balancer this listener takes PROXY headers from"),
+        ));
+    }
+    let read = async {
+        let mut buf = vec![0u8; proxy_protocol::V2_MAX];
+        let mut wait = Duration::from_millis(1);
+        loop {
+            let n = tcp.peek(&mut buf).await.map_err(|e| e.to_string())?;
+            if n == 0 {
+                return Err("connection closed before its PROXY header".to_string());
+            }
+            match proxy_protocol::parse(&buf[..n]) {
+                Parse::Complete(header) => {
+                    // Take exactly the header: the TLS handshake starts right after it.
+                    let mut header_bytes = vec![0u8; header.len];
+                    let mut taken = 0;
+                    while taken < header.len {
+                        tcp.readable().await.map_err(|e| e.to_string())?;
+                        match tcp.try_read(&mut header_bytes[taken..]) {
+                            Ok(0) => return Err("connection closed in its PROXY header".into()),
+                            Ok(k) => taken += k,
+                            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+                            Err(e) => return Err(e.to_string()),
+                        }
+                    }
+                    return Ok(header.source.unwrap_or(peer_addr));
+                }
+                Parse::Invalid(why) => return Err(why.to_string()),
+                // Peeking again returns at once with what is there: wait for more to arrive
+                // (a header nearly always comes whole, in the first segment).
+                Parse::Incomplete => {
+                    tokio::time::sleep(wait).await;
+                    wait = (wait * 2).min(Duration::from_millis(50));
+                }
+            }
+        }
+    };
+    match tokio::time::timeout(HANDSHAKE_TIMEOUT, read).await {
+        Ok(Ok(source)) => Ok(source),
+        Ok(Err(why)) => Err(("proxy_header", why)),
+        Err(_) => Err((
+            "proxy_header",
+            format!("no complete PROXY header within {HANDSHAKE_TIMEOUT:?}"),
+        )),
+    }
+}
+
 /// One client connection, from handshake to close.
+#[allow(clippy::too_many_arguments)]
 async fn serve(
     shared: Arc<Shared>,
     upstreams: Arc<H1Cache>,
     tcp: TcpStream,
     peer_addr: SocketAddr,
+    proxy_from: Vec<IpRange>,
     acceptor: TlsAcceptor,
     mut shutdown: watch::Receiver<bool>,
     _alive: mpsc::Sender<()>,
 ) {
     let _ = tcp.set_nodelay(true);
+    let peer_addr = if proxy_from.is_empty() {
+        peer_addr
+    } else {
+        match proxied_source(&tcp, peer_addr, &proxy_from).await {
+            Ok(source) => source,
+            Err((reason, detail)) => {
+                return record_handshake_refusal(&shared, reason, detail, None, Some(peer_addr))
+            }
+        }
+    };
     let tls = match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await {
         Ok(Ok(tls)) => tls,
         Ok(Err(e)) => return handshake_failed(&shared, peer_addr, &e),
