@@ -8,7 +8,8 @@
 #   -d SEC    measured seconds per run                                          [5]
 #   -r N      repetitions of the oha throughput runs (medians are reported)     [1]
 #   -c N      connections of the throughput runs                                [64]
-#   -s LIST   sections, comma-separated: oha,latency,handshake,mix,idle   [oha,latency,handshake,mix]
+#   -s LIST   sections, comma-separated: oha,latency,handshake,mix,idle,callgrind
+#             [oha,latency,handshake,mix]
 #   -o DIR    results directory                          [target/bench/<date-time>]
 #   -B        do not build; use target/release/{zonegate,zonegate-loadtest} as they are
 #   -h        this help
@@ -34,6 +35,11 @@
 #   idle       (not in the default set: ~2 min) zonegate-loadtest --hold: IDLE_CONNS mTLS
 #              connections opened, held idle IDLE_HOLD s, then checked: nginx, zonegate-full;
 #              the server's RSS before and while holding gives the memory per idle connection
+#   callgrind  (not in the default set; needs valgrind) instructions per request, the figure
+#              that does not move with the box's noise: zonegate-full and zonegate-allowall
+#              under callgrind, counters zeroed after 500 warm-up requests, then CG_REQUESTS
+#              (4000) over 16 keep-alive connections (their 16 handshakes included); the
+#              functions with the most instructions of their own go to DIR/callgrind-*.txt
 # zonegate-full = mTLS, SVID checks, policy, identity events to a file;
 # zonegate-allowall = the same listener with one allow-everything rule and events off.
 # Then every figure and the ratios the performance targets are stated in are printed, and
@@ -44,7 +50,7 @@
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-usage() { sed -n '2,43p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; exit "${1:-0}"; }
+usage() { sed -n '2,49p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; exit "${1:-0}"; }
 
 DURATION=5 REPEAT=1 CONNS=64 SECTIONS="oha,latency,handshake,mix" OUTDIR="" BUILD=1
 IDLE_CONNS="${IDLE_CONNS:-10000}" IDLE_HOLD="${IDLE_HOLD:-40}"
@@ -405,6 +411,54 @@ fi
 if has_section idle; then
   log "== zonegate-loadtest --hold: $IDLE_CONNS idle mTLS connections for ${IDLE_HOLD}s =="
   for t in nginx zonegate-full; do try idle_run "$t"; done
+fi
+
+# cg_run TARGET: instructions per request of zonegate TARGET (full|allowall) under callgrind.
+cg_run() {
+  local target=$1 n=${CG_REQUESTS:-4000} vpid dump
+  local common=("https://localhost:$PROXY_PORT" --ca "$PKI/ca.crt" --identity "$ID_CHECKOUT"
+    "${REQ[@]}" -c 16 --quiet)
+  start_backend "$LOAD_CPU"
+  (cd "$ZWORK" && RUST_LOG=warn exec valgrind --tool=callgrind --compress-strings=no \
+    --compress-pos=no --callgrind-out-file="$ZWORK/callgrind.out.%p" \
+    "$ZG" run --config "$ZCONF/$target.toml" >"$ZWORK/callgrind-$target.log" 2>&1) &
+  vpid=$!
+  wait_port "$PROXY_PORT" 120 || { kill "$vpid"; die "zonegate under callgrind did not listen"; }
+  "$LT" "${common[@]}" -n 500 >/dev/null
+  callgrind_control -z "$vpid" >/dev/null
+  "$LT" "${common[@]}" -n "$n" --json >"$OUTDIR/callgrind-$target.json"
+  callgrind_control -d "$vpid" >/dev/null
+  kill -INT "$vpid" 2>/dev/null || true
+  wait "$vpid" 2>/dev/null || true
+  stop_backend
+  dump=$(ls "$ZWORK"/callgrind.out."$vpid".* 2>/dev/null | grep -v '\.'"$vpid"'$' | head -1)
+  python3 - "$dump" "$n" "$target" <<'PY' | tee "$OUTDIR/callgrind-$target.txt" >&2
+import collections, sys
+path, n, target = sys.argv[1], int(sys.argv[2]), sys.argv[3]
+own = collections.Counter()
+fn, call = None, False
+for line in open(path, errors="replace"):
+    if line.startswith("fn="):
+        fn = line[3:].strip()
+    elif line.startswith("calls="):
+        call = True
+    elif line[:1].isdigit() or line[:1] in "+-*":
+        parts = line.split()
+        if len(parts) >= 2:
+            if not call:
+                own[fn] += int(parts[1])
+            call = False
+total = sum(own.values())
+print(f"  zonegate-{target:<10} {total / n:>10,.0f} instructions per request ({n} requests)")
+for name, cost in own.most_common(25):
+    print(f"    {cost / total * 100:5.1f}%  {cost / n:>8,.0f}/req  {name[:110]}")
+PY
+}
+
+if has_section callgrind; then
+  command -v valgrind >/dev/null || die "the callgrind section needs valgrind (apt install valgrind)"
+  log "== callgrind: instructions per request, 16 keep-alive connections =="
+  for t in full allowall; do try cg_run "$t"; done
 fi
 
 # --- summary -----------------------------------------------------------------------------------
