@@ -103,7 +103,8 @@ addresses = ["127.0.0.1:{upstream}"]
 [policy]
 files = ["policy.toml"]
 [events]
-sink = "off"
+sink = "file"
+path = "events.jsonl"
 [admin]
 address = "127.0.0.1:{admin_port}"
 [shutdown]
@@ -203,6 +204,38 @@ fn sigterm_flips_readiness_and_drains_in_flight_requests() {
     };
     assert!(status.success(), "{status:?}");
     assert!(signalled.elapsed() < Duration::from_secs(8));
+}
+
+#[test]
+fn sigterm_with_nothing_in_flight_exits_after_the_grace_period_not_the_drain_timeout() {
+    let mut gw = Gateway::start(slow_upstream(Duration::ZERO));
+    assert_eq!(gw.curl("/last").join().unwrap(), "slow\n 200");
+    let signalled = Instant::now();
+    gw.signal("TERM");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let status = loop {
+        if let Some(status) = gw.child.try_wait().unwrap() {
+            break status;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the gateway did not exit after SIGTERM"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let took = signalled.elapsed();
+    assert!(status.success(), "{status:?}");
+    // Grace 1 s, drain timeout 3 s: nothing was left to drain, so it ends after the grace.
+    assert!(
+        took >= Duration::from_secs(1) && took < Duration::from_millis(2500),
+        "exited {took:?} after SIGTERM"
+    );
+    // And the last request's event was written before the process ended.
+    let events = std::fs::read_to_string(gw.dir.path().join("events.jsonl")).unwrap();
+    assert!(
+        events.lines().any(|l| l.contains("\"path\":\"/last\"")),
+        "{events}"
+    );
 }
 
 #[test]

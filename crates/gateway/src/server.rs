@@ -3,6 +3,7 @@
 //! Pingora's server lifecycle (signals, zero-downtime upgrade by socket hand-off, drain).
 
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -60,8 +61,9 @@ pub fn build(
         // beside it.
         threads: 1,
         work_stealing: false,
-        // Pingora's grace period starts when the listeners close: it is our drain time.
-        grace_period_seconds: Some(config.shutdown.drain_timeout.as_secs()),
+        // Pingora's grace period starts when the listeners close: it is our drain time, at
+        // most (the data plane ends the process as soon as it is drained).
+        grace_period_seconds: Some(config.shutdown.drain_timeout.as_secs() + 1),
         graceful_shutdown_timeout_seconds: Some(1),
         upgrade_sock: config.shutdown.upgrade_sock.display().to_string(),
         ..ServerConf::default()
@@ -116,12 +118,14 @@ pub fn build(
         handshake_events: budget,
     });
     let phases = server.watch_execution_phase();
+    let exit_when_drained = Arc::new(AtomicBool::new(false));
     server.add_service(DataPlane {
         shared,
         listeners,
         workers,
         drain_timeout: config.shutdown.drain_timeout,
         refusals,
+        exit_when_drained: exit_when_drained.clone(),
     });
     server.add_service(background_service(
         "upstream health",
@@ -161,6 +165,7 @@ pub fn build(
         readiness,
         grace: config.shutdown.grace_period,
         local_addrs,
+        exit_when_drained,
     })
 }
 
@@ -188,6 +193,10 @@ struct DataPlane {
     workers: usize,
     drain_timeout: Duration,
     refusals: Arc<dyn RefusalObserver>,
+    /// Set when the process is the gateway (`run`): once the last connection is done the
+    /// process ends, instead of sleeping out Pingora's grace period (the drain timeout, a
+    /// maximum) whatever is left to drain.
+    exit_when_drained: Arc<AtomicBool>,
 }
 
 #[async_trait]
@@ -253,6 +262,15 @@ impl Service for DataPlane {
         let _ = stop.send(true);
         for wait in done {
             let _ = wait.await;
+        }
+        if self.exit_when_drained.load(Ordering::SeqCst) {
+            // Every worker is done: nothing is in flight. Write the events still queued,
+            // and stop now rather than at the end of the drain timeout.
+            if !self.shared.events.flush(Duration::from_secs(5)) {
+                warn!("identity events not all written before exit");
+            }
+            info!("drained: every connection closed; exiting");
+            std::process::exit(0);
         }
         // Kept open to here: Pingora's table names these descriptors, and an upgrade sends
         // them on; closed early, their numbers could be reused by other files.
@@ -402,6 +420,7 @@ pub struct Built {
     readiness: Arc<Readiness>,
     grace: Duration,
     local_addrs: Vec<SocketAddr>,
+    exit_when_drained: Arc<AtomicBool>,
 }
 
 impl Built {
@@ -418,6 +437,7 @@ impl Built {
             readiness: self.readiness,
             grace: self.grace,
         };
+        self.exit_when_drained.store(true, Ordering::SeqCst);
         self.server.run(RunArgs {
             shutdown_signal: Box::new(signals),
         });

@@ -42,6 +42,8 @@ pub struct EventSink {
 enum Queued {
     Record(Record),
     Line(Vec<u8>),
+    /// Write what came before, then say so.
+    Flush(std::sync::mpsc::Sender<()>),
 }
 
 #[derive(Serialize)]
@@ -107,6 +109,18 @@ impl EventSink {
         self.queue(Queued::Line(line));
     }
 
+    /// Waits until every event queued before this call is written (or `timeout` passes):
+    /// the last thing a stopping gateway does, so the requests it served leave their events.
+    pub fn flush(&self, timeout: Duration) -> bool {
+        let Some(tx) = &self.tx else { return true };
+        let (ack, done) = std::sync::mpsc::channel();
+        // Blocks while the queue is full: the writer is draining it.
+        if tx.send(Queued::Flush(ack)).is_err() {
+            return false;
+        }
+        done.recv_timeout(timeout).is_ok()
+    }
+
     fn queue(&self, queued: Queued) {
         let Some(tx) = &self.tx else { return };
         match tx.try_send(queued) {
@@ -149,6 +163,14 @@ fn write_loop(rx: Receiver<Queued>, mut out: Box<dyn Write + Send>, stats: &Sink
             .into_iter()
             .chain(std::iter::from_fn(|| rx.try_recv().ok()));
         for event in queued {
+            if let Queued::Flush(ack) = event {
+                batch.write_to(&mut out, stats);
+                if out.flush().is_err() {
+                    stats.write_errors.fetch_add(1, Ordering::Relaxed);
+                }
+                let _ = ack.send(());
+                continue;
+            }
             batch.push(&event);
             if batch.bytes.len() >= BATCH_BYTES {
                 batch.write_to(&mut out, stats);
@@ -204,6 +226,7 @@ impl Batch {
                 self.events += 1;
                 return;
             }
+            Queued::Flush(_) => return,
         };
         let mark = self.bytes.len();
         match serde_json::to_writer(&mut self.bytes, event) {
