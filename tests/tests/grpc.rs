@@ -149,4 +149,57 @@ async fn a_stream_in_flight_ends_when_its_identity_is_revoked() {
     .await;
     assert!(ended.is_ok(), "the revoked identity's stream is still open");
     drop(tx);
+    // And its end is on record: who ended it, and what had been sent.
+    let end = gw.events_where(1, |e| e["kind"] == "request_end").await;
+    assert_eq!(end[0]["request_id"], started[0]["request_id"]);
+    assert_eq!(end[0]["end"], "credential_revoked");
+    assert_eq!(end[0]["response_bytes"], 8);
+    assert_eq!(end[0]["route"], "grpc");
+}
+
+/// The end of a long-lived stream is an event of its own (the start was one when it was
+/// decided): status, bytes and duration; a stream the client walks away from says so.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_long_stream_and_an_abandoned_one_leave_their_ends_on_record() {
+    let gw = Gateway::start(Setup {
+        upstream_http2: true,
+        policy: format!(
+            "{POLICY}\n[[rule]]\nid = \"checkout-stream\"\neffect = \"allow\"\n\
+             identities = [\"{CHECKOUT}\"]\nroutes = [\"grpc\"]\n"
+        ),
+        ..Setup::default()
+    })
+    .await;
+    let (mut tx, mut body) = open_stream(&gw, CHECKOUT).await;
+    next_data(&mut body).await;
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    tx.send(Ok(Frame::data(Bytes::from_static(b"\0\0\0\0\x03two"))))
+        .await
+        .unwrap();
+    next_data(&mut body).await;
+    drop(tx);
+    while let Some(frame) = body.frame().await {
+        frame.unwrap();
+    }
+    let ends = gw.events_where(1, |e| e["kind"] == "request_end").await;
+    assert_eq!(ends[0]["end"], "complete");
+    assert_eq!(ends[0]["status"], 200);
+    assert_eq!(ends[0]["response_bytes"], 16);
+    assert!(
+        ends[0]["duration_ms"].as_f64().unwrap() >= 1100.0,
+        "{}",
+        ends[0]
+    );
+
+    // Quick and complete: no second event. Walked away from: one, however quick.
+    let mut ledger = gw.client(CHECKOUT, true).await;
+    assert_eq!(ledger.get("/payments/charge").await.status, 200);
+    let (tx, mut body) = open_stream(&gw, CHECKOUT).await;
+    next_data(&mut body).await;
+    drop(body);
+    drop(tx);
+    let ends = gw.events_where(2, |e| e["kind"] == "request_end").await;
+    assert_eq!(ends.len(), 2, "{ends:?}");
+    assert_eq!(ends[1]["end"], "abandoned");
+    assert_eq!(ends[1]["response_bytes"], 8);
 }

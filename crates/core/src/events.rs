@@ -137,6 +137,31 @@ pub struct ResolutionEvent {
     pub destination_zone: String,
 }
 
+/// The end of a request whose response streamed for a long time, or that did not end
+/// normally: the request's own event (same `request_id`) was written when it was decided.
+#[derive(Clone, Debug, Serialize)]
+pub struct RequestEndEvent {
+    pub schema: &'static str,
+    /// Always `request_end`.
+    pub kind: &'static str,
+    pub time: String,
+    pub event_id: String,
+    pub request_id: String,
+    pub route: Option<String>,
+    pub status: u16,
+    /// `complete`, `abandoned` (the client went away or reset the stream), `upstream_error`,
+    /// `credential_expired` or `credential_revoked` (the gateway ended it).
+    pub end: &'static str,
+    /// Response body bytes sent to the client.
+    pub response_bytes: u64,
+    /// From the request head to the end of the response.
+    pub duration_ms: f64,
+    pub destination_zone: String,
+}
+
+/// The `kind` of a request end's event.
+pub const KIND_REQUEST_END: &str = "request_end";
+
 /// The `kind` of a host-name resolution's event.
 pub const KIND_UPSTREAM_RESOLUTION: &str = "upstream_resolution";
 
@@ -148,6 +173,13 @@ pub enum Record {
     Handshake(HandshakeEvent),
     Reload(ReloadEvent),
     Resolution(ResolutionEvent),
+    RequestEnd(RequestEndEvent),
+}
+
+impl From<RequestEndEvent> for Record {
+    fn from(event: RequestEndEvent) -> Self {
+        Record::RequestEnd(event)
+    }
 }
 
 impl From<ResolutionEvent> for Record {

@@ -5,13 +5,22 @@
 
 use std::fmt;
 use std::pin::Pin;
+use std::sync::Arc;
 use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use hyper::body::{Body, Frame, Incoming, SizeHint};
 
-use super::service::InFlight;
+use super::service::{Activity, InFlight};
 use super::upstream::Lease;
+use super::Shared;
+use crate::events::{now_rfc3339, RequestEndEvent, KIND_REQUEST_END, SCHEMA};
+use crate::ids::next_id;
+
+/// A response that streams this long gets an event when it ends, beside the one written when
+/// it was decided; a shorter one only if it did not end normally.
+const LONG_LIVED: Duration = Duration::from_secs(1);
 
 /// The client's request body, cut off at the route's limit.
 pub struct RequestBody {
@@ -102,7 +111,53 @@ pub enum ResponseBody {
         lease: Option<Lease>,
         /// Held until the body is done with: the connection counts the request as in flight.
         _in_flight: InFlight,
+        /// For a request that has an identity event: how its response ended.
+        end: Option<Box<StreamEnd>>,
     },
+}
+
+/// How an evented request's response ended, written as a `request_end` event when it was
+/// long-lived or did not end normally (see [`LONG_LIVED`]).
+pub struct StreamEnd {
+    pub shared: Arc<Shared>,
+    pub activity: Arc<Activity>,
+    pub request_id: String,
+    pub route: Option<Arc<str>>,
+    pub status: u16,
+    pub started: Instant,
+    pub bytes: u64,
+    pub complete: bool,
+    pub upstream_error: bool,
+}
+
+impl Drop for StreamEnd {
+    fn drop(&mut self) {
+        let elapsed = self.started.elapsed();
+        let end = if self.complete {
+            "complete"
+        } else if self.upstream_error {
+            "upstream_error"
+        } else {
+            self.activity.cut_reason().unwrap_or("abandoned")
+        };
+        if end == "complete" && elapsed < LONG_LIVED {
+            return;
+        }
+        let snapshot = self.shared.store.load();
+        self.shared.events.emit(RequestEndEvent {
+            schema: SCHEMA,
+            kind: KIND_REQUEST_END,
+            time: now_rfc3339(),
+            event_id: next_id(),
+            request_id: std::mem::take(&mut self.request_id),
+            route: self.route.as_deref().map(str::to_string),
+            status: self.status,
+            end,
+            response_bytes: self.bytes,
+            duration_ms: elapsed.as_secs_f64() * 1000.0,
+            destination_zone: snapshot.config.zone.clone(),
+        });
+    }
 }
 
 impl ResponseBody {
@@ -121,7 +176,9 @@ impl Body for ResponseBody {
     ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
         match self.get_mut() {
             ResponseBody::Answer(bytes) => Poll::Ready(bytes.take().map(|b| Ok(Frame::data(b)))),
-            ResponseBody::Upstream { inner, lease, .. } => {
+            ResponseBody::Upstream {
+                inner, lease, end, ..
+            } => {
                 let polled = Pin::new(&mut *inner).poll_frame(cx);
                 // The server stops polling a body of known length once it has its last byte,
                 // so the end is taken from the body itself, not only from a final `None`.
@@ -130,6 +187,16 @@ impl Body for ResponseBody {
                     Poll::Ready(Some(Ok(_))) => inner.is_end_stream(),
                     _ => false,
                 };
+                if let Some(end) = end {
+                    match &polled {
+                        Poll::Ready(Some(Ok(frame))) => {
+                            end.bytes += frame.data_ref().map_or(0, |d| d.len() as u64);
+                        }
+                        Poll::Ready(Some(Err(_))) => end.upstream_error = true,
+                        _ => {}
+                    }
+                    end.complete |= ended;
+                }
                 if ended {
                     if let Some(lease) = lease.take() {
                         lease.release();

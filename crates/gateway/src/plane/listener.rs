@@ -285,6 +285,7 @@ async fn serve(
                         expired_seen = true;
                         if connection.activity.idle_for().is_none() {
                             debug!(%peer_addr, "client certificate expired: ending its streams");
+                            connection.activity.cut(false);
                             break;
                         }
                     }
@@ -296,6 +297,7 @@ async fn serve(
                             && !still_admissible(&shared.store, connection.peer.as_ref())
                         {
                             debug!(%peer_addr, "client certificate refused by the new snapshot: ending its streams");
+                            connection.activity.cut(true);
                             break;
                         }
                     }

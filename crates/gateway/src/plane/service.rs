@@ -3,7 +3,7 @@
 //! decides nothing itself.
 
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicU8, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -16,7 +16,7 @@ use tokio::sync::Notify;
 use tracing::debug;
 
 use super::answer;
-use super::body::{RequestBody, ResponseBody};
+use super::body::{RequestBody, ResponseBody, StreamEnd};
 use super::headers;
 use super::record::{self, Ending, Exchange};
 use super::upstream::{H1Cache, UpstreamError};
@@ -52,13 +52,19 @@ pub struct CachedIdentityHeaders {
     headers: Arc<[(HeaderName, HeaderValue)]>,
 }
 
-/// In-flight requests and the time of the last one, for the idle timeout.
+/// In-flight requests and the time of the last one, for the idle timeout; and why the
+/// gateway ended the connection, if it did.
 pub struct Activity {
     started: Instant,
     in_flight: AtomicUsize,
     /// Milliseconds since `started` at which the connection last went idle.
     last_ms: AtomicU64,
+    /// Why the gateway cut the connection's streams: an index into [`CUT_REASONS`], 0 for none.
+    cut: AtomicU8,
 }
+
+/// What the gateway can end a connection's streams for, as `request_end` events say it.
+const CUT_REASONS: [&str; 3] = ["", "credential_expired", "credential_revoked"];
 
 impl Activity {
     pub fn new() -> Activity {
@@ -66,6 +72,21 @@ impl Activity {
             started: Instant::now(),
             in_flight: AtomicUsize::new(0),
             last_ms: AtomicU64::new(0),
+            cut: AtomicU8::new(0),
+        }
+    }
+
+    /// Records that the gateway ends the connection's streams because its credential expired
+    /// (`revoked` false) or was refused by a new snapshot.
+    pub fn cut(&self, revoked: bool) {
+        self.cut
+            .store(if revoked { 2 } else { 1 }, Ordering::Release);
+    }
+
+    pub fn cut_reason(&self) -> Option<&'static str> {
+        match self.cut.load(Ordering::Acquire) {
+            0 => None,
+            n => CUT_REASONS.get(usize::from(n)).copied(),
         }
     }
 
@@ -234,17 +255,15 @@ impl Connection {
                         tokio::spawn(tunnel(client, upstream));
                     }
                 }
-                self.finish(
-                    &snapshot,
-                    &admission,
-                    &exchange,
-                    &Ending {
-                        refused: None,
-                        status: status.as_u16(),
-                        upstream: Some(addr),
-                        elapsed: started.elapsed(),
-                    },
-                );
+                let ending = Ending {
+                    refused: None,
+                    status: status.as_u16(),
+                    upstream: Some(addr),
+                    elapsed: started.elapsed(),
+                };
+                self.finish(&snapshot, &admission, &exchange, &ending);
+                let evented =
+                    self.shared.events.is_enabled() && record::is_event_worthy(&admission, &ending);
                 // A body that is already over (no content) is never polled: its connection
                 // is free now.
                 let lease = match lease {
@@ -256,10 +275,24 @@ impl Connection {
                 };
                 // The request stays in flight while its body streams: a long-lived stream is
                 // neither idle nor beyond its credential's reach.
+                let end = evented.then(|| {
+                    Box::new(StreamEnd {
+                        shared: self.shared.clone(),
+                        activity: self.activity.clone(),
+                        request_id,
+                        route: Some(route.name.clone()),
+                        status: status.as_u16(),
+                        started,
+                        bytes: 0,
+                        complete: response.body().is_end_stream(),
+                        upstream_error: false,
+                    })
+                });
                 response.map(|inner| ResponseBody::Upstream {
                     inner,
                     lease,
                     _in_flight: in_flight,
+                    end,
                 })
             }
             Err((error, addr)) => {
