@@ -745,3 +745,69 @@ async fn authorization_is_the_gateways_exactly_where_routes_take_tokens() {
     assert!(up.get("authorization").is_none(), "{up}");
     assert_eq!(up["x-zonegate-credential"], "x509-svid");
 }
+
+/// A token admits a request for as long as it is valid: a response still streaming when it
+/// expires is cut, and the end is on record as the credential's.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stream_admitted_by_a_token_ends_when_the_token_expires() {
+    use futures::SinkExt;
+    use http_body_util::{BodyExt, StreamBody};
+    use hyper::body::Frame;
+
+    let gw = start().await;
+    let t = now();
+    let token = svid_key()
+        .sign(&with(svid_claims(CHECKOUT), "exp", json!(t + 2)))
+        .unwrap();
+    // No certificate: the token is the only credential, on a route that takes tokens only.
+    let tcp = tokio::net::TcpStream::connect(gw.addr()).await.unwrap();
+    let tls = tokio_rustls::TlsConnector::from(std::sync::Arc::new(zonegate_e2e::anonymous_tls(
+        &gw.pki, true,
+    )))
+    .connect(
+        rustls::pki_types::ServerName::try_from("localhost").unwrap(),
+        tcp,
+    )
+    .await
+    .unwrap();
+    let (mut sender, conn) = hyper::client::conn::http2::handshake(
+        hyper_util::rt::TokioExecutor::new(),
+        hyper_util::rt::TokioIo::new(tls),
+    )
+    .await
+    .unwrap();
+    tokio::spawn(conn);
+    let (mut tx, rx) =
+        futures::channel::mpsc::channel::<Result<Frame<bytes::Bytes>, std::convert::Infallible>>(4);
+    let request = http::Request::post("https://localhost/tokens/only/stream")
+        .header("content-type", "application/grpc")
+        .header("authorization", format!("Bearer {token}"))
+        .body(StreamBody::new(rx))
+        .unwrap();
+    tx.send(Ok(Frame::data(bytes::Bytes::from_static(
+        b"\0\0\0\0\x03one",
+    ))))
+    .await
+    .unwrap();
+    let response = sender.send_request(request).await.unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    let mut body = response.into_body();
+    let first = body.frame().await.unwrap().unwrap();
+    assert_eq!(&first.into_data().unwrap()[..], b"\0\0\0\0\x03one");
+    // The stream stays open (the client keeps its side open) until the token expires.
+    let ended = tokio::time::timeout(Duration::from_secs(6), async {
+        loop {
+            match body.frame().await {
+                None | Some(Err(_)) => return,
+                Some(Ok(_)) => {}
+            }
+        }
+    })
+    .await;
+    assert!(ended.is_ok(), "the stream outlived its token");
+    assert!(now() >= t + 2, "the stream ended before its token expired");
+    let end = gw.events_where(1, |e| e["kind"] == "request_end").await;
+    assert_eq!(end[0]["end"], "credential_expired");
+    assert_eq!(end[0]["route"], "token-only");
+    drop(tx);
+}

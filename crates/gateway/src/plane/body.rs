@@ -4,6 +4,7 @@
 //! end to end and trailers (gRPC) are kept.
 
 use std::fmt;
+use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
@@ -113,8 +114,23 @@ pub enum ResponseBody {
         _in_flight: InFlight,
         /// For a request that has an identity event: how its response ended.
         end: Option<Box<StreamEnd>>,
+        /// When the request's token expires: a response still streaming then is cut (the
+        /// connection's certificate is watched by the connection itself).
+        expires: Option<Pin<Box<tokio::time::Sleep>>>,
     },
 }
+
+/// A response cut by the gateway because the token that admitted it expired.
+#[derive(Debug)]
+pub struct TokenExpired;
+
+impl fmt::Display for TokenExpired {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("the request's token expired while its response streamed")
+    }
+}
+
+impl std::error::Error for TokenExpired {}
 
 /// How an evented request's response ended, written as a `request_end` event when it was
 /// long-lived or did not end normally (see [`LONG_LIVED`]).
@@ -128,6 +144,8 @@ pub struct StreamEnd {
     pub bytes: u64,
     pub complete: bool,
     pub upstream_error: bool,
+    /// Set when the gateway itself ended this response (its token expired).
+    pub cut: Option<&'static str>,
 }
 
 impl Drop for StreamEnd {
@@ -135,6 +153,8 @@ impl Drop for StreamEnd {
         let elapsed = self.started.elapsed();
         let end = if self.complete {
             "complete"
+        } else if let Some(cut) = self.cut {
+            cut
         } else if self.upstream_error {
             "upstream_error"
         } else {
@@ -168,17 +188,32 @@ impl ResponseBody {
 
 impl Body for ResponseBody {
     type Data = Bytes;
-    type Error = hyper::Error;
+    type Error = Box<dyn std::error::Error + Send + Sync>;
 
     fn poll_frame(
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+    ) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
         match self.get_mut() {
             ResponseBody::Answer(bytes) => Poll::Ready(bytes.take().map(|b| Ok(Frame::data(b)))),
             ResponseBody::Upstream {
-                inner, lease, end, ..
+                inner,
+                lease,
+                end,
+                expires,
+                ..
             } => {
+                if let Some(deadline) = expires {
+                    if deadline.as_mut().poll(cx).is_ready() {
+                        // The upstream connection is mid-response: it is not given back.
+                        lease.take();
+                        *expires = None;
+                        if let Some(end) = end {
+                            end.cut = Some("credential_expired");
+                        }
+                        return Poll::Ready(Some(Err(Box::new(TokenExpired))));
+                    }
+                }
                 let polled = Pin::new(&mut *inner).poll_frame(cx);
                 // The server stops polling a body of known length once it has its last byte,
                 // so the end is taken from the body itself, not only from a final `None`.
@@ -202,7 +237,7 @@ impl Body for ResponseBody {
                         lease.release();
                     }
                 }
-                polled
+                polled.map_err(Into::into)
             }
         }
     }

@@ -286,13 +286,23 @@ impl Connection {
                         bytes: 0,
                         complete: response.body().is_end_stream(),
                         upstream_error: false,
+                        cut: None,
                     })
                 });
+                // A token's admission lasts as long as the token: a response still streaming
+                // when it expires is cut (the certificate's expiry ends the connection).
+                let expires = admission
+                    .identity
+                    .as_ref()
+                    .and_then(|i| i.token.as_ref())
+                    .filter(|_| !response.body().is_end_stream())
+                    .map(|token| Box::pin(tokio::time::sleep(until_unix(token.expires_at))));
                 response.map(|inner| ResponseBody::Upstream {
                     inner,
                     lease,
                     _in_flight: in_flight,
                     end,
+                    expires,
                 })
             }
             Err((error, addr)) => {
@@ -638,6 +648,12 @@ async fn tunnel(client: hyper::upgrade::OnUpgrade, upstream: hyper::upgrade::OnU
     if let Err(e) = tokio::io::copy_bidirectional(&mut client, &mut upstream).await {
         debug!(error = %e, "upgraded connection ended");
     }
+}
+
+/// How long until the Unix time `at` (zero if it has passed).
+fn until_unix(at: i64) -> Duration {
+    let at = UNIX_EPOCH + Duration::from_secs(u64::try_from(at).unwrap_or(0));
+    at.duration_since(SystemTime::now()).unwrap_or_default()
 }
 
 fn unix_now() -> i64 {
