@@ -645,3 +645,77 @@ async fn a_certificate_presented_without_its_key_is_refused_and_evented() {
         "{events:?}"
     );
 }
+
+/// HTTP/2 streams are bounded per connection: the gateway advertises
+/// `[connections] max_concurrent_streams`, and no more requests than that from one connection
+/// are ever in flight upstream, however many the client queues.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn http2_concurrent_streams_are_bounded_per_connection() {
+    use std::sync::atomic::AtomicUsize;
+    // An upstream that takes connections and never answers: every request stays in flight.
+    let listener = tokio::net::TcpListener::bind((std::net::Ipv4Addr::LOCALHOST, 0))
+        .await
+        .unwrap();
+    let silent = listener.local_addr().unwrap();
+    let accepted = Arc::new(AtomicUsize::new(0));
+    let counter = accepted.clone();
+    tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((conn, _)) = listener.accept().await {
+            counter.fetch_add(1, Ordering::SeqCst);
+            held.push(conn);
+        }
+    });
+    let gw = Gateway::start(Setup {
+        policy: format!(
+            "{POLICY}\n[[rule]]\nid = \"hold\"\neffect = \"allow\"\nidentities = [\"{CHECKOUT}\"]\nroutes = [\"hold\"]\n"
+        ),
+        extra_config: format!(
+            "[[route]]\nname = \"hold\"\npath_prefix = \"/hold\"\nupstream = \"hold\"\n\
+             [upstream.hold]\naddresses = [\"{silent}\"]\nread_timeout_ms = 10000\n\
+             [connections]\nmax_concurrent_streams = 10\n"
+        ),
+        ..Setup::default()
+    })
+    .await;
+    let svid = gw.pki.svid(CHECKOUT);
+    let tcp = tokio::net::TcpStream::connect(gw.addr()).await.unwrap();
+    let tls = tokio_rustls::TlsConnector::from(Arc::new(client_tls(&gw.pki, &svid, &[b"h2"])))
+        .connect(
+            rustls::pki_types::ServerName::try_from("localhost").unwrap(),
+            tcp,
+        )
+        .await
+        .unwrap();
+    let (client, connection) = h2::client::handshake(tls).await.unwrap();
+    tokio::spawn(connection);
+    // The client sends 25 requests; the gateway's settings let 10 of them open.
+    let queued = tokio::spawn(async move {
+        let mut client = client;
+        let mut responses = Vec::new();
+        for _ in 0..25 {
+            client = client.ready().await.unwrap();
+            let request = http::Request::get("https://localhost/hold/x")
+                .body(())
+                .unwrap();
+            let (response, _) = client.send_request(request, true).unwrap();
+            responses.push(response);
+        }
+        responses
+    });
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while accepted.load(Ordering::SeqCst) < 10 && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    // The client holds back what the gateway's SETTINGS do not allow (h2 queues them).
+    assert_eq!(
+        accepted.load(Ordering::SeqCst),
+        10,
+        "streams in flight past the limit"
+    );
+    // The limit is per connection: another client is served at once.
+    let mut other = gw.client(CHECKOUT, true).await;
+    assert_eq!(other.get("/payments/charge").await.status, StatusCode::OK);
+    queued.abort();
+}
