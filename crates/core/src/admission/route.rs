@@ -6,6 +6,8 @@ use crate::config::Route;
 #[derive(Debug)]
 pub struct RouteTable {
     routes: Vec<Route>,
+    /// The upstream names the routes use, sorted; each route's `upstream_slot` indexes it.
+    upstreams: Vec<String>,
 }
 
 impl RouteTable {
@@ -13,7 +15,18 @@ impl RouteTable {
         let mut routes = routes.to_vec();
         // Stable sort keeps config order among equal prefixes.
         routes.sort_by_key(|r| std::cmp::Reverse(r.path_prefix.len()));
-        RouteTable { routes }
+        let mut upstreams: Vec<String> = routes.iter().map(|r| r.upstream.clone()).collect();
+        upstreams.sort();
+        upstreams.dedup();
+        for route in &mut routes {
+            route.upstream_slot = upstreams.binary_search(&route.upstream).unwrap_or_default();
+        }
+        RouteTable { routes, upstreams }
+    }
+
+    /// The upstream names the routes use, in the order `upstream_slot` counts.
+    pub fn upstreams(&self) -> &[String] {
+        &self.upstreams
     }
 
     /// The route for `host` (lower-case, no port; `None` when the request named none) and the

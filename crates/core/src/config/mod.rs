@@ -176,6 +176,9 @@ pub struct Route {
     /// Matches at segment boundaries: `/payments` matches `/payments` and `/payments/x`.
     pub path_prefix: String,
     pub upstream: String,
+    /// Where the route's upstream is in [`RouteTable::upstreams`](crate::admission::RouteTable::upstreams),
+    /// set by the route table: the data plane finds the route's pool by index, not by name.
+    pub upstream_slot: usize,
     /// The credentials a request on this route must present.
     pub credentials: Credentials,
     /// Forward a verified token's `Authorization` header to the upstream (default: removed).
@@ -469,6 +472,7 @@ fn load_unhashed(path: &Path) -> Result<GatewayConfig, ConfigErrors> {
             hosts,
             path_prefix,
             upstream: r.upstream.clone(),
+            upstream_slot: 0,
             credentials,
             forward_token: r.forward_token,
             max_body_bytes: r.max_body_bytes,

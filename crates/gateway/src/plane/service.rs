@@ -207,7 +207,7 @@ impl Connection {
         // Config validation ties every route to a pool; a route without one is a bug.
         let Some((route, pool)) = admission
             .route
-            .and_then(|r| snapshot.upstreams.get(&r.upstream).map(|p| (r, p)))
+            .and_then(|r| snapshot.route_pools.get(r.upstream_slot).map(|p| (r, p)))
         else {
             return self.refuse(
                 &snapshot,

@@ -36,6 +36,9 @@ pub struct Snapshot {
     pub tokens: Arc<TokenVerifier>,
     pub routes: RouteTable,
     pub upstreams: HashMap<String, Arc<UpstreamPool>>,
+    /// The pools of [`RouteTable::upstreams`], in its order: a route's pool is
+    /// `route_pools[route.upstream_slot]`.
+    pub route_pools: Vec<Arc<UpstreamPool>>,
     /// What the upstreams' host names resolved to; shared by every snapshot.
     pub names: Arc<Names>,
     pub server_cert: Arc<CertifiedKey>,
@@ -175,6 +178,16 @@ impl Snapshot {
 
         let policy = Policy::compile(config.rules.clone(), config.decision_cache_entries);
         let routes = RouteTable::new(&config.routes);
+        // Config validation ties every route to a pool; a route whose pool failed to build
+        // has an error above, and the snapshot is refused.
+        let route_pools: Vec<Arc<UpstreamPool>> = routes
+            .upstreams()
+            .iter()
+            .filter_map(|name| upstreams.get(name).cloned())
+            .collect();
+        if route_pools.len() != routes.upstreams().len() && errors.is_empty() {
+            errors.push(&file, "route", "a route names an upstream that has no pool");
+        }
         match server_cert {
             Some(server_cert) if errors.is_empty() => Ok(Snapshot {
                 generation,
@@ -183,6 +196,7 @@ impl Snapshot {
                 trust,
                 tokens,
                 routes,
+                route_pools,
                 upstreams,
                 names,
                 server_cert,

@@ -8,6 +8,7 @@ fn route(name: &str, hosts: &[&str], prefix: &str) -> Route {
         hosts: hosts.iter().map(|h| h.to_string()).collect(),
         path_prefix: prefix.to_string(),
         upstream: "u".into(),
+        upstream_slot: 0,
         credentials: crate::policy::Credentials::Mtls,
         forward_token: false,
         max_body_bytes: None,
@@ -37,4 +38,20 @@ fn longest_prefix_and_host_win() {
     );
     assert!(only_host.select(Some("other"), "/x").is_none());
     assert!(only_host.select(None, "/x").is_none());
+}
+
+#[test]
+fn every_route_knows_where_its_upstream_is() {
+    let mut a = route("a", &[], "/a");
+    a.upstream = "zeta".into();
+    let mut b = route("b", &[], "/b");
+    b.upstream = "alpha".into();
+    let mut c = route("c", &[], "/c");
+    c.upstream = "zeta".into();
+    let table = RouteTable::new(&[a, b, c]);
+    assert_eq!(table.upstreams(), ["alpha", "zeta"]);
+    for path in ["/a", "/b", "/c"] {
+        let r = table.select(None, path).unwrap();
+        assert_eq!(table.upstreams()[r.upstream_slot], r.upstream);
+    }
 }
