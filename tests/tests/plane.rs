@@ -719,3 +719,60 @@ async fn http2_concurrent_streams_are_bounded_per_connection() {
     assert_eq!(other.get("/payments/charge").await.status, StatusCode::OK);
     queued.abort();
 }
+
+/// A request head that keeps coming a byte at a time is cut off at
+/// `[connections] request_head_timeout_s` from its first byte (counted), while an idle
+/// keep-alive connection that sends nothing is kept until the idle timeout.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slow_request_head_is_cut_off_and_an_idle_connection_is_not() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let gw = Gateway::start(Setup {
+        extra_config: "[connections]\nrequest_head_timeout_s = 1\nidle_timeout_s = 30\n".into(),
+        ..Setup::default()
+    })
+    .await;
+    let mut idle = gw.client(CHECKOUT, false).await;
+    assert_eq!(idle.get("/payments/charge").await.status, StatusCode::OK);
+
+    let svid = gw.pki.svid(CHECKOUT);
+    let tcp = tokio::net::TcpStream::connect(gw.addr()).await.unwrap();
+    let mut tls =
+        tokio_rustls::TlsConnector::from(Arc::new(client_tls(&gw.pki, &svid, &[b"http/1.1"])))
+            .connect(
+                rustls::pki_types::ServerName::try_from("localhost").unwrap(),
+                tcp,
+            )
+            .await
+            .unwrap();
+    let started = Instant::now();
+    let head = b"GET /payments/charge HTTP/1.1\r\nHost: localhost\r\nX-Slow: aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa";
+    let mut closed_after = None;
+    for byte in head {
+        if tls.write_all(&[*byte]).await.is_err() {
+            closed_after = Some(started.elapsed());
+            break;
+        }
+        // Each byte well inside any per-read timeout; the head as a whole is late.
+        let mut buf = [0u8; 64];
+        match tokio::time::timeout(Duration::from_millis(150), tls.read(&mut buf)).await {
+            Ok(Ok(0)) | Ok(Err(_)) => {
+                closed_after = Some(started.elapsed());
+                break;
+            }
+            Ok(Ok(_)) | Err(_) => {}
+        }
+    }
+    let closed_after = closed_after.expect("the slow head was never cut off");
+    assert!(
+        closed_after < Duration::from_secs(4),
+        "cut off only after {closed_after:?}"
+    );
+    let (_, metrics) = gw.admin_get("/metrics").await;
+    assert!(
+        metrics.contains("zonegate_connections_closed_total{reason=\"request_head_timeout\"} 1"),
+        "{metrics}"
+    );
+    // The connection that sent nothing meanwhile (longer than the head deadline) still works.
+    assert!(started.elapsed() > Duration::from_secs(1));
+    assert_eq!(idle.get("/payments/charge").await.status, StatusCode::OK);
+}

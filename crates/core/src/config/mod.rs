@@ -101,6 +101,8 @@ pub struct Limits {
     pub underscores: UnderscoreAction,
     /// Concurrent streams on one HTTP/2 connection.
     pub max_concurrent_streams: u32,
+    /// An HTTP/1.1 request head must arrive whole within this long of its first byte.
+    pub request_head_timeout: Duration,
 }
 
 /// What to do with a request header whose name has an underscore: some servers read `_` as
@@ -123,6 +125,7 @@ impl Default for Limits {
             max_target_bytes: 8 * 1024,
             underscores: UnderscoreAction::Drop,
             max_concurrent_streams: 100,
+            request_head_timeout: Duration::from_secs(10),
         }
     }
 }
@@ -886,6 +889,11 @@ fn convert_limits(file: &Path, raw: &raw::RawConnections, errors: &mut ConfigErr
         raw.max_concurrent_streams.map(|v| v as usize),
         defaults.max_concurrent_streams as usize,
     ) as u32;
+    let request_head_timeout = Duration::from_secs(positive(
+        "request_head_timeout_s",
+        raw.request_head_timeout_s.map(|v| v as usize),
+        defaults.request_head_timeout.as_secs() as usize,
+    ) as u64);
     let underscores = match raw.headers_with_underscores.as_deref() {
         None | Some("drop") => UnderscoreAction::Drop,
         Some("reject") => UnderscoreAction::Reject,
@@ -905,5 +913,6 @@ fn convert_limits(file: &Path, raw: &raw::RawConnections, errors: &mut ConfigErr
         max_target_bytes,
         underscores,
         max_concurrent_streams,
+        request_head_timeout,
     }
 }

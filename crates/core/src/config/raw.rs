@@ -59,6 +59,8 @@ pub(super) struct RawConnections {
     pub headers_with_underscores: Option<String>,
     #[serde(default)]
     pub max_concurrent_streams: Option<u32>,
+    #[serde(default)]
+    pub request_head_timeout_s: Option<u64>,
 }
 
 #[derive(Debug, Deserialize)]

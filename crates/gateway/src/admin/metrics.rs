@@ -42,6 +42,7 @@ pub struct Metrics {
     reloads: DashMap<&'static str, AtomicU64>,
     underscore_headers: DashMap<&'static str, AtomicU64>,
     handshake_failures: DashMap<&'static str, AtomicU64>,
+    connections_closed: DashMap<&'static str, AtomicU64>,
     /// Handshake refusals past the event rate limit: counted, not evented.
     handshake_events_suppressed: AtomicU64,
     /// What a reload changed that applies only at the next restart (listener addresses).
@@ -122,6 +123,14 @@ impl Metrics {
     /// A refused TLS handshake, by reason category.
     pub fn record_handshake_failure(&self, reason: &'static str) {
         self.handshake_failures
+            .entry(reason)
+            .or_default()
+            .fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// A client connection the gateway closed for how it behaved, by reason.
+    pub fn record_connection_closed(&self, reason: &'static str) {
+        self.connections_closed
             .entry(reason)
             .or_default()
             .fetch_add(1, Ordering::Relaxed);
@@ -234,6 +243,13 @@ impl Metrics {
             "Request header fields with underscores in their names, by action (dropped fields, rejected requests).",
             "action",
             &self.underscore_headers,
+        )?;
+        write_counter_family(
+            out,
+            "zonegate_connections_closed_total",
+            "Client connections closed by the gateway for how they behaved (request_head_timeout: an HTTP/1.1 request head not complete in time).",
+            "reason",
+            &self.connections_closed,
         )?;
         write_counter_family(
             out,

@@ -17,6 +17,7 @@ use tokio::sync::{mpsc, watch};
 use tokio_rustls::TlsAcceptor;
 use tracing::{debug, warn};
 
+use super::head_clock::HeadClock;
 use super::service::{Activity, Connection};
 use super::upstream::H1Cache;
 use super::Shared;
@@ -246,7 +247,9 @@ async fn serve(
             async move { Ok::<_, Infallible>(connection.handle(request).await) }
         })
     };
-    let io = TokioIo::new(tls);
+    // HTTP/1.1 heads have a deadline of their own (see head_clock); HTTP/2 frames its headers
+    // and bounds them by size, and its idle connections carry control frames.
+    let head_timeout = (!h2).then_some(limits.request_head_timeout);
     let mut generations = shared.store.subscribe();
     // The connection ends, with every stream on it, when its certificate does.
     let expiry = connection
@@ -302,6 +305,13 @@ async fn serve(
                         }
                     }
                     _ = idle_check, if !closing => {
+                        let head_late = head_timeout.zip(connection.activity.head_age())
+                            .is_some_and(|(limit, age)| age >= limit);
+                        if head_late {
+                            debug!(%peer_addr, "request head not complete in time: closing");
+                            shared.metrics.record_connection_closed("request_head_timeout");
+                            break;
+                        }
                         if connection.activity.idle_for().is_some_and(|idle| idle >= idle_timeout) {
                             conn.as_mut().graceful_shutdown();
                             closing = true;
@@ -323,7 +333,7 @@ async fn serve(
             .max_pending_accept_reset_streams(MAX_PENDING_RESET_STREAMS)
             .max_local_error_reset_streams(MAX_LOCAL_ERROR_RESETS)
             .keep_alive_interval(None);
-        drive!(builder.serve_connection(io, service));
+        drive!(builder.serve_connection(TokioIo::new(tls), service));
     } else {
         let mut builder = http1::Builder::new();
         builder
@@ -344,6 +354,7 @@ async fn serve(
                     .saturating_mul(2)
                     .max(limits.max_headers + 1),
             );
+        let io = TokioIo::new(HeadClock::new(tls, connection.activity.clone()));
         drive!(builder.serve_connection(io, service).with_upgrades());
     }
 }

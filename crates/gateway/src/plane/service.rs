@@ -61,6 +61,9 @@ pub struct Activity {
     last_ms: AtomicU64,
     /// Why the gateway cut the connection's streams: an index into [`CUT_REASONS`], 0 for none.
     cut: AtomicU8,
+    /// Milliseconds since `started`, plus one, at which the first byte of a request head
+    /// arrived while no request was in flight; 0 while no head is arriving (HTTP/1.1).
+    head_started_ms: AtomicU64,
 }
 
 /// What the gateway can end a connection's streams for, as `request_end` events say it.
@@ -73,6 +76,30 @@ impl Activity {
             in_flight: AtomicUsize::new(0),
             last_ms: AtomicU64::new(0),
             cut: AtomicU8::new(0),
+            head_started_ms: AtomicU64::new(0),
+        }
+    }
+
+    /// Bytes came in: with no request in flight they start a request head, whose clock runs
+    /// until the request begins.
+    pub fn bytes_arrived(&self) {
+        if self.in_flight.load(Ordering::Acquire) == 0
+            && self.head_started_ms.load(Ordering::Relaxed) == 0
+        {
+            let now = self.started.elapsed().as_millis() as u64 + 1;
+            self.head_started_ms.store(now, Ordering::Relaxed);
+        }
+    }
+
+    /// How long the request head now arriving has taken so far, if one is arriving.
+    pub fn head_age(&self) -> Option<Duration> {
+        match self.head_started_ms.load(Ordering::Relaxed) {
+            0 => None,
+            at => Some(
+                self.started
+                    .elapsed()
+                    .saturating_sub(Duration::from_millis(at - 1)),
+            ),
         }
     }
 
@@ -101,6 +128,8 @@ impl Activity {
 
     fn begin(self: &Arc<Self>) -> InFlight {
         self.in_flight.fetch_add(1, Ordering::AcqRel);
+        // The head is complete: hyper hands a request over only then.
+        self.head_started_ms.store(0, Ordering::Relaxed);
         InFlight(self.clone())
     }
 }
