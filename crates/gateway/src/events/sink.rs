@@ -44,6 +44,83 @@ enum Queued {
     Line(Vec<u8>),
     /// Write what came before, then say so.
     Flush(std::sync::mpsc::Sender<()>),
+    /// Reopen the event file by its path (after a rotation; SIGHUP asks for it).
+    Reopen,
+}
+
+/// Where the writer writes. A file is followed by its path: when it is renamed or removed
+/// (log rotation), the writer notices within a second and opens the path again.
+enum Output {
+    File {
+        path: std::path::PathBuf,
+        file: std::fs::File,
+        /// Device and inode of the open file, to tell when the path names another one.
+        identity: (u64, u64),
+    },
+    Stream(Box<dyn Write + Send>),
+}
+
+impl Output {
+    fn open(path: &Path) -> io::Result<Output> {
+        let file = open_append(path)?;
+        let identity = file_identity(&file.metadata()?);
+        Ok(Output::File {
+            path: path.to_path_buf(),
+            file,
+            identity,
+        })
+    }
+
+    /// Opens the path again when it no longer names the open file (or when `force`d).
+    fn follow_path(&mut self, force: bool) {
+        let Output::File {
+            path,
+            file,
+            identity,
+        } = self
+        else {
+            return;
+        };
+        let moved = match std::fs::metadata(&*path) {
+            Ok(meta) => file_identity(&meta) != *identity,
+            Err(_) => true,
+        };
+        if !(moved || force) {
+            return;
+        }
+        match open_append(path).and_then(|f| Ok((file_identity(&f.metadata()?), f))) {
+            Ok((new_identity, new_file)) => {
+                let _ = file.flush();
+                *file = new_file;
+                *identity = new_identity;
+                tracing::info!(path = %path.display(), "event file (re)opened");
+            }
+            Err(e) => {
+                error!(path = %path.display(), error = %e, "cannot reopen the event file; still writing to the one open")
+            }
+        }
+    }
+}
+
+impl Write for Output {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        match self {
+            Output::File { file, .. } => file.write(buf),
+            Output::Stream(w) => w.write(buf),
+        }
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        match self {
+            Output::File { file, .. } => file.flush(),
+            Output::Stream(w) => w.flush(),
+        }
+    }
+}
+
+fn file_identity(meta: &std::fs::Metadata) -> (u64, u64) {
+    use std::os::unix::fs::MetadataExt;
+    (meta.dev(), meta.ino())
 }
 
 #[derive(Serialize)]
@@ -58,16 +135,20 @@ struct DropReport {
 impl EventSink {
     /// Opens the configured sink and starts its writer thread.
     pub fn start(config: &EventsConfig) -> io::Result<EventSink> {
-        let out: Box<dyn Write + Send> = match &config.sink {
+        let out = match &config.sink {
             EventsSink::Off => return Ok(EventSink::disabled()),
-            EventsSink::Stdout => Box::new(io::stdout()),
-            EventsSink::File(path) => Box::new(open_append(path)?),
+            EventsSink::Stdout => Output::Stream(Box::new(io::stdout())),
+            EventsSink::File(path) => Output::open(path)?,
         };
-        Ok(EventSink::with_writer(out, config.capacity))
+        Ok(EventSink::spawn(out, config.capacity))
     }
 
     /// A sink that writes to `out` with a queue of `capacity` events.
     pub fn with_writer(out: Box<dyn Write + Send>, capacity: usize) -> EventSink {
+        EventSink::spawn(Output::Stream(out), capacity)
+    }
+
+    fn spawn(out: Output, capacity: usize) -> EventSink {
         let (tx, rx) = sync_channel(capacity);
         let stats = Arc::new(SinkStats::default());
         let writer_stats = stats.clone();
@@ -121,6 +202,12 @@ impl EventSink {
         done.recv_timeout(timeout).is_ok()
     }
 
+    /// Asks the writer to open its file again by path (SIGHUP, after a log rotation). A
+    /// renamed or removed file is also noticed without it, within a second.
+    pub fn reopen(&self) {
+        self.queue(Queued::Reopen);
+    }
+
     fn queue(&self, queued: Queued) {
         let Some(tx) = &self.tx else { return };
         match tx.try_send(queued) {
@@ -148,14 +235,20 @@ const BATCH_BYTES: usize = 64 * 1024;
 /// event, on the same core the requests run on.
 const LINGER: Duration = Duration::from_millis(5);
 
-fn write_loop(rx: Receiver<Queued>, mut out: Box<dyn Write + Send>, stats: &SinkStats) {
+fn write_loop(rx: Receiver<Queued>, mut out: Output, stats: &SinkStats) {
     let mut reported_drops = 0u64;
     let mut batch = Batch::default();
+    let mut last_path_check = std::time::Instant::now();
     loop {
         let first = rx.recv_timeout(Duration::from_secs(1));
         let disconnected = matches!(first, Err(RecvTimeoutError::Disconnected));
         if first.is_ok() {
             std::thread::sleep(LINGER);
+        }
+        // A rotated (renamed) or removed file is noticed within a second, by one stat.
+        if last_path_check.elapsed() >= Duration::from_secs(1) {
+            out.follow_path(false);
+            last_path_check = std::time::Instant::now();
         }
         // Drain what is queued and write it in whole-line chunks: one write per burst, not
         // per event, and never a partial line.
@@ -163,6 +256,11 @@ fn write_loop(rx: Receiver<Queued>, mut out: Box<dyn Write + Send>, stats: &Sink
             .into_iter()
             .chain(std::iter::from_fn(|| rx.try_recv().ok()));
         for event in queued {
+            if let Queued::Reopen = event {
+                batch.write_to(&mut out, stats);
+                out.follow_path(true);
+                continue;
+            }
             if let Queued::Flush(ack) = event {
                 batch.write_to(&mut out, stats);
                 if out.flush().is_err() {
@@ -226,7 +324,7 @@ impl Batch {
                 self.events += 1;
                 return;
             }
-            Queued::Flush(_) => return,
+            Queued::Flush(_) | Queued::Reopen => return,
         };
         let mark = self.bytes.len();
         match serde_json::to_writer(&mut self.bytes, event) {

@@ -78,6 +78,10 @@ impl Reloader {
 
     /// Reloads from disk now. Blocking: reads files and builds the snapshot.
     pub fn reload(&self, trigger: &'static str) -> Result<ReloadOutcome, ConfigErrors> {
+        if trigger == "signal" {
+            // SIGHUP is what log rotation tools send: the event file is opened again too.
+            self.events.reopen();
+        }
         let result = self.store.reload(&self.path);
         let current = self.store.load();
         let (label, errors) = match &result {

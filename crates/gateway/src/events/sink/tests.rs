@@ -147,3 +147,60 @@ fn every_write_ends_at_a_line_boundary() {
     assert_eq!(sink.stats().written.load(Ordering::Relaxed), n as u64);
     assert_eq!(sink.stats().dropped.load(Ordering::Relaxed), 0);
 }
+
+/// logrotate renames the file (or removes it) and may send SIGHUP: either way new events go
+/// to a new file at the configured path, and none is lost.
+#[test]
+fn a_renamed_or_removed_event_file_is_opened_again() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("events.jsonl");
+    let sink = EventSink::start(&EventsConfig {
+        sink: EventsSink::File(path.clone()),
+        capacity: 1024,
+    })
+    .unwrap();
+    let read = |p: &std::path::Path| std::fs::read_to_string(p).unwrap_or_default();
+    sink.emit(event(0));
+    assert!(sink.flush(Duration::from_secs(5)));
+    assert!(read(&path).contains("\"r0\""));
+
+    // Renamed: noticed by the writer within a second, without a signal.
+    std::fs::rename(&path, dir.path().join("events.jsonl.1")).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let mut n = 1;
+    while !read(&path).contains(&format!("\"r{}\"", n - 1)) {
+        assert!(Instant::now() < deadline, "no new file after the rename");
+        sink.emit(event(n));
+        n += 1;
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let next = n;
+    sink.emit(event(next));
+    assert!(sink.flush(Duration::from_secs(5)));
+    assert!(read(&path).contains(&format!("\"r{next}\"")));
+    assert!(!read(&dir.path().join("events.jsonl.1")).contains(&format!("\"r{next}\"")));
+
+    // Renamed and reopened on request (SIGHUP): at once.
+    std::fs::rename(&path, dir.path().join("events.jsonl.2")).unwrap();
+    sink.reopen();
+    sink.emit(event(1000));
+    assert!(sink.flush(Duration::from_secs(5)));
+    assert!(read(&path).contains("\"r1000\""));
+    // Nothing was dropped or lost along the way: every line written is in one of the files.
+    assert_eq!(sink.stats().dropped.load(Ordering::Relaxed), 0);
+    let total: usize = ["events.jsonl", "events.jsonl.1", "events.jsonl.2"]
+        .iter()
+        .map(|f| read(&dir.path().join(f)).lines().count())
+        .sum();
+    assert_eq!(total as u64, sink.stats().written.load(Ordering::Relaxed));
+
+    // Removed: a new file appears at the path too (what went to the removed file in the
+    // second before it was noticed went with it).
+    std::fs::remove_file(&path).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while !read(&path).contains("\"r2000\"") {
+        assert!(Instant::now() < deadline, "no new file after the removal");
+        sink.emit(event(2000));
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
