@@ -102,6 +102,25 @@ impl Output {
     }
 }
 
+impl Output {
+    /// Writes all of `bytes` or, for a file, leaves it as it was.
+    fn write_whole(&mut self, bytes: &[u8]) -> io::Result<()> {
+        match self {
+            Output::File { file, .. } => {
+                let before = file.metadata()?.len();
+                file.write_all(bytes).inspect_err(|_| {
+                    // Cut back to the last whole line; if even that fails, the file holds a
+                    // torn line and the log says why.
+                    if let Err(e) = file.set_len(before) {
+                        error!(error = %e, "cannot cut a partly written batch from the event file");
+                    }
+                })
+            }
+            Output::Stream(w) => w.write_all(bytes),
+        }
+    }
+}
+
 impl Write for Output {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
         match self {
@@ -130,6 +149,8 @@ struct DropReport {
     kind: &'static str,
     dropped: u64,
     dropped_total: u64,
+    /// `queue_full`, or the write error that lost them (`write_failed: ...`).
+    reason: String,
 }
 
 impl EventSink {
@@ -277,18 +298,24 @@ fn write_loop(rx: Receiver<Queued>, mut out: Output, stats: &SinkStats) {
         batch.write_to(&mut out, stats);
         let dropped = stats.dropped.load(Ordering::Relaxed);
         if dropped > reported_drops {
+            let reason = match batch.last_error.take() {
+                Some(e) => format!("write_failed: {e}"),
+                None => "queue_full".to_string(),
+            };
+            warn!(
+                dropped = dropped - reported_drops,
+                total = dropped,
+                reason = %reason,
+                "identity events dropped"
+            );
             let report = DropReport {
                 schema: SCHEMA,
                 time: now_rfc3339(),
                 kind: "events_dropped",
                 dropped: dropped - reported_drops,
                 dropped_total: dropped,
+                reason,
             };
-            warn!(
-                dropped = dropped - reported_drops,
-                total = dropped,
-                "identity events dropped: sink queue full"
-            );
             let mut line = Vec::with_capacity(256);
             if serde_json::to_writer(&mut line, &report).is_ok() {
                 line.push(b'\n');
@@ -313,6 +340,8 @@ fn write_loop(rx: Receiver<Queued>, mut out: Output, stats: &SinkStats) {
 struct Batch {
     bytes: Vec<u8>,
     events: u64,
+    /// The last write error since the last drop report.
+    last_error: Option<String>,
 }
 
 impl Batch {
@@ -341,11 +370,14 @@ impl Batch {
     }
 
     /// Writes the batch; on failure its events are counted as dropped, never silently lost.
-    fn write_to(&mut self, out: &mut dyn Write, stats: &SinkStats) {
+    /// Writes the batch, all or nothing: on a failure (a full disk) what part of it reached
+    /// the file is cut off again, so no line is ever torn, and the batch's events are counted
+    /// as dropped, with the error kept for the drop report.
+    fn write_to(&mut self, out: &mut Output, stats: &SinkStats) {
         if self.events == 0 {
             return;
         }
-        match out.write_all(&self.bytes) {
+        match out.write_whole(&self.bytes) {
             Ok(()) => {
                 stats.written.fetch_add(self.events, Ordering::Relaxed);
             }
@@ -355,6 +387,7 @@ impl Batch {
                 if errors == 0 {
                     error!(error = %e, "cannot write identity events");
                 }
+                self.last_error = Some(e.to_string());
             }
         }
         self.bytes.clear();

@@ -204,3 +204,56 @@ fn a_renamed_or_removed_event_file_is_opened_again() {
         std::thread::sleep(Duration::from_millis(100));
     }
 }
+
+/// A writer whose first write fails as a full disk does.
+#[derive(Clone, Default)]
+struct FullOnce {
+    failed: Arc<Mutex<bool>>,
+    writes: Arc<Mutex<Vec<u8>>>,
+}
+
+impl Write for FullOnce {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let mut failed = self.failed.lock().unwrap();
+        if !*failed {
+            *failed = true;
+            return Err(io::Error::from_raw_os_error(28)); // ENOSPC
+        }
+        self.writes.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+/// Events lost to a failed write are counted exactly and reported with the write's error,
+/// not blamed on the queue.
+#[test]
+fn a_failed_write_is_counted_and_reported_with_its_cause() {
+    let out = FullOnce::default();
+    let sink = EventSink::with_writer(Box::new(out.clone()), 100);
+    for n in 0..3 {
+        sink.emit(event(n));
+    }
+    assert!(sink.flush(Duration::from_secs(5)));
+    sink.emit(event(3));
+    assert!(sink.flush(Duration::from_secs(5)));
+    assert_eq!(sink.stats().dropped.load(Ordering::Relaxed), 3);
+    assert_eq!(sink.stats().written.load(Ordering::Relaxed), 1);
+    let text = String::from_utf8(out.writes.lock().unwrap().clone()).unwrap();
+    let report: serde_json::Value = text
+        .lines()
+        .find(|l| l.contains("events_dropped"))
+        .map(|l| serde_json::from_str(l).unwrap())
+        .expect("a drop report");
+    assert_eq!(report["dropped"], 3);
+    assert!(
+        report["reason"]
+            .as_str()
+            .unwrap()
+            .starts_with("write_failed: No space left on device"),
+        "{report}"
+    );
+    assert!(text.contains("\"r3\""));
+}
