@@ -565,6 +565,21 @@ impl Client {
     }
 }
 
+/// Reads `body` until it ends, normally or with an error; `false` if it is still going after
+/// `within` (a stream the gateway should have ended).
+pub async fn ends_within(body: &mut hyper::body::Incoming, within: Duration) -> bool {
+    tokio::time::timeout(within, async {
+        loop {
+            match body.frame().await {
+                None | Some(Err(_)) => return,
+                Some(Ok(_)) => {}
+            }
+        }
+    })
+    .await
+    .is_ok()
+}
+
 /// Sends `request` verbatim over a fresh mTLS connection and returns the raw response text,
 /// for request targets no well-behaved client library would send.
 pub async fn raw_request(addr: SocketAddr, pki: &Pki, cert: &Issued, request: &str) -> String {

@@ -142,6 +142,21 @@ upgrade_sock = "upgrade.sock"
         assert!(ok.success());
     }
 
+    /// Waits (at most 10 s) for the process to exit after a signal.
+    fn exit_status(&mut self) -> std::process::ExitStatus {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return status;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "the gateway did not exit after the signal"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
     fn curl(&self, path: &str) -> std::thread::JoinHandle<String> {
         let certs = self.dir.path().join("certs");
         let url = format!("https://localhost:{}{path}", self.port);
@@ -191,17 +206,7 @@ fn sigterm_flips_readiness_and_drains_in_flight_requests() {
         "the in-flight request was dropped"
     );
     let mut gw = gw;
-    let deadline = Instant::now() + Duration::from_secs(10);
-    let status = loop {
-        if let Some(status) = gw.child.try_wait().unwrap() {
-            break status;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "the gateway did not exit after SIGTERM"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    };
+    let status = gw.exit_status();
     assert!(status.success(), "{status:?}");
     assert!(signalled.elapsed() < Duration::from_secs(8));
 }
@@ -212,17 +217,7 @@ fn sigterm_with_nothing_in_flight_exits_after_the_grace_period_not_the_drain_tim
     assert_eq!(gw.curl("/last").join().unwrap(), "slow\n 200");
     let signalled = Instant::now();
     gw.signal("TERM");
-    let deadline = Instant::now() + Duration::from_secs(10);
-    let status = loop {
-        if let Some(status) = gw.child.try_wait().unwrap() {
-            break status;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "the gateway did not exit after SIGTERM"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    };
+    let status = gw.exit_status();
     let took = signalled.elapsed();
     assert!(status.success(), "{status:?}");
     // Grace 1 s, drain timeout 3 s: nothing was left to drain, so it ends after the grace.

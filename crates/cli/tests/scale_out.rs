@@ -29,23 +29,13 @@ paths = ["/payments/**"]
 "#;
 
 /// V1, and cart may read charges too.
-const POLICY_V2: &str = r#"
-[[rule]]
-id = "checkout-charges"
-effect = "allow"
-identities = ["spiffe://example.org/ns/shop/sa/checkout"]
-routes = ["payments-api"]
-methods = ["GET"]
-paths = ["/payments/**"]
-
-[[rule]]
-id = "cart-reads-charges"
-effect = "allow"
-identities = ["spiffe://example.org/ns/shop/sa/cart"]
-routes = ["payments-api"]
-methods = ["GET"]
-paths = ["/payments/charge"]
-"#;
+fn policy_v2() -> String {
+    format!(
+        "{POLICY_V1}\n[[rule]]\nid = \"cart-reads-charges\"\neffect = \"allow\"\n\
+         identities = [\"spiffe://example.org/ns/shop/sa/cart\"]\nroutes = [\"payments-api\"]\n\
+         methods = [\"GET\"]\npaths = [\"/payments/charge\"]\n"
+    )
+}
 
 fn free_port() -> u16 {
     TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
@@ -375,7 +365,7 @@ fn three_replicas_behind_a_balancer_drain_restart_and_take_a_policy_without_a_fa
     for replica in &replicas {
         let before = replica.generation();
         let staged = replica.dir.join("policy/.policy.toml.new");
-        std::fs::write(&staged, POLICY_V2).unwrap();
+        std::fs::write(&staged, policy_v2()).unwrap();
         std::fs::rename(&staged, replica.dir.join("policy/policy.toml")).unwrap();
         wait_for("the new policy in force", Duration::from_secs(10), || {
             replica.generation() > before
