@@ -338,3 +338,51 @@ async fn a_host_name_upstream_follows_its_dns_records_and_outlives_a_dns_failure
         "zonegate_upstream_dns_failing{{name=\"{name}\"}} 0"
     )));
 }
+
+/// An answer after which the gateway closes the connection says so (`Connection: close`), so
+/// a client that follows HTTP opens a new connection instead of failing on the closed one:
+/// curl, asked for six URLs against a dead upstream, gets six 502s and no error.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_answer_that_closes_the_connection_says_so_and_no_request_fails() {
+    let dead = SocketAddr::from((Ipv4Addr::LOCALHOST, free_port()));
+    let gw = Gateway::start(Setup {
+        upstream: Some(dead),
+        ..Setup::default()
+    })
+    .await;
+    let mut checkout = gw.client(CHECKOUT, false).await;
+    let reply = checkout.get("/payments/charge").await;
+    assert_eq!(reply.status, StatusCode::BAD_GATEWAY);
+    assert_eq!(reply.headers["connection"], "close");
+
+    let svid = gw.pki.svid(CHECKOUT);
+    let dir = gw.pki.path();
+    std::fs::write(dir.join("curl.crt"), &svid.cert_pem).unwrap();
+    std::fs::write(dir.join("curl.key"), &svid.key_pem).unwrap();
+    let url = format!("https://localhost:{}/payments/charge", gw.port);
+    let dir = dir.to_path_buf();
+    let out = tokio::task::spawn_blocking(move || {
+        let mut curl = std::process::Command::new("curl");
+        curl.args(["-sS", "-w", "%{http_code}\\n", "--max-time", "10"])
+            .arg("--cacert")
+            .arg(dir.join("ca.crt"))
+            .arg("--cert")
+            .arg(dir.join("curl.crt"))
+            .arg("--key")
+            .arg(dir.join("curl.key"));
+        for _ in 0..6 {
+            curl.args(["-o", "/dev/null"]).arg(&url);
+        }
+        curl.output()
+            .expect("curl is installed (.ci/run installs it)")
+    })
+    .await
+    .unwrap();
+    let codes = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "curl failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(codes.lines().collect::<Vec<_>>(), ["502"; 6], "{codes}");
+}
