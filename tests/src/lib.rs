@@ -130,6 +130,9 @@ pub struct Setup {
     pub client_cert_optional: bool,
     /// More keys for the data-plane `[[listener]]` table.
     pub listener_extra: String,
+    /// The event file (default `events.jsonl` in the config directory), and more `[events]` keys.
+    pub events_path: Option<String>,
+    pub events_extra: String,
 }
 
 impl Default for Setup {
@@ -144,6 +147,8 @@ impl Default for Setup {
             files: Vec::new(),
             client_cert_optional: false,
             listener_extra: String::new(),
+            events_path: None,
+            events_extra: String::new(),
         }
     }
 }
@@ -219,14 +224,17 @@ read_timeout_ms = 5000
 files = ["policy.toml"]
 [events]
 sink = "file"
-path = "events.jsonl"
+path = "{events_path}"
 capacity = {capacity}
+{events_extra}
 [admin]
 address = "127.0.0.1:{admin_port}"
 {extra}
 "#,
             h2 = setup.upstream_http2,
             listener_extra = setup.listener_extra,
+            events_path = setup.events_path.as_deref().unwrap_or("events.jsonl"),
+            events_extra = setup.events_extra,
             address = setup
                 .upstream_name
                 .clone()

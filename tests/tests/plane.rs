@@ -776,3 +776,38 @@ async fn a_slow_request_head_is_cut_off_and_an_idle_connection_is_not() {
     assert!(started.elapsed() > Duration::from_secs(1));
     assert_eq!(idle.get("/payments/charge").await.status, StatusCode::OK);
 }
+
+/// `[events] fail_closed`: once the sink loses an event (here every write fails: the file is
+/// /dev/full), a request that would be recorded is refused with 503 instead of served
+/// unrecorded; one that would not be recorded (in-zone, identified) is still served.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_events_failing_closed_nothing_recordable_is_served_unrecorded() {
+    let gw = Gateway::start(Setup {
+        events_path: Some("/dev/full".into()),
+        events_extra: "fail_closed = true".into(),
+        policy: format!(
+            "{POLICY}\n[[rule]]\nid = \"ledger\"\neffect = \"allow\"\nidentities = [\"{LEDGER}\"]\n"
+        ),
+        ..Setup::default()
+    })
+    .await;
+    let mut checkout = gw.client(CHECKOUT, false).await;
+    // The first is served: nothing has been lost yet. Its event cannot be written.
+    assert_eq!(
+        checkout.get("/payments/charge").await.status,
+        StatusCode::OK
+    );
+    let (lost, metrics) = wait_metric(&gw, "zonegate_events_dropped_total", 1).await;
+    assert!(lost.is_some_and(|n| n >= 1), "{metrics}");
+    let reply = checkout.get("/payments/charge").await;
+    assert_eq!(reply.status, StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(reply.json()["error"], "unavailable");
+    // In-zone and identified: not an event either way, so served.
+    let mut ledger = gw.client(LEDGER, false).await;
+    assert_eq!(ledger.get("/payments/charge").await.status, StatusCode::OK);
+    let (_, metrics) = gw.admin_get("/metrics").await;
+    assert!(
+        metrics.contains("reason=\"events_unavailable\""),
+        "{metrics}"
+    );
+}

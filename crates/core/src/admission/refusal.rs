@@ -45,6 +45,8 @@ pub enum Refusal {
     DefaultDeny,
     UpstreamUnavailable,
     UpstreamTimeout,
+    /// `[events] fail_closed` and the event sink cannot record: nothing is served unrecorded.
+    EventsUnavailable,
     Internal,
 }
 
@@ -70,6 +72,7 @@ impl Refusal {
             Refusal::PolicyDenied | Refusal::DefaultDeny => 403,
             Refusal::UpstreamUnavailable => 502,
             Refusal::UpstreamTimeout => 504,
+            Refusal::EventsUnavailable => 503,
             Refusal::Internal => 500,
         }
     }
@@ -97,6 +100,7 @@ impl Refusal {
             Refusal::DefaultDeny => "default_deny",
             Refusal::UpstreamUnavailable => "upstream_unavailable",
             Refusal::UpstreamTimeout => "upstream_timeout",
+            Refusal::EventsUnavailable => "events_unavailable",
             Refusal::Internal => "internal_error",
         }
     }
@@ -112,6 +116,7 @@ impl Refusal {
             414 => "target_too_long",
             431 => "headers_too_large",
             502 => "bad_gateway",
+            503 => "unavailable",
             504 => "gateway_timeout",
             _ => "internal_error",
         }
@@ -150,7 +155,7 @@ impl Refusal {
     pub fn is_denial(self) -> bool {
         !matches!(
             self,
-            Refusal::UpstreamUnavailable | Refusal::UpstreamTimeout
+            Refusal::UpstreamUnavailable | Refusal::UpstreamTimeout | Refusal::EventsUnavailable
         )
     }
 }

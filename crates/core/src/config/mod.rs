@@ -223,6 +223,9 @@ pub enum EventsSink {
 pub struct EventsConfig {
     pub sink: EventsSink,
     pub capacity: usize,
+    /// Refuse (503) a request that would be recorded while the sink cannot record: its last
+    /// write failed or its queue overflowed. Off: such events are dropped and counted.
+    pub fail_closed: bool,
 }
 
 impl GatewayConfig {
@@ -857,7 +860,18 @@ fn convert_events(
         Some(c) => c,
         None => DEFAULT_EVENTS_CAPACITY,
     };
-    EventsConfig { sink, capacity }
+    if e.fail_closed && sink == EventsSink::Off {
+        errors.push(
+            file,
+            "events.fail_closed",
+            "set only with a sink: with events off there is nothing to fail",
+        );
+    }
+    EventsConfig {
+        sink,
+        capacity,
+        fail_closed: e.fail_closed,
+    }
 }
 
 #[cfg(test)]

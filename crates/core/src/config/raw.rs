@@ -230,6 +230,8 @@ pub(super) struct RawEvents {
     pub path: Option<String>,
     #[serde(default)]
     pub capacity: Option<usize>,
+    #[serde(default)]
+    pub fail_closed: bool,
 }
 
 #[derive(Debug, Default, Deserialize)]

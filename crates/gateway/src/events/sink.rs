@@ -10,7 +10,7 @@
 use std::fs::OpenOptions;
 use std::io::{self, Write};
 use std::path::Path;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc::{sync_channel, Receiver, RecvTimeoutError, SyncSender, TrySendError};
 use std::sync::Arc;
 use std::time::Duration;
@@ -27,6 +27,9 @@ pub struct SinkStats {
     pub written: AtomicU64,
     pub dropped: AtomicU64,
     pub write_errors: AtomicU64,
+    /// Set when an event was lost (a failed write, a full queue); cleared by the next
+    /// successful write. What `[events] fail_closed` goes by.
+    pub failing: AtomicBool,
 }
 
 /// The request path's handle on the sink. Cheap to clone.
@@ -109,10 +112,13 @@ impl Output {
             Output::File { file, .. } => {
                 let before = file.metadata()?.len();
                 file.write_all(bytes).inspect_err(|_| {
-                    // Cut back to the last whole line; if even that fails, the file holds a
-                    // torn line and the log says why.
-                    if let Err(e) = file.set_len(before) {
-                        error!(error = %e, "cannot cut a partly written batch from the event file");
+                    // Cut back to the last whole line if part of the batch got in; if even
+                    // that fails, the file holds a torn line and the log says why.
+                    let grew = file.metadata().is_ok_and(|m| m.len() > before);
+                    if grew {
+                        if let Err(e) = file.set_len(before) {
+                            error!(error = %e, "cannot cut a partly written batch from the event file");
+                        }
                     }
                 })
             }
@@ -235,8 +241,14 @@ impl EventSink {
             Ok(()) => {}
             Err(TrySendError::Full(_)) | Err(TrySendError::Disconnected(_)) => {
                 self.stats.dropped.fetch_add(1, Ordering::Relaxed);
+                self.stats.failing.store(true, Ordering::Relaxed);
             }
         }
+    }
+
+    /// Whether the sink is recording: enabled, and no event lost since its last good write.
+    pub fn is_recording(&self) -> bool {
+        self.tx.is_some() && !self.stats.failing.load(Ordering::Relaxed)
     }
 
     pub fn stats(&self) -> &Arc<SinkStats> {
@@ -380,8 +392,10 @@ impl Batch {
         match out.write_whole(&self.bytes) {
             Ok(()) => {
                 stats.written.fetch_add(self.events, Ordering::Relaxed);
+                stats.failing.store(false, Ordering::Relaxed);
             }
             Err(e) => {
+                stats.failing.store(true, Ordering::Relaxed);
                 let errors = stats.write_errors.fetch_add(1, Ordering::Relaxed);
                 stats.dropped.fetch_add(self.events, Ordering::Relaxed);
                 if errors == 0 {

@@ -49,6 +49,12 @@ impl Ending<'_> {
     }
 }
 
+/// Whether an admitted request will be recorded whatever its answer (it is cross-zone, or
+/// carries no identity): what `[events] fail_closed` refuses while events are lost.
+pub fn would_be_evented(admission: &Admission<'_>) -> bool {
+    admission.cross_zone || admission.identity.is_none()
+}
+
 /// Every cross-zone attempt, every refusal and every upstream failure is recorded.
 pub fn is_event_worthy(admission: &Admission<'_>, ending: &Ending<'_>) -> bool {
     admission.cross_zone || ending.refused.is_some() || admission.identity.is_none()

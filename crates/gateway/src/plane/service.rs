@@ -246,6 +246,17 @@ impl Connection {
                 started,
             );
         };
+        // Fail closed: a request that would be recorded is not served while events are lost.
+        if snapshot.config.events.fail_closed
+            && !self.shared.events.is_recording()
+            && record::would_be_evented(&admission)
+        {
+            let refused = Refused::new(
+                Refusal::EventsUnavailable,
+                "the event sink is not recording (events.fail_closed)".to_string(),
+            );
+            return self.refuse(&snapshot, &admission, &exchange, &refused, started);
+        }
         if let (Some(limit), Some(len)) = (route.max_body_bytes, content_length(&parts)) {
             if len > limit {
                 let refused = Refused::new(
