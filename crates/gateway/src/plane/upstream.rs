@@ -195,7 +195,7 @@ impl UpstreamPool {
             // A lent connection comes back as soon as its response body ends; the connection
             // task may not have marked it idle yet.
             if sender.ready().await.is_err() {
-                return self.send_h1_fresh(cache, addr, request).await;
+                return Box::pin(self.send_h1_fresh(cache, addr, request)).await;
             }
             match tokio::time::timeout(self.config.read_timeout, sender.try_send_request(request))
                 .await
@@ -211,10 +211,12 @@ impl UpstreamPool {
                 },
             }
         }
-        self.send_h1_fresh(cache, addr, request).await
+        Box::pin(self.send_h1_fresh(cache, addr, request)).await
     }
 
-    /// Sends `request` on a new HTTP/1.1 connection to `addr`.
+    /// Sends `request` on a new HTTP/1.1 connection to `addr`. Boxed by its callers: opening
+    /// a connection (TCP, TLS) makes a large future, and inlined it would be moved with every
+    /// request's future, though most requests reuse a kept connection.
     async fn send_h1_fresh(
         &self,
         cache: &Arc<H1Cache>,
