@@ -295,10 +295,8 @@ fn write_loop(rx: Receiver<Queued>, mut out: Output, stats: &SinkStats) {
                 continue;
             }
             if let Queued::Flush(ack) = event {
-                batch.write_to(&mut out, stats);
-                if out.flush().is_err() {
-                    stats.write_errors.fetch_add(1, Ordering::Relaxed);
-                }
+                // Everything before the flush is out, drop reports included, before the ack.
+                settle(&mut out, &mut batch, stats, &mut reported_drops);
                 let _ = ack.send(());
                 continue;
             }
@@ -307,43 +305,49 @@ fn write_loop(rx: Receiver<Queued>, mut out: Output, stats: &SinkStats) {
                 batch.write_to(&mut out, stats);
             }
         }
-        batch.write_to(&mut out, stats);
-        let dropped = stats.dropped.load(Ordering::Relaxed);
-        if dropped > reported_drops {
-            let reason = match batch.last_error.take() {
-                Some(e) => format!("write_failed: {e}"),
-                None => "queue_full".to_string(),
-            };
-            warn!(
-                dropped = dropped - reported_drops,
-                total = dropped,
-                reason = %reason,
-                "identity events dropped"
-            );
-            let report = DropReport {
-                schema: SCHEMA,
-                time: now_rfc3339(),
-                kind: "events_dropped",
-                dropped: dropped - reported_drops,
-                dropped_total: dropped,
-                reason,
-            };
-            let mut line = Vec::with_capacity(256);
-            if serde_json::to_writer(&mut line, &report).is_ok() {
-                line.push(b'\n');
-                // The report itself is not an identity event: it is not counted as written.
-                if out.write_all(&line).is_err() {
-                    stats.write_errors.fetch_add(1, Ordering::Relaxed);
-                }
-            }
-            reported_drops = dropped;
-        }
-        if out.flush().is_err() {
-            stats.write_errors.fetch_add(1, Ordering::Relaxed);
-        }
+        settle(&mut out, &mut batch, stats, &mut reported_drops);
         if disconnected {
             return;
         }
+    }
+}
+
+/// Writes what the batch holds, then a drop report if events were lost since the last one,
+/// and flushes.
+fn settle(out: &mut Output, batch: &mut Batch, stats: &SinkStats, reported_drops: &mut u64) {
+    batch.write_to(out, stats);
+    let dropped = stats.dropped.load(Ordering::Relaxed);
+    if dropped > *reported_drops {
+        let reason = match batch.last_error.take() {
+            Some(e) => format!("write_failed: {e}"),
+            None => "queue_full".to_string(),
+        };
+        warn!(
+            dropped = dropped - *reported_drops,
+            total = dropped,
+            reason = %reason,
+            "identity events dropped"
+        );
+        let report = DropReport {
+            schema: SCHEMA,
+            time: now_rfc3339(),
+            kind: "events_dropped",
+            dropped: dropped - *reported_drops,
+            dropped_total: dropped,
+            reason,
+        };
+        let mut line = Vec::with_capacity(256);
+        if serde_json::to_writer(&mut line, &report).is_ok() {
+            line.push(b'\n');
+            // The report itself is not an identity event: it is not counted as written.
+            if out.write_all(&line).is_err() {
+                stats.write_errors.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+        *reported_drops = dropped;
+    }
+    if out.flush().is_err() {
+        stats.write_errors.fetch_add(1, Ordering::Relaxed);
     }
 }
 
