@@ -6,7 +6,6 @@
 //! whole unless they hold something to escape, integers with the formatter serde_json
 //! uses, the one float by serde_json itself.
 
-use std::borrow::Cow;
 use std::io::Write;
 use std::net::SocketAddr;
 
@@ -31,52 +30,52 @@ impl IdentityEvent<'_> {
         key(out, "reason");
         string(out, self.reason);
         key(out, "detail");
-        optional(out, &self.detail);
+        optional(out, self.detail.as_deref());
         key(out, "rule_id");
-        optional(out, &self.rule_id);
+        optional(out, self.rule_id.as_deref());
         key(out, "audit_rule_id");
-        optional(out, &self.audit_rule_id);
+        optional(out, self.audit_rule_id.as_deref());
         key(out, "audit_decision");
-        optional_static(out, self.audit_decision);
+        optional(out, self.audit_decision);
         key(out, "cross_zone");
         out.extend_from_slice(if self.cross_zone { b"true" } else { b"false" });
         key(out, "credential");
-        optional_static(out, self.credential);
+        optional(out, self.credential);
         key(out, "source_spiffe_id");
-        optional(out, &self.source_spiffe_id);
+        optional(out, self.source_spiffe_id.as_deref());
         key(out, "source_zone");
-        optional(out, &self.source_zone);
+        optional(out, self.source_zone.as_deref());
         key(out, "peer_addr");
         match self.peer_addr {
             Some(addr) => socket_addr(out, addr),
             None => out.extend_from_slice(b"null"),
         }
         key(out, "cert_serial");
-        optional(out, &self.cert_serial);
+        optional(out, self.cert_serial.as_deref());
         key(out, "cert_not_after");
-        optional(out, &self.cert_not_after);
+        optional(out, self.cert_not_after.as_deref());
         key(out, "token_issuer");
-        optional(out, &self.token_issuer);
+        optional(out, self.token_issuer.as_deref());
         key(out, "token_subject");
-        optional(out, &self.token_subject);
+        optional(out, self.token_subject.as_deref());
         key(out, "token_jti");
-        optional(out, &self.token_jti);
+        optional(out, self.token_jti.as_deref());
         key(out, "token_expiry");
-        optional(out, &self.token_expiry);
+        optional(out, self.token_expiry.as_deref());
         key(out, "destination_zone");
         string(out, &self.destination_zone);
         key(out, "route");
-        optional(out, &self.route);
+        optional(out, self.route.as_deref());
         key(out, "upstream");
-        optional(out, &self.upstream);
+        optional(out, self.upstream.as_deref());
         key(out, "method");
         string(out, &self.method);
         key(out, "host");
-        optional(out, &self.host);
+        optional(out, self.host.as_deref());
         key(out, "path");
-        optional(out, &self.path);
+        optional(out, self.path.as_deref());
         key(out, "raw_path");
-        optional(out, &self.raw_path);
+        optional(out, self.raw_path.as_deref());
         key(out, "http_version");
         string(out, self.http_version);
         key(out, "status");
@@ -103,14 +102,7 @@ fn key(out: &mut Vec<u8>, name: &str) {
     out.extend_from_slice(b"\":");
 }
 
-fn optional(out: &mut Vec<u8>, value: &Option<Cow<'_, str>>) {
-    match value {
-        Some(v) => string(out, v),
-        None => out.extend_from_slice(b"null"),
-    }
-}
-
-fn optional_static(out: &mut Vec<u8>, value: Option<&str>) {
+fn optional(out: &mut Vec<u8>, value: Option<&str>) {
     match value {
         Some(v) => string(out, v),
         None => out.extend_from_slice(b"null"),
