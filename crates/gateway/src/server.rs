@@ -25,7 +25,7 @@ use crate::events::{now_rfc3339, EventSink, ResolutionEvent, KIND_UPSTREAM_RESOL
 use crate::identity::RefusalObserver;
 use crate::ids::next_id;
 use crate::plane::listener::{self, EventBudget, HandshakeRefusals};
-use crate::plane::names::{NameKey, Outcome};
+use crate::plane::names::{name_of, NameKey, Outcome};
 use crate::plane::upstream::H1Cache;
 use crate::plane::Shared;
 use crate::reload::{ConfigWatcher, Reloader, Snapshot, SnapshotStore};
@@ -593,7 +593,7 @@ impl BackgroundService for UpstreamNames {
 
 impl UpstreamNames {
     fn report(&self, snapshot: &Snapshot, outcome: &Outcome) {
-        let name = format!("{}:{}", outcome.key.0, outcome.key.1);
+        let name = name_of(&outcome.key);
         let addresses = snapshot.names.addresses(&outcome.key).len();
         let (result, error) = match &outcome.result {
             Err(why) => {

@@ -23,6 +23,11 @@ use crate::config::DnsConfig;
 /// A host name and port from an upstream's `addresses`.
 pub type NameKey = (String, u16);
 
+/// `host:port`, as the config spells it and metrics, status and events name it.
+pub fn name_of((host, port): &NameKey) -> String {
+    format!("{host}:{port}")
+}
+
 /// What a round of resolution changed, for the refresher to apply and report.
 #[derive(Debug)]
 pub struct Outcome {
@@ -147,8 +152,8 @@ impl Names {
         let mut states: Vec<NameState> = self
             .lock()
             .iter()
-            .map(|((host, port), e)| NameState {
-                name: format!("{host}:{port}"),
+            .map(|(key, e)| NameState {
+                name: name_of(key),
                 addresses: e.addrs.len(),
                 failures: e.failures,
                 last_error: e.last_error.clone(),

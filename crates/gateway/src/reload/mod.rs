@@ -119,7 +119,7 @@ impl Snapshot {
         // Resolutions outlive snapshots; a name this config brings is resolved before the
         // snapshot is published, so no request meets its pool empty.
         let names = previous.map_or_else(|| Arc::new(Names::new()), |p| p.names.clone());
-        let new_names: Vec<_> = config
+        let hosts: Vec<_> = config
             .upstreams
             .values()
             .flat_map(|u| &u.addresses)
@@ -129,7 +129,7 @@ impl Snapshot {
             })
             .collect();
         if resolve {
-            names.resolve_new_blocking(&config.dns, &new_names);
+            names.resolve_new_blocking(&config.dns, &hosts);
         }
         let mut upstreams = HashMap::new();
         for (name, upstream) in &config.upstreams {
