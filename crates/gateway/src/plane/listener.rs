@@ -20,7 +20,7 @@ use tracing::{debug, warn};
 use super::head_clock::HeadClock;
 use super::service::{Activity, Connection};
 use super::upstream::H1Cache;
-use super::Shared;
+use super::{until_unix, Shared};
 use crate::admin::metrics::Metrics;
 use crate::admission::PeerSvid;
 use crate::config::Listener;
@@ -255,7 +255,8 @@ async fn serve(
     let expiry = connection
         .peer
         .as_ref()
-        .map(|p| until_unix(p.facts.not_after_unix));
+        // The certificate is valid through its notAfter second.
+        .map(|p| until_unix(p.facts.not_after_unix.saturating_add(1)));
 
     macro_rules! drive {
         ($conn:expr) => {{
@@ -371,14 +372,6 @@ fn still_admissible(store: &SnapshotStore, peer: Option<&PeerSvid>) -> bool {
         .map_or(0, |d| d.as_secs() as i64);
     peer.check(&snapshot.compiled(), &snapshot.trust, now)
         .is_ok()
-}
-
-fn until_unix(at: i64) -> Duration {
-    let now = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap_or_default();
-    // The certificate is valid through its notAfter second.
-    Duration::from_secs((at + 1).max(0) as u64).saturating_sub(now)
 }
 
 /// Records a handshake that failed for a reason the verifier did not already report.

@@ -13,6 +13,7 @@ pub mod service;
 pub mod upstream;
 
 use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use crate::admin::metrics::Metrics;
 use crate::events::EventSink;
@@ -24,4 +25,12 @@ pub struct Shared {
     pub events: EventSink,
     pub metrics: Arc<Metrics>,
     pub handshake_events: Arc<listener::EventBudget>,
+}
+
+/// How long until the Unix second `at` begins (zero once it has).
+pub fn until_unix(at: i64) -> Duration {
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or_default();
+    Duration::from_secs(at.max(0) as u64).saturating_sub(now)
 }

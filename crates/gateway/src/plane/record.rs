@@ -57,7 +57,7 @@ pub fn would_be_evented(admission: &Admission<'_>) -> bool {
 
 /// Every cross-zone attempt, every refusal and every upstream failure is recorded.
 pub fn is_event_worthy(admission: &Admission<'_>, ending: &Ending<'_>) -> bool {
-    admission.cross_zone || ending.refused.is_some() || admission.identity.is_none()
+    would_be_evented(admission) || ending.refused.is_some()
 }
 
 pub fn identity_event<'e>(

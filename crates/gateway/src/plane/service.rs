@@ -20,7 +20,7 @@ use super::body::{RequestBody, ResponseBody, StreamEnd};
 use super::headers;
 use super::record::{self, Ending, Exchange};
 use super::upstream::{H1Cache, UpstreamError};
-use super::Shared;
+use super::{until_unix, Shared};
 use crate::admission::credentials::{bearer, check_token};
 use crate::admission::{
     self, Admission, Authenticator, Bearer, Compiled, PeerSvid, Refusal, Refused, RequestHead,
@@ -301,9 +301,7 @@ impl Connection {
                     upstream: Some(addr),
                     elapsed: started.elapsed(),
                 };
-                self.finish(&snapshot, &admission, &exchange, &ending);
-                let evented =
-                    self.shared.events.is_enabled() && record::is_event_worthy(&admission, &ending);
+                let evented = self.finish(&snapshot, &admission, &exchange, &ending);
                 // A body that is already over (no content) is never polled: its connection
                 // is free now.
                 let lease = match lease {
@@ -336,7 +334,7 @@ impl Connection {
                     .as_ref()
                     .and_then(|i| i.token.as_ref())
                     .filter(|_| !response.body().is_end_stream())
-                    .map(|token| Box::pin(tokio::time::sleep(until_unix(token.expires_at))));
+                    .map(|token| Box::pin(tokio::time::sleep(until_unix(token.refused_from()))));
                 response.map(|inner| ResponseBody::Upstream {
                     inner,
                     lease,
@@ -589,14 +587,15 @@ impl Connection {
         response
     }
 
-    /// Metrics and the identity event of a request, recorded when its answer is decided.
+    /// Metrics and the identity event of a request, recorded when its answer is decided;
+    /// returns whether the request has an event.
     fn finish(
         &self,
         snapshot: &Snapshot,
         admission: &Admission<'_>,
         exchange: &Exchange<'_>,
         ending: &Ending<'_>,
-    ) {
+    ) -> bool {
         let (decision, reason) = ending.outcome(admission);
         let metrics = &self.shared.metrics;
         metrics.record_request(
@@ -613,13 +612,15 @@ impl Connection {
             metrics.record_auth_failure(reason);
         }
         let events = &self.shared.events;
-        if events.is_enabled() && record::is_event_worthy(admission, ending) {
+        let evented = events.is_enabled() && record::is_event_worthy(admission, ending);
+        if evented {
             // Encoded here, from what the request already holds: the event borrows it all.
             let mut line = Vec::new();
             record::identity_event(snapshot, admission, exchange, ending)
                 .write_json_line(&mut line);
             events.emit_line(line);
         }
+        evented
     }
 }
 
@@ -688,12 +689,6 @@ async fn tunnel(client: hyper::upgrade::OnUpgrade, upstream: hyper::upgrade::OnU
     if let Err(e) = tokio::io::copy_bidirectional(&mut client, &mut upstream).await {
         debug!(error = %e, "upgraded connection ended");
     }
-}
-
-/// How long until the Unix time `at` (zero if it has passed).
-fn until_unix(at: i64) -> Duration {
-    let at = UNIX_EPOCH + Duration::from_secs(u64::try_from(at).unwrap_or(0));
-    at.duration_since(SystemTime::now()).unwrap_or_default()
 }
 
 fn unix_now() -> i64 {

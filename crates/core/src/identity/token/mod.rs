@@ -203,10 +203,16 @@ pub struct VerifiedToken {
 }
 
 impl VerifiedToken {
+    /// The first Unix second at which the token is refused: its `exp` plus the issuer's
+    /// leeway. A stream the token admitted ends then too.
+    pub fn refused_from(&self) -> i64 {
+        self.expires_at.saturating_add(self.issuer.leeway_s)
+    }
+
     /// The checks that depend on the clock, made on every request (cached or not).
     pub fn check_time(&self, now: i64) -> Result<(), TokenFailure> {
         let leeway = self.issuer.leeway_s;
-        if now >= self.expires_at.saturating_add(leeway) {
+        if now >= self.refused_from() {
             return Err(TokenFailure::new(
                 TokenReason::Expired,
                 format!("expired at {}", self.expires_at),
