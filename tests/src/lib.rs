@@ -396,6 +396,50 @@ pub fn client_tls(pki: &Pki, cert: &Issued, alpn: &[&[u8]]) -> rustls::ClientCon
     config
 }
 
+/// A client TLS config trusting the test CA that presents `cert` and signs the handshake with
+/// `key`, whether or not they belong together (rustls checks that only when asked to), so
+/// tests can present certificates an honest client could not.
+pub fn presenting_tls(
+    pki: &Pki,
+    cert: rustls::pki_types::CertificateDer<'static>,
+    key: rustls::pki_types::PrivateKeyDer<'static>,
+    alpn: &[u8],
+) -> rustls::ClientConfig {
+    /// Presents its certificate whatever the server asks.
+    #[derive(Debug)]
+    struct Presents(Arc<rustls::sign::CertifiedKey>);
+
+    impl rustls::client::ResolvesClientCert for Presents {
+        fn resolve(
+            &self,
+            _hints: &[&[u8]],
+            _schemes: &[rustls::SignatureScheme],
+        ) -> Option<Arc<rustls::sign::CertifiedKey>> {
+            Some(self.0.clone())
+        }
+
+        fn has_certs(&self) -> bool {
+            true
+        }
+    }
+
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let key = provider
+        .key_provider
+        .load_private_key(key)
+        .expect("a key rustls can sign with");
+    let presented = rustls::sign::CertifiedKey::new(vec![cert], key);
+    let mut roots = rustls::RootCertStore::empty();
+    roots.add(pki.ca.cert_der()).expect("root");
+    let mut config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .expect("versions")
+        .with_root_certificates(roots)
+        .with_client_cert_resolver(Arc::new(Presents(Arc::new(presented))));
+    config.alpn_protocols = vec![alpn.to_vec()];
+    config
+}
+
 /// A client TLS config trusting the test CA and presenting no certificate.
 pub fn anonymous_tls(pki: &Pki, h2: bool) -> rustls::ClientConfig {
     let mut roots = rustls::RootCertStore::empty();

@@ -1,6 +1,7 @@
 //! The data plane over real TLS: request-head and body limits answered before the upstream,
 //! underscored header names that could smuggle an identity, GOAWAY on a refused certificate,
-//! HTTP/2 rapid reset bounded, and refused handshakes as events.
+//! HTTP/2 rapid reset bounded, and refused handshakes (no certificate, a certificate without
+//! its key, a weak key) as events.
 #![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a failed unwrap is a failed test
 
 use std::sync::atomic::Ordering;
@@ -589,42 +590,15 @@ async fn http2_rapid_reset_is_bounded() {
 /// event naming the SPIFFE ID it claimed.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_certificate_presented_without_its_key_is_refused_and_evented() {
-    /// Presents `0` whatever the server asks: a certificate with another workload's key.
-    #[derive(Debug)]
-    struct Stolen(Arc<rustls::sign::CertifiedKey>);
-
-    impl rustls::client::ResolvesClientCert for Stolen {
-        fn resolve(
-            &self,
-            _hints: &[&[u8]],
-            _schemes: &[rustls::SignatureScheme],
-        ) -> Option<Arc<rustls::sign::CertifiedKey>> {
-            Some(self.0.clone())
-        }
-
-        fn has_certs(&self) -> bool {
-            true
-        }
-    }
-
     let gw = Gateway::start(Setup::default()).await;
     let stolen = gw.pki.svid(CHECKOUT);
     let own = gw.pki.svid(CART);
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let key = provider
-        .key_provider
-        .load_private_key(own.private_key())
-        .unwrap();
-    // rustls checks that a certificate and key match only when asked to.
-    let presented = rustls::sign::CertifiedKey::new(vec![stolen.cert_der.clone()], key);
-    let mut roots = rustls::RootCertStore::empty();
-    roots.add(gw.pki.ca.cert_der()).unwrap();
-    let mut tls = rustls::ClientConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .unwrap()
-        .with_root_certificates(roots)
-        .with_client_cert_resolver(Arc::new(Stolen(Arc::new(presented))));
-    tls.alpn_protocols = vec![b"http/1.1".to_vec()];
+    let tls = presenting_tls(
+        &gw.pki,
+        stolen.cert_der.clone(),
+        own.private_key(),
+        b"http/1.1",
+    );
     let refused = match Client::connect_with(gw.addr(), tls, false).await {
         Err(_) => true,
         Ok(mut client) => client
@@ -644,6 +618,77 @@ async fn a_certificate_presented_without_its_key_is_refused_and_evented() {
             .is_some_and(|d| d.contains("handshake signature")),
         "{events:?}"
     );
+}
+
+/// An X.509-SVID whose key is too weak (RSA-1024) is refused at the handshake with its
+/// reason, even with a valid chain and a matching SPIFFE ID; an RSA-2048 SVID from the same
+/// CA, presented the same way, is served.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_svid_with_a_weak_key_is_refused_at_the_handshake_with_its_reason() {
+    use rsa::pkcs1::EncodeRsaPublicKey;
+    use rsa::pkcs8::EncodePrivateKey;
+    use zonegate_devkit::devpki::{LeafSpec, RawPublicKey};
+
+    let gw = Gateway::start(Setup::default()).await;
+    let mint = |bits: usize| {
+        let private = rsa::RsaPrivateKey::new(&mut rand::thread_rng(), bits).unwrap();
+        let public = RawPublicKey {
+            der: private.to_public_key().to_pkcs1_der().unwrap().into_vec(),
+            algorithm: &rcgen::PKCS_RSA_SHA256,
+        };
+        let cert = gw
+            .pki
+            .ca
+            .issue_for_key(&LeafSpec::svid(CHECKOUT), &public)
+            .unwrap();
+        (cert, private)
+    };
+
+    // ring signs with RSA keys of 2048 bits and more only, so the weak certificate's handshake
+    // is signed with another key: the gateway must refuse it on the key's size, before it
+    // looks at the signature.
+    let (weak, _) = mint(1024);
+    let other = gw.pki.svid(CART);
+    let tls = presenting_tls(&gw.pki, weak, other.private_key(), b"http/1.1");
+    let result = Client::connect_with(gw.addr(), tls, false).await;
+    let refused = match result {
+        Err(_) => true,
+        Ok(mut client) => client
+            .send(Method::GET, "/payments/charge", &[], Bytes::new())
+            .await
+            .is_err(),
+    };
+    assert!(refused, "an RSA-1024 SVID was accepted");
+    let events = gw
+        .events_where(1, |e| e["kind"] == "handshake_refused")
+        .await;
+    assert_eq!(events[0]["reason"], "svid_refused", "{events:?}");
+    assert_eq!(events[0]["claimed_spiffe_id"], CHECKOUT, "{events:?}");
+    let detail = events[0]["detail"].as_str().unwrap_or_default();
+    assert!(
+        detail.contains("1024 bits") && detail.contains("at least 2048"),
+        "{events:?}"
+    );
+    let series = "zonegate_handshake_failures_total{reason=\"svid_refused\"}";
+    let (failures, metrics) = wait_metric(&gw, series, 1).await;
+    assert_eq!(failures, Some(1), "{metrics}");
+
+    // The control: RSA-2048, with its own key, is a strong enough SVID.
+    let (strong, private) = mint(2048);
+    let key = rustls::pki_types::PrivateKeyDer::Pkcs8(
+        private.to_pkcs8_der().unwrap().as_bytes().to_vec().into(),
+    );
+    let tls = presenting_tls(&gw.pki, strong, key, b"http/1.1");
+    let mut client = Client::connect_with(gw.addr(), tls, false)
+        .await
+        .expect("an RSA-2048 SVID is accepted");
+    let reply = client.get("/payments/charge").await;
+    assert_eq!(reply.status, StatusCode::OK, "{:?}", reply.body);
+    let xfcc = reply.upstream_headers()["x-forwarded-client-cert"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(xfcc.ends_with(&format!(";URI={CHECKOUT}")), "{xfcc}");
 }
 
 /// HTTP/2 streams are bounded per connection: the gateway advertises

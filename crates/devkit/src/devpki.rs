@@ -31,6 +31,24 @@ impl Issued {
     }
 }
 
+/// A subject public key given by its encoding, for keys rcgen cannot make (RSA of a chosen
+/// size): `der` is what the certificate's SubjectPublicKeyInfo carries for `algorithm`
+/// (PKCS#1 `RSAPublicKey` for RSA).
+pub struct RawPublicKey {
+    pub der: Vec<u8>,
+    pub algorithm: &'static rcgen::SignatureAlgorithm,
+}
+
+impl rcgen::PublicKeyData for RawPublicKey {
+    fn der_bytes(&self) -> &[u8] {
+        &self.der
+    }
+
+    fn algorithm(&self) -> &rcgen::SignatureAlgorithm {
+        self.algorithm
+    }
+}
+
 /// What a minted leaf looks like; the defaults are a well-formed X.509-SVID valid for a day.
 #[derive(Clone, Debug)]
 pub struct LeafSpec {
@@ -109,6 +127,31 @@ impl DevCa {
     /// Mints a leaf exactly as `spec` says, well-formed or not (tests mint bad SVIDs too).
     pub fn issue(&self, spec: &LeafSpec) -> Result<Issued, rcgen::Error> {
         let key = KeyPair::generate()?;
+        let cert = self
+            .leaf_params(spec)?
+            .signed_by(&key, &self.cert, &self.key)?;
+        Ok(Issued {
+            cert_pem: cert.pem(),
+            key_pem: key.serialize_pem(),
+            cert_der: cert.der().clone(),
+            key_der: key.serialize_der(),
+        })
+    }
+
+    /// Mints a leaf as `spec` says for a key made elsewhere (one rcgen cannot make, such as
+    /// an RSA key of a chosen size); the caller keeps the private half.
+    pub fn issue_for_key(
+        &self,
+        spec: &LeafSpec,
+        subject_key: &impl rcgen::PublicKeyData,
+    ) -> Result<CertificateDer<'static>, rcgen::Error> {
+        let cert = self
+            .leaf_params(spec)?
+            .signed_by(subject_key, &self.cert, &self.key)?;
+        Ok(cert.der().clone())
+    }
+
+    fn leaf_params(&self, spec: &LeafSpec) -> Result<CertificateParams, rcgen::Error> {
         let mut params = CertificateParams::default();
         let mut dn = DistinguishedName::new();
         dn.push(DnType::OrganizationName, "SPIFFE");
@@ -137,13 +180,7 @@ impl DevCa {
         ];
         params.not_before = spec.not_before;
         params.not_after = spec.not_after;
-        let cert = params.signed_by(&key, &self.cert, &self.key)?;
-        Ok(Issued {
-            cert_pem: cert.pem(),
-            key_pem: key.serialize_pem(),
-            cert_der: cert.der().clone(),
-            key_der: key.serialize_der(),
-        })
+        Ok(params)
     }
 }
 

@@ -194,29 +194,13 @@ fn reasons_read_well_in_a_log() {
     );
 }
 
-/// A public key given by its bits, for keys ring cannot make (RSA of any size).
-struct RawKey {
-    der: Vec<u8>,
-    alg: &'static rcgen::SignatureAlgorithm,
-}
-
-impl rcgen::PublicKeyData for RawKey {
-    fn der_bytes(&self) -> &[u8] {
-        &self.der
-    }
-
-    fn algorithm(&self) -> &rcgen::SignatureAlgorithm {
-        self.alg
-    }
-}
-
 /// An SVID for [`ID`] whose subject key is an RSA key of `bits`, signed by a throwaway CA.
 fn mint_rsa(bits: usize) -> Vec<u8> {
     use rsa::pkcs1::EncodeRsaPublicKey;
     let private = rsa::RsaPrivateKey::new(&mut rand::thread_rng(), bits).unwrap();
-    let public = RawKey {
+    let public = zonegate_devkit::devpki::RawPublicKey {
         der: private.to_public_key().to_pkcs1_der().unwrap().into_vec(),
-        alg: &rcgen::PKCS_RSA_SHA256,
+        algorithm: &rcgen::PKCS_RSA_SHA256,
     };
     let ca_key = KeyPair::generate().unwrap();
     let mut ca = CertificateParams::default();
