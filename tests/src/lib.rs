@@ -183,9 +183,8 @@ impl Gateway {
                 .expect("echo upstream"),
         };
         let dir = tempfile::tempdir().expect("tempdir");
-        // The data plane binds port 0 and says which port it got: nothing can take it between
-        // choosing and binding. The admin listener still needs a port named in advance.
-        let admin_port = free_port();
+        // The data plane and the admin listener bind port 0 and say which port they got:
+        // nothing can take a port between choosing and binding it.
         let events_path = dir.path().join("events.jsonl");
         let certs = pki.path().display().to_string();
         let config = format!(
@@ -228,7 +227,7 @@ path = "{events_path}"
 capacity = {capacity}
 {events_extra}
 [admin]
-address = "127.0.0.1:{admin_port}"
+address = "127.0.0.1:0"
 {extra}
 "#,
             h2 = setup.upstream_http2,
@@ -267,6 +266,7 @@ address = "127.0.0.1:{admin_port}"
             .first()
             .expect("a bound listener")
             .port();
+        let admin_port = built.admin_addr().expect("a bound admin listener").port();
         let running = built.spawn().expect("spawn gateway");
         Gateway {
             pki,

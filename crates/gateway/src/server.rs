@@ -147,11 +147,20 @@ pub fn build(
             readiness: readiness.clone(),
         },
     ));
+    let mut admin_addr = None;
     if let Some(address) = config.admin {
+        let socket = if options.upgrade {
+            None
+        } else {
+            let socket = bind(address).map_err(|e| format!("admin listener {address}: {e}"))?;
+            admin_addr = socket.local_addr().ok();
+            Some(socket)
+        };
         server.add_service(background_service(
             "admin",
             AdminServer {
                 address,
+                socket: std::sync::Mutex::new(socket),
                 reloader,
                 metrics,
                 events,
@@ -165,6 +174,7 @@ pub fn build(
         readiness,
         grace: config.shutdown.grace_period,
         local_addrs,
+        admin_addr,
         exit_when_drained,
     })
 }
@@ -420,6 +430,7 @@ pub struct Built {
     readiness: Arc<Readiness>,
     grace: Duration,
     local_addrs: Vec<SocketAddr>,
+    admin_addr: Option<SocketAddr>,
     exit_when_drained: Arc<AtomicBool>,
 }
 
@@ -428,6 +439,11 @@ impl Built {
     /// sockets come from the old process).
     pub fn local_addrs(&self) -> &[SocketAddr] {
         &self.local_addrs
+    }
+
+    /// The address the admin listener is bound to (`None` without one, or on upgrade).
+    pub fn admin_addr(&self) -> Option<SocketAddr> {
+        self.admin_addr
     }
 
     /// Runs until a signal: SIGTERM drains (see [`UnixSignals`]), SIGINT stops at once,

@@ -71,6 +71,8 @@ impl Readiness {
 
 pub struct AdminServer {
     pub address: SocketAddr,
+    /// Bound at build time; `None` on upgrade, where the old process still holds the port.
+    pub socket: std::sync::Mutex<Option<std::net::TcpListener>>,
     pub reloader: Arc<Reloader>,
     pub metrics: Arc<Metrics>,
     pub events: EventSink,
@@ -84,8 +86,19 @@ impl BackgroundService for AdminServer {
     async fn start(&self, mut shutdown: ShutdownWatch) {
         // During a zero-downtime upgrade the old process still holds the port until it has
         // drained: keep trying rather than run without an admin listener.
+        let bound = self.socket.lock().ok().and_then(|mut s| s.take());
+        let bound = bound.and_then(|socket| match tokio::net::TcpListener::from_std(socket) {
+            Ok(listener) => Some(listener),
+            Err(e) => {
+                warn!(address = %self.address, error = %e, "cannot use the admin socket; binding again");
+                None
+            }
+        });
         let mut logged = false;
         let listener = loop {
+            if let Some(listener) = bound {
+                break listener;
+            }
             match tokio::net::TcpListener::bind(self.address).await {
                 Ok(l) => break l,
                 Err(e) => {
@@ -97,7 +110,8 @@ impl BackgroundService for AdminServer {
                 }
             }
         };
-        info!(address = %self.address, "admin listener up");
+        let address = listener.local_addr().unwrap_or(self.address);
+        info!(%address, "admin listener up");
         if let Some(phases) = self.phases.lock().ok().and_then(|mut p| p.take()) {
             tokio::spawn(self.readiness.clone().follow(phases));
         }
