@@ -585,6 +585,123 @@ async fn http2_rapid_reset_is_bounded() {
     assert_eq!(other.get("/payments/charge").await.status, StatusCode::OK);
 }
 
+/// An HTTP/2 connection as the h2 crate's client, for tests that reset streams.
+async fn h2_connection(gw: &Gateway) -> h2::client::SendRequest<Bytes> {
+    let svid = gw.pki.svid(CHECKOUT);
+    let tcp = tokio::net::TcpStream::connect(gw.addr()).await.unwrap();
+    let connector =
+        tokio_rustls::TlsConnector::from(Arc::new(client_tls(&gw.pki, &svid, &[b"h2"])));
+    let tls = connector
+        .connect(
+            rustls::pki_types::ServerName::try_from("localhost").unwrap(),
+            tcp,
+        )
+        .await
+        .unwrap();
+    let (client, connection) = h2::client::handshake(tls).await.unwrap();
+    tokio::spawn(connection);
+    client
+}
+
+fn h2_get(path: &str) -> http::Request<()> {
+    http::Request::builder()
+        .method(Method::GET)
+        .uri(format!("https://localhost{path}"))
+        .body(())
+        .unwrap()
+}
+
+/// A request the client abandons is recorded as cancelled, with the decision that was made,
+/// not as a denial: streams reset together with their HEADERS never start an upstream
+/// request, and a stream reset while the upstream is slow to answer is recorded the same way.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_abandoned_http2_request_is_recorded_as_cancelled_and_reset_streams_never_reach_the_upstream(
+) {
+    let upstream = CountedEcho::start().await;
+    let gw = Gateway::start(Setup {
+        upstream: Some(upstream.addr),
+        ..Setup::default()
+    })
+    .await;
+    // One answered request leaves an idle upstream connection in the pool, ready to take
+    // the next request at once.
+    let mut client = h2_connection(&gw).await;
+    let ok = |client: h2::client::SendRequest<Bytes>| async move {
+        let mut client = client.ready().await.unwrap();
+        let (response, _) = client
+            .send_request(h2_get("/payments/charge"), true)
+            .unwrap();
+        let response = response.await.unwrap();
+        assert_eq!(response.status(), StatusCode::OK);
+        let mut body = response.into_body();
+        while let Some(chunk) = body.data().await {
+            chunk.unwrap();
+        }
+        client
+    };
+    client = ok(client).await;
+    let warm = upstream.bytes.load(Ordering::SeqCst);
+    assert!(warm > 0);
+    // Fewer than the rapid-reset bound, each reset as soon as it is sent.
+    const RESETS: usize = 8;
+    for _ in 0..RESETS {
+        client = client.ready().await.unwrap();
+        let (_, mut stream) = client
+            .send_request(h2_get("/payments/charge"), true)
+            .unwrap();
+        stream.send_reset(h2::Reason::CANCEL);
+    }
+    let cancelled = gw
+        .events_where(RESETS, |e| e["reason"] == "cancelled")
+        .await;
+    assert_eq!(cancelled.len(), RESETS, "{cancelled:?}");
+    for e in &cancelled {
+        assert_eq!(e["decision"], "allow", "{e}");
+        assert_eq!(e["status"], 499, "{e}");
+        assert_eq!(e["rule_id"], "checkout-charges", "{e}");
+        assert_eq!(e["http_version"], "HTTP/2", "{e}");
+    }
+    assert_eq!(
+        upstream.bytes.load(Ordering::SeqCst),
+        warm,
+        "a reset stream started an upstream request"
+    );
+    // The connection serves the next stream, which does reach the upstream.
+    ok(client).await;
+    assert!(upstream.bytes.load(Ordering::SeqCst) > warm);
+
+    // An upstream that never answers: the client gives up on the stream.
+    let silent = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let silent_addr = silent.local_addr().unwrap();
+    tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((tcp, _)) = silent.accept().await {
+            held.push(tcp);
+        }
+    });
+    let gw = Gateway::start(Setup {
+        upstream: Some(silent_addr),
+        ..Setup::default()
+    })
+    .await;
+    let mut client = h2_connection(&gw).await;
+    client = client.ready().await.unwrap();
+    let (_, mut stream) = client
+        .send_request(h2_get("/payments/charge"), true)
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    stream.send_reset(h2::Reason::CANCEL);
+    let events = gw.events_where(1, |e| e["kind"] == "request").await;
+    assert_eq!(events[0]["reason"], "cancelled", "{events:?}");
+    assert_eq!(events[0]["decision"], "allow", "{events:?}");
+    assert_eq!(events[0]["status"], 499, "{events:?}");
+    let waited = events[0]["duration_ms"].as_f64().unwrap();
+    assert!(
+        (250.0..4000.0).contains(&waited),
+        "cancelled after {waited} ms, not when the client reset at 300 ms"
+    );
+}
+
 /// A client that presents a valid SVID but cannot prove it holds its key (the handshake
 /// signature is made with another key) is refused at the handshake, and the refusal is an
 /// event naming the SPIFFE ID it claimed.

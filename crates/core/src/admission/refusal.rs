@@ -47,6 +47,9 @@ pub enum Refusal {
     UpstreamTimeout,
     /// `[events] fail_closed` and the event sink cannot record: nothing is served unrecorded.
     EventsUnavailable,
+    /// The client went away (reset its stream, closed its connection) before the answer.
+    /// Nothing is sent; the status is the one nginx records for it.
+    Cancelled,
     Internal,
 }
 
@@ -73,6 +76,7 @@ impl Refusal {
             Refusal::UpstreamUnavailable => 502,
             Refusal::UpstreamTimeout => 504,
             Refusal::EventsUnavailable => 503,
+            Refusal::Cancelled => 499,
             Refusal::Internal => 500,
         }
     }
@@ -101,6 +105,7 @@ impl Refusal {
             Refusal::UpstreamUnavailable => "upstream_unavailable",
             Refusal::UpstreamTimeout => "upstream_timeout",
             Refusal::EventsUnavailable => "events_unavailable",
+            Refusal::Cancelled => "cancelled",
             Refusal::Internal => "internal_error",
         }
     }
@@ -118,6 +123,7 @@ impl Refusal {
             502 => "bad_gateway",
             503 => "unavailable",
             504 => "gateway_timeout",
+            499 => "cancelled",
             _ => "internal_error",
         }
     }
@@ -155,7 +161,10 @@ impl Refusal {
     pub fn is_denial(self) -> bool {
         !matches!(
             self,
-            Refusal::UpstreamUnavailable | Refusal::UpstreamTimeout | Refusal::EventsUnavailable
+            Refusal::UpstreamUnavailable
+                | Refusal::UpstreamTimeout
+                | Refusal::EventsUnavailable
+                | Refusal::Cancelled
         )
     }
 }

@@ -186,6 +186,52 @@ impl Authenticator for Live<'_> {
     }
 }
 
+/// An admitted request on its way to the upstream. If the client goes away first (an HTTP/2
+/// stream reset, a closed connection), hyper drops the request's future, and this records the
+/// request as cancelled, with the decision that was made.
+struct Unanswered<'r, 'a> {
+    connection: &'r Connection,
+    snapshot: &'r Snapshot,
+    admission: &'r Admission<'a>,
+    exchange: &'r Exchange<'r>,
+    started: Instant,
+    /// Cleared once the upstream has answered (or failed): the answer records itself.
+    armed: bool,
+}
+
+impl Unanswered<'_, '_> {
+    fn answered(mut self) {
+        self.armed = false;
+    }
+}
+
+impl Drop for Unanswered<'_, '_> {
+    fn drop(&mut self) {
+        if !self.armed {
+            return;
+        }
+        debug!(
+            request_id = self.exchange.request_id,
+            "request cancelled by the client before its answer"
+        );
+        let refused = Refused::new(
+            Refusal::Cancelled,
+            "the client went away before the answer".to_string(),
+        );
+        self.connection.finish(
+            self.snapshot,
+            self.admission,
+            self.exchange,
+            &Ending {
+                refused: Some(&refused),
+                status: refused.refusal.status(),
+                upstream: None,
+                elapsed: self.started.elapsed(),
+            },
+        );
+    }
+}
+
 impl Connection {
     /// Handles one request from start to end.
     pub async fn handle(&self, request: Request<Incoming>) -> Response<ResponseBody> {
@@ -280,7 +326,20 @@ impl Connection {
             }
         };
         let (upstream_request, client_upgrade) = upstream_request;
-        match pool.send(&self.upstreams, upstream_request).await {
+        let unanswered = Unanswered {
+            connection: self,
+            snapshot: &snapshot,
+            admission: &admission,
+            exchange: &exchange,
+            started,
+            armed: true,
+        };
+        // A stream the client resets now ends this future at its first wait; the request is
+        // still in the upstream connection's queue then, and hyper's client drops a queued
+        // request whose caller has gone, so it costs no upstream request.
+        let sent = pool.send(&self.upstreams, upstream_request).await;
+        unanswered.answered();
+        match sent {
             Ok((mut response, addr, lease)) => {
                 let status = response.status();
                 let upgrading =
