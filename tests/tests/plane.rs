@@ -737,6 +737,56 @@ async fn a_certificate_presented_without_its_key_is_refused_and_evented() {
     );
 }
 
+/// A connection that opens and then sends nothing, or stalls halfway through its TLS
+/// handshake, is closed at `[connections] handshake_timeout_s`, counted and evented; a client
+/// that handshakes at once meanwhile is served.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_connection_that_does_not_handshake_in_time_is_closed_counted_and_evented() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let gw = Gateway::start(Setup {
+        extra_config: "[connections]\nhandshake_timeout_s = 1\n".into(),
+        ..Setup::default()
+    })
+    .await;
+    let started = Instant::now();
+    let mut silent = tokio::net::TcpStream::connect(gw.addr()).await.unwrap();
+    // A ClientHello's first bytes, and no more: a handshake stalled halfway.
+    let mut stalled = tokio::net::TcpStream::connect(gw.addr()).await.unwrap();
+    stalled
+        .write_all(&[0x16, 0x03, 0x01, 0x02, 0x00, 0x01])
+        .await
+        .unwrap();
+    let mut served = gw.client(CHECKOUT, false).await;
+    assert_eq!(served.get("/payments/charge").await.status, StatusCode::OK);
+    for (what, tcp) in [("silent", &mut silent), ("stalled", &mut stalled)] {
+        let mut buf = [0u8; 64];
+        let read = tokio::time::timeout(Duration::from_secs(5), tcp.read(&mut buf)).await;
+        assert!(
+            matches!(read, Ok(Ok(0)) | Ok(Err(_))),
+            "{what}: not closed within 5 s: {read:?}"
+        );
+    }
+    let closed_after = started.elapsed();
+    assert!(
+        closed_after >= Duration::from_millis(900) && closed_after < Duration::from_secs(4),
+        "closed after {closed_after:?}, not at the 1 s deadline"
+    );
+    let events = gw
+        .events_where(2, |e| e["reason"] == "handshake_timeout")
+        .await;
+    assert_eq!(events.len(), 2, "{events:?}");
+    for e in &events {
+        assert_eq!(e["kind"], "handshake_refused", "{e}");
+        assert!(
+            e["detail"].as_str().is_some_and(|d| d.contains("1s")),
+            "{e}"
+        );
+    }
+    let series = "zonegate_handshake_failures_total{reason=\"handshake_timeout\"}";
+    let (failures, metrics) = wait_metric(&gw, series, 2).await;
+    assert_eq!(failures, Some(2), "{metrics}");
+}
+
 /// An X.509-SVID whose key is too weak (RSA-1024) is refused at the handshake with its
 /// reason, even with a valid chain and a matching SPIFFE ID; an RSA-2048 SVID from the same
 /// CA, presented the same way, is served.

@@ -103,6 +103,8 @@ pub struct Limits {
     pub max_concurrent_streams: u32,
     /// An HTTP/1.1 request head must arrive whole within this long of its first byte.
     pub request_head_timeout: Duration,
+    /// The PROXY header and the TLS handshake must be done within this long of the accept.
+    pub handshake_timeout: Duration,
 }
 
 /// What to do with a request header whose name has an underscore: some servers read `_` as
@@ -125,7 +127,12 @@ impl Default for Limits {
             max_target_bytes: 8 * 1024,
             underscores: UnderscoreAction::Drop,
             max_concurrent_streams: 100,
-            request_head_timeout: Duration::from_secs(10),
+            // A whole head takes one round trip; seconds are for a client far away, not for
+            // one that sends a byte at a time.
+            request_head_timeout: Duration::from_secs(5),
+            // Longer than the head's: in a burst of new connections, handshakes queue for the
+            // CPU (each costs about a millisecond of signatures).
+            handshake_timeout: Duration::from_secs(10),
         }
     }
 }
@@ -908,6 +915,11 @@ fn convert_limits(file: &Path, raw: &raw::RawConnections, errors: &mut ConfigErr
         raw.request_head_timeout_s.map(|v| v as usize),
         defaults.request_head_timeout.as_secs() as usize,
     ) as u64);
+    let handshake_timeout = Duration::from_secs(positive(
+        "handshake_timeout_s",
+        raw.handshake_timeout_s.map(|v| v as usize),
+        defaults.handshake_timeout.as_secs() as usize,
+    ) as u64);
     let underscores = match raw.headers_with_underscores.as_deref() {
         None | Some("drop") => UnderscoreAction::Drop,
         Some("reject") => UnderscoreAction::Reject,
@@ -928,5 +940,6 @@ fn convert_limits(file: &Path, raw: &raw::RawConnections, errors: &mut ConfigErr
         underscores,
         max_concurrent_streams,
         request_head_timeout,
+        handshake_timeout,
     }
 }

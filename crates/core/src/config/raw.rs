@@ -61,6 +61,7 @@ pub(super) struct RawConnections {
     pub max_concurrent_streams: Option<u32>,
     #[serde(default)]
     pub request_head_timeout_s: Option<u64>,
+    pub handshake_timeout_s: Option<u64>,
 }
 
 #[derive(Debug, Deserialize)]

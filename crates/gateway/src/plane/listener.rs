@@ -32,7 +32,6 @@ use crate::proxy_protocol::{self, IpRange, Parse};
 use crate::reload::SnapshotStore;
 
 /// The longest a TLS handshake may take.
-const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 /// HTTP/2 streams a client may reset before the server has answered them, before the
 /// connection is closed (rapid reset, CVE-2023-44487).
 const MAX_PENDING_RESET_STREAMS: usize = 20;
@@ -125,6 +124,8 @@ async fn proxied_source(
     tcp: &TcpStream,
     peer_addr: SocketAddr,
     trusted: &[IpRange],
+    deadline: tokio::time::Instant,
+    timeout: Duration,
 ) -> Result<SocketAddr, (&'static str, String)> {
     if !trusted.iter().any(|range| range.contains(peer_addr.ip())) {
         return Err((
@@ -166,12 +167,12 @@ async fn proxied_source(
             }
         }
     };
-    match tokio::time::timeout(HANDSHAKE_TIMEOUT, read).await {
+    match tokio::time::timeout_at(deadline, read).await {
         Ok(Ok(source)) => Ok(source),
         Ok(Err(why)) => Err(("proxy_header", why)),
         Err(_) => Err((
             "proxy_header",
-            format!("no complete PROXY header within {HANDSHAKE_TIMEOUT:?}"),
+            format!("no complete PROXY header within {timeout:?}"),
         )),
     }
 }
@@ -189,24 +190,27 @@ async fn serve(
     _alive: mpsc::Sender<()>,
 ) {
     let _ = tcp.set_nodelay(true);
+    // One deadline for the PROXY header and the handshake together.
+    let timeout = shared.store.load().config.limits.handshake_timeout;
+    let deadline = tokio::time::Instant::now() + timeout;
     let peer_addr = if proxy_from.is_empty() {
         peer_addr
     } else {
-        match proxied_source(&tcp, peer_addr, &proxy_from).await {
+        match proxied_source(&tcp, peer_addr, &proxy_from, deadline, timeout).await {
             Ok(source) => source,
             Err((reason, detail)) => {
                 return record_handshake_refusal(&shared, reason, detail, None, Some(peer_addr))
             }
         }
     };
-    let tls = match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await {
+    let tls = match tokio::time::timeout_at(deadline, acceptor.accept(tcp)).await {
         Ok(Ok(tls)) => tls,
         Ok(Err(e)) => return handshake_failed(&shared, peer_addr, &e),
         Err(_) => {
             return record_handshake_refusal(
                 &shared,
                 "handshake_timeout",
-                format!("no TLS handshake within {HANDSHAKE_TIMEOUT:?}"),
+                format!("no TLS handshake within {timeout:?}"),
                 None,
                 Some(peer_addr),
             )
