@@ -169,6 +169,18 @@ impl IpRange {
         let network: IpAddr = addr
             .parse()
             .map_err(|_| format!("`{text}` is not an IP address or CIDR range"))?;
+        // `contains` matches an IPv4-mapped peer as the IPv4 address it is, so a range written
+        // in the mapped form (`::ffff:10.0.0.1`) would silently never match: refuse it, naming
+        // the spelling that works (found by fuzzing).
+        if let Some(v4) = match network {
+            IpAddr::V6(v6) => v6.to_ipv4_mapped(),
+            IpAddr::V4(_) => None,
+        } {
+            return Err(format!(
+                "`{text}` is an IPv4-mapped address, which never matches: write it as IPv4 \
+                 (`{v4}`)"
+            ));
+        }
         let max = if network.is_ipv4() { 32 } else { 128 };
         let prefix = match prefix {
             None => max,

@@ -153,3 +153,19 @@ fn ranges_hold_their_addresses() {
         assert!(IpRange::parse(bad).is_err(), "{bad}");
     }
 }
+
+#[test]
+fn ipv4_mapped_ranges_are_refused_as_they_could_never_match() {
+    // Found by fuzzing (fuzz/run.sh, target proxy_protocol): parsed, `::ffff:10.0.0.1` did not
+    // contain its own address, as peers are matched in their IPv4 form.
+    for mapped in [
+        "::ffff:10.0.0.1",
+        "::ffff:10.0.0.0/104",
+        "::ffff:0.0.0.0/96",
+    ] {
+        let err = IpRange::parse(mapped).unwrap_err();
+        assert!(err.contains("IPv4-mapped"), "{mapped}: {err}");
+    }
+    assert!(IpRange::parse("::/0").is_ok());
+    assert!(IpRange::parse("::1").is_ok());
+}
