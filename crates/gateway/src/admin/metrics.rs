@@ -345,7 +345,7 @@ impl Metrics {
             (
                 "zonegate_events_dropped_total",
                 "counter",
-                "Identity events dropped because the sink queue was full.",
+                "Identity events dropped: the sink queue was full, or the write failed (the log and the events_dropped record say which).",
                 g.events_dropped as f64,
             ),
             (

@@ -269,7 +269,7 @@ const BATCH_BYTES: usize = 64 * 1024;
 const LINGER: Duration = Duration::from_millis(5);
 
 fn write_loop(rx: Receiver<Queued>, mut out: Output, stats: &SinkStats) {
-    let mut reported_drops = 0u64;
+    let mut reported = Reported::default();
     let mut batch = Batch::default();
     let mut last_path_check = std::time::Instant::now();
     loop {
@@ -296,7 +296,7 @@ fn write_loop(rx: Receiver<Queued>, mut out: Output, stats: &SinkStats) {
             }
             if let Queued::Flush(ack) = event {
                 // Everything before the flush is out, drop reports included, before the ack.
-                settle(&mut out, &mut batch, stats, &mut reported_drops);
+                settle(&mut out, &mut batch, stats, &mut reported);
                 let _ = ack.send(());
                 continue;
             }
@@ -305,46 +305,61 @@ fn write_loop(rx: Receiver<Queued>, mut out: Output, stats: &SinkStats) {
                 batch.write_to(&mut out, stats);
             }
         }
-        settle(&mut out, &mut batch, stats, &mut reported_drops);
+        settle(&mut out, &mut batch, stats, &mut reported);
         if disconnected {
             return;
         }
     }
 }
 
+/// How many dropped events have been told: in the log, and in the stream.
+#[derive(Default)]
+struct Reported {
+    logged: u64,
+    /// Advanced only when a report line is written whole: on a full disk the report waits,
+    /// and the first one that fits covers every drop since the last.
+    in_stream: u64,
+}
+
 /// Writes what the batch holds, then a drop report if events were lost since the last one,
 /// and flushes.
-fn settle(out: &mut Output, batch: &mut Batch, stats: &SinkStats, reported_drops: &mut u64) {
+fn settle(out: &mut Output, batch: &mut Batch, stats: &SinkStats, reported: &mut Reported) {
     batch.write_to(out, stats);
     let dropped = stats.dropped.load(Ordering::Relaxed);
-    if dropped > *reported_drops {
-        let reason = match batch.last_error.take() {
-            Some(e) => format!("write_failed: {e}"),
-            None => "queue_full".to_string(),
-        };
+    let reason = || match &batch.last_error {
+        Some(e) => format!("write_failed: {e}"),
+        None => "queue_full".to_string(),
+    };
+    if dropped > reported.logged {
         warn!(
-            dropped = dropped - *reported_drops,
+            dropped = dropped - reported.logged,
             total = dropped,
-            reason = %reason,
+            reason = %reason(),
             "identity events dropped"
         );
+        reported.logged = dropped;
+    }
+    if dropped > reported.in_stream {
         let report = DropReport {
             schema: SCHEMA,
             time: now_rfc3339(),
             kind: "events_dropped",
-            dropped: dropped - *reported_drops,
+            dropped: dropped - reported.in_stream,
             dropped_total: dropped,
-            reason,
+            reason: reason(),
         };
         let mut line = Vec::with_capacity(256);
         if serde_json::to_writer(&mut line, &report).is_ok() {
             line.push(b'\n');
-            // The report itself is not an identity event: it is not counted as written.
-            if out.write_all(&line).is_err() {
+            // Whole or not at all, like the events. The report itself is not an identity
+            // event: it is not counted as written.
+            if out.write_whole(&line).is_ok() {
+                reported.in_stream = dropped;
+                batch.last_error = None;
+            } else {
                 stats.write_errors.fetch_add(1, Ordering::Relaxed);
             }
         }
-        *reported_drops = dropped;
     }
     if out.flush().is_err() {
         stats.write_errors.fetch_add(1, Ordering::Relaxed);
@@ -385,7 +400,6 @@ impl Batch {
         }
     }
 
-    /// Writes the batch; on failure its events are counted as dropped, never silently lost.
     /// Writes the batch, all or nothing: on a failure (a full disk) what part of it reached
     /// the file is cut off again, so no line is ever torn, and the batch's events are counted
     /// as dropped, with the error kept for the drop report.
