@@ -21,6 +21,8 @@ use crate::policy::{Credentials, Presented};
 pub struct Refused {
     pub refusal: Refusal,
     pub detail: Option<String>,
+    /// For a limit: whole seconds until a retry can succeed (`Retry-After`).
+    pub retry_after_s: Option<u64>,
 }
 
 impl Refused {
@@ -28,6 +30,7 @@ impl Refused {
         Refused {
             refusal,
             detail: detail.into(),
+            retry_after_s: None,
         }
     }
 }

@@ -41,6 +41,10 @@ pub enum Refusal {
     NoRoute,
     /// An enforced deny rule matched.
     PolicyDenied,
+    /// Over a rule's or a route's request rate for the identity.
+    RateLimited,
+    /// Over a rule's or a route's requests in flight for the identity.
+    ConcurrencyLimited,
     /// No allow rule matched.
     DefaultDeny,
     UpstreamUnavailable,
@@ -73,6 +77,7 @@ impl Refusal {
             Refusal::BodyTooLarge => 413,
             Refusal::NoRoute => 404,
             Refusal::PolicyDenied | Refusal::DefaultDeny => 403,
+            Refusal::RateLimited | Refusal::ConcurrencyLimited => 429,
             Refusal::UpstreamUnavailable => 502,
             Refusal::UpstreamTimeout => 504,
             Refusal::EventsUnavailable => 503,
@@ -102,6 +107,8 @@ impl Refusal {
             Refusal::NoRoute => "no_route",
             Refusal::PolicyDenied => "policy_denied",
             Refusal::DefaultDeny => "default_deny",
+            Refusal::RateLimited => "rate_limited",
+            Refusal::ConcurrencyLimited => "concurrency_limited",
             Refusal::UpstreamUnavailable => "upstream_unavailable",
             Refusal::UpstreamTimeout => "upstream_timeout",
             Refusal::EventsUnavailable => "events_unavailable",
@@ -119,6 +126,7 @@ impl Refusal {
             404 => "not_found",
             413 => "body_too_large",
             414 => "target_too_long",
+            429 => "too_many_requests",
             431 => "headers_too_large",
             502 => "bad_gateway",
             503 => "unavailable",

@@ -195,6 +195,8 @@ pub struct Route {
     pub forward_token: bool,
     /// Longest request body the route forwards (413 past it); `None`: no limit.
     pub max_body_bytes: Option<u64>,
+    /// What one identity may do on this route, whatever rule allowed it.
+    pub limit: Option<crate::policy::Limit>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -489,6 +491,9 @@ fn load_unhashed(path: &Path) -> Result<GatewayConfig, ConfigErrors> {
             credentials,
             forward_token: r.forward_token,
             max_body_bytes: r.max_body_bytes,
+            limit: r.limit.as_ref().and_then(|l| {
+                policy_file::convert_limit(file, &format!("{key}.limit"), l, &mut errors)
+            }),
         });
     }
 

@@ -5,9 +5,13 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use super::error::ConfigErrors;
-use super::raw::{RawPolicyFile, RawRule};
+use super::raw::{RawLimit, RawPolicyFile, RawRule};
 use super::{parse_id_patterns, validate_name};
-use crate::policy::{ClaimMatcher, Credentials, Effect, Mode, PathPattern, Rule, SubjectPattern};
+use crate::policy::limit::parse_rate;
+use crate::policy::{
+    ClaimMatcher, Credentials, Effect, Limit, LimitScope, Mode, PathPattern, Rate, Rule,
+    SubjectPattern,
+};
 
 /// Reads every policy file under `paths`, returning the rules in order and the files read.
 /// Rule ids are unique across all files.
@@ -169,6 +173,18 @@ fn convert_rule(file: &Path, key: &str, raw: &RawRule, errors: &mut ConfigErrors
             values,
         });
     }
+    let limit = raw
+        .limit
+        .as_ref()
+        .and_then(|l| convert_limit(file, &format!("{key}.limit"), l, errors));
+    if limit.is_some() && (effect != Effect::Allow || mode != Mode::Enforce) {
+        // A deny limits everything already; an audit rule decides nothing to limit.
+        errors.push(
+            file,
+            format!("{key}.limit"),
+            "only an enforced allow rule can carry a limit",
+        );
+    }
     (errors.len() == before).then(|| Rule {
         id: Arc::from(raw.id.as_str()),
         description: raw.description.clone(),
@@ -183,5 +199,55 @@ fn convert_rule(file: &Path, key: &str, raw: &RawRule, errors: &mut ConfigErrors
         issuers: raw.issuers.iter().map(|i| Arc::from(i.as_str())).collect(),
         subjects,
         claims,
+        limit,
+    })
+}
+
+/// A limit as written on a rule or a route (`key` names where), validated.
+pub(super) fn convert_limit(
+    file: &Path,
+    key: &str,
+    raw: &RawLimit,
+    errors: &mut ConfigErrors,
+) -> Option<Limit> {
+    let before = errors.len();
+    let per_second = raw.rate.as_deref().and_then(|r| {
+        parse_rate(r)
+            .map_err(|e| errors.push(file, format!("{key}.rate"), e))
+            .ok()
+    });
+    if raw.burst.is_some() && raw.rate.is_none() {
+        errors.push(file, format!("{key}.burst"), "a burst needs a `rate`");
+    }
+    if raw.burst == Some(0) {
+        errors.push(file, format!("{key}.burst"), "must be at least 1");
+    }
+    if raw.in_flight == Some(0) {
+        errors.push(file, format!("{key}.in_flight"), "must be at least 1");
+    }
+    if raw.rate.is_none() && raw.in_flight.is_none() {
+        errors.push(file, key, "a limit needs a `rate`, an `in_flight`, or both");
+    }
+    let per = match raw.per.as_deref() {
+        None => LimitScope::Identity,
+        Some(text) => LimitScope::parse(text).unwrap_or_else(|| {
+            errors.push(
+                file,
+                format!("{key}.per"),
+                format!("`{text}` is not \"identity\" or \"identity_route\""),
+            );
+            LimitScope::Identity
+        }),
+    };
+    (errors.len() == before).then(|| Limit {
+        // A second's worth by default, and never less than one request.
+        rate: per_second.map(|per_second| Rate {
+            per_second,
+            burst: raw
+                .burst
+                .unwrap_or_else(|| (per_second.ceil() as u32).max(1)),
+        }),
+        in_flight: raw.in_flight,
+        per,
     })
 }

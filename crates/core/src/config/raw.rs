@@ -180,6 +180,8 @@ pub(super) struct RawRoute {
     pub forward_token: bool,
     #[serde(default)]
     pub max_body_bytes: Option<u64>,
+    #[serde(default)]
+    pub limit: Option<RawLimit>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -278,6 +280,22 @@ pub(super) struct RawRule {
     pub subjects: Vec<String>,
     #[serde(default)]
     pub claims: BTreeMap<String, OneOrMany>,
+    #[serde(default)]
+    pub limit: Option<RawLimit>,
+}
+
+/// A per-identity limit, on a rule or a route.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawLimit {
+    #[serde(default)]
+    pub rate: Option<String>,
+    #[serde(default)]
+    pub burst: Option<u32>,
+    #[serde(default)]
+    pub in_flight: Option<u32>,
+    #[serde(default)]
+    pub per: Option<String>,
 }
 
 /// A string, or a list of strings.

@@ -282,3 +282,70 @@ idle_timeout_s = 0
         assert!(errors.contains(want), "missing `{want}` in:\n{errors}");
     }
 }
+
+#[test]
+fn limits_on_rules_and_routes_are_read_and_every_bad_one_is_refused_with_its_key() {
+    let dir = pki_dir();
+    let config = GOOD.replace(
+        "upstream = \"backend\"\n",
+        "upstream = \"backend\"\nlimit = { in_flight = 8, per = \"identity_route\" }\n",
+    );
+    let path = write(dir.path(), "gw.toml", &config);
+    write(
+        dir.path(),
+        "policy/a.toml",
+        &format!("{GOOD_POLICY}limit = {{ rate = \"600/m\" }}\n"),
+    );
+    let loaded = load(&path).unwrap();
+    let rule = loaded.rules[0].limit.as_ref().unwrap();
+    assert_eq!(
+        rule.to_string(),
+        "10/s (burst 10), per identity",
+        "the burst defaults to a second's worth"
+    );
+    let route = loaded.routes[0].limit.as_ref().unwrap();
+    assert_eq!(route.to_string(), "8 in flight, per identity and route");
+
+    write(
+        dir.path(),
+        "policy/a.toml",
+        r#"
+[[rule]]
+id = "bad-rate"
+effect = "allow"
+limit = { rate = "10/d", burst = 0 }
+[[rule]]
+id = "nothing"
+effect = "allow"
+limit = { per = "zone" }
+[[rule]]
+id = "on-a-deny"
+effect = "deny"
+limit = { rate = "1/s" }
+[[rule]]
+id = "in-audit"
+effect = "allow"
+mode = "audit"
+limit = { in_flight = 1 }
+"#,
+    );
+    let errors = load(&path).unwrap_err().to_string();
+    for expected in [
+        "rule[0].limit.rate: `10/d`: `d` is not one of s, m, h",
+        "rule[0].limit.burst: must be at least 1",
+        "rule[1].limit: a limit needs a `rate`, an `in_flight`, or both",
+        "rule[1].limit.per: `zone` is not \"identity\" or \"identity_route\"",
+        "rule[2].limit: only an enforced allow rule can carry a limit",
+        "rule[3].limit: only an enforced allow rule can carry a limit",
+    ] {
+        assert!(errors.contains(expected), "no {expected:?} in:\n{errors}");
+    }
+    // A misspelt key is refused, not ignored (the limit would silently not apply).
+    write(
+        dir.path(),
+        "policy/a.toml",
+        "[[rule]]\nid = \"typo\"\neffect = \"allow\"\nlimit = { rate = \"1/s\", brust = 3 }\n",
+    );
+    let errors = load(&path).unwrap_err().to_string();
+    assert!(errors.contains("unknown field `brust`"), "{errors}");
+}

@@ -7,11 +7,13 @@
 
 pub mod cache;
 mod index;
+pub mod limit;
 pub mod path;
 pub mod pattern;
 mod rule;
 
 pub use cache::DecisionCache;
+pub use limit::{Limit, LimitScope, Rate};
 pub use path::{normalize, NormalizedTarget, PathError};
 pub use pattern::{PathPattern, PatternError};
 pub use rule::{ClaimMatcher, Effect, Matcher, Mode, Rule, SubjectPattern};

@@ -45,6 +45,8 @@ pub struct Rule {
     pub subjects: Vec<SubjectPattern>,
     /// Token claims: every listed claim must match one of its values.
     pub claims: Vec<ClaimMatcher>,
+    /// What an identity this rule allows may do (enforced allow rules only).
+    pub limit: Option<super::Limit>,
 }
 
 /// A token subject: exact, or every subject starting with a prefix (`repo:acme/*`).

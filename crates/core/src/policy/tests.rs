@@ -18,6 +18,7 @@ fn rule(id: &str, effect: Effect, mode: Mode) -> Rule {
         issuers: vec![],
         subjects: vec![],
         claims: vec![],
+        limit: None,
     }
 }
 

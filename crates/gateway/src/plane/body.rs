@@ -13,6 +13,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use hyper::body::{Body, Frame, Incoming, SizeHint};
 
+use super::limits::Permits;
 use super::service::{Activity, InFlight};
 use super::upstream::Lease;
 use super::Shared;
@@ -112,6 +113,8 @@ pub enum ResponseBody {
         lease: Option<Lease>,
         /// Held until the body is done with: the connection counts the request as in flight.
         _in_flight: InFlight,
+        /// Its places under the in-flight limits that cover it, likewise.
+        _limits: Permits,
         /// For a request that has an identity event: how its response ended.
         end: Option<Box<StreamEnd>>,
         /// When the request's token expires: a response still streaming then is cut (the

@@ -6,6 +6,7 @@ pub mod answer;
 pub mod body;
 pub mod head_clock;
 pub mod headers;
+pub mod limits;
 pub mod listener;
 pub mod names;
 pub mod record;

@@ -18,6 +18,7 @@ use tracing::debug;
 use super::answer;
 use super::body::{RequestBody, ResponseBody, StreamEnd};
 use super::headers;
+use super::limits::Permits;
 use super::record::{self, Ending, Exchange};
 use super::upstream::{H1Cache, UpstreamError};
 use super::{until_unix, Shared};
@@ -25,7 +26,7 @@ use crate::admission::credentials::{bearer, check_token};
 use crate::admission::{
     self, Admission, Authenticator, Bearer, Compiled, PeerSvid, Refusal, Refused, RequestHead,
 };
-use crate::config::UnderscoreAction;
+use crate::config::{Route, UnderscoreAction};
 use crate::identity::{Identity, SvidFacts, VerifiedToken};
 use crate::ids::next_id;
 use crate::reload::Snapshot;
@@ -292,6 +293,12 @@ impl Connection {
                 started,
             );
         };
+        let permits = match self.limit(&snapshot, &admission, route) {
+            Ok(permits) => permits,
+            Err(refused) => {
+                return self.refuse(&snapshot, &admission, &exchange, &refused, started)
+            }
+        };
         // Fail closed: a request that would be recorded is not served while events are lost.
         if snapshot.config.events.fail_closed
             && !self.shared.events.is_recording()
@@ -398,6 +405,7 @@ impl Connection {
                     inner,
                     lease,
                     _in_flight: in_flight,
+                    _limits: permits,
                     end,
                     expires,
                 })
@@ -428,6 +436,31 @@ impl Connection {
                 );
                 response
             }
+        }
+    }
+
+    /// A place under the limits on the route and on the rule that allowed the request, for
+    /// the identity admission found.
+    fn limit(
+        &self,
+        snapshot: &Snapshot,
+        admission: &Admission<'_>,
+        route: &Route,
+    ) -> Result<Permits, Refused> {
+        let limits = &snapshot.limits;
+        let Some(identity) = &admission.identity else {
+            return Ok(Permits::default());
+        };
+        let rule = admission.decision.as_ref().and_then(|d| d.rule.as_deref());
+        let now = Instant::now();
+        match (&identity.spiffe_id, &identity.token) {
+            (Some(id), _) => limits.acquire(&route.name, rule, id.as_str(), now),
+            // A bearer token's subject means something only within its issuer.
+            (None, Some(token)) => {
+                let who = format!("{}:{}", token.issuer.name, token.subject);
+                limits.acquire(&route.name, rule, &who, now)
+            }
+            (None, None) => Ok(Permits::default()),
         }
     }
 
@@ -625,13 +658,18 @@ impl Connection {
             self.close.notify_one();
         }
         let challenge = !snapshot.config.token_issuers.is_empty();
-        let response = answer::response(
+        let mut response = answer::response(
             refusal,
             exchange.request_id,
             challenge,
             exchange.version,
             closes,
         );
+        if let Some(seconds) = refused.retry_after_s {
+            response
+                .headers_mut()
+                .insert(http::header::RETRY_AFTER, HeaderValue::from(seconds));
+        }
         self.finish(
             snapshot,
             admission,

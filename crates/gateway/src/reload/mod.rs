@@ -22,6 +22,7 @@ use x509_parser::prelude::FromDer;
 use crate::admission::{Compiled, RouteTable};
 use crate::config::{self, ConfigErrors, GatewayConfig, UpstreamAddress};
 use crate::identity::{TokenVerifier, TrustSource, TrustStore};
+use crate::plane::limits::Limiters;
 use crate::plane::names::Names;
 use crate::plane::upstream::UpstreamPool;
 use crate::policy::Policy;
@@ -44,6 +45,8 @@ pub struct Snapshot {
     pub server_cert: Arc<CertifiedKey>,
     /// notAfter of the gateway's own certificate (Unix seconds).
     pub server_cert_not_after: i64,
+    /// The per-identity limits' counters; a limit unchanged by a reload keeps its own.
+    pub limits: Arc<Limiters>,
 }
 
 impl Snapshot {
@@ -177,6 +180,7 @@ impl Snapshot {
             .map_or(0, |(_, cert)| cert.validity().not_after.timestamp());
 
         let policy = Policy::compile(config.rules.clone(), config.decision_cache_entries);
+        let limits = Arc::new(Limiters::build(&config, previous.map(|p| &*p.limits)));
         let routes = RouteTable::new(&config.routes);
         // Config validation ties every route to a pool; a route whose pool failed to build
         // has an error above, and the snapshot is refused.
@@ -201,6 +205,7 @@ impl Snapshot {
                 names,
                 server_cert,
                 server_cert_not_after,
+                limits,
             }),
             _ => Err(errors),
         }

@@ -12,6 +12,7 @@ fn route(name: &str, hosts: &[&str], prefix: &str) -> Route {
         credentials: crate::policy::Credentials::Mtls,
         forward_token: false,
         max_body_bytes: None,
+        limit: None,
     }
 }
 
