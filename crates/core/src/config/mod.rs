@@ -235,6 +235,9 @@ pub struct EventsConfig {
     /// Refuse (503) a request that would be recorded while the sink cannot record: its last
     /// write failed or its queue overflowed. Off: such events are dropped and counted.
     pub fail_closed: bool,
+    /// The share of allowed requests within the zone that are recorded too (0: none, the
+    /// default; 1: all), so that the policy tools see all traffic.
+    pub in_zone_sample: f64,
 }
 
 impl GatewayConfig {
@@ -879,10 +882,23 @@ fn convert_events(
             "set only with a sink: with events off there is nothing to fail",
         );
     }
+    let in_zone_sample = match e.in_zone_sample {
+        None => 0.0,
+        Some(share) if (0.0..=1.0).contains(&share) => share,
+        Some(share) => {
+            errors.push(
+                file,
+                "events.in_zone_sample",
+                format!("{share} is not a share between 0 and 1"),
+            );
+            0.0
+        }
+    };
     EventsConfig {
         sink,
         capacity,
         fail_closed: e.fail_closed,
+        in_zone_sample,
     }
 }
 

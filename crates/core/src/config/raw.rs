@@ -235,6 +235,8 @@ pub(super) struct RawEvents {
     pub capacity: Option<usize>,
     #[serde(default)]
     pub fail_closed: bool,
+    #[serde(default)]
+    pub in_zone_sample: Option<f64>,
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -26,6 +26,13 @@ pub struct Exchange<'r> {
     pub raw_target: &'r str,
     pub version: Version,
     pub peer_addr: SocketAddr,
+    /// Drawn for `[events] in_zone_sample`: recorded even if allowed within the zone.
+    pub sampled: bool,
+}
+
+/// Whether this request falls in the `[events] in_zone_sample` share.
+pub fn sampled(share: f64) -> bool {
+    share >= 1.0 || (share > 0.0 && rand::random::<f64>() < share)
 }
 
 /// How the request ended: refused (by admission or after it), or answered by the upstream.
@@ -49,15 +56,21 @@ impl Ending<'_> {
     }
 }
 
-/// Whether an admitted request will be recorded whatever its answer (it is cross-zone, or
-/// carries no identity): what `[events] fail_closed` refuses while events are lost.
-pub fn would_be_evented(admission: &Admission<'_>) -> bool {
-    admission.cross_zone || admission.identity.is_none()
+/// Whether an admitted request will be recorded whatever its answer (it is cross-zone,
+/// carries no identity, or was sampled): what `[events] fail_closed` refuses while events
+/// are lost.
+pub fn would_be_evented(admission: &Admission<'_>, exchange: &Exchange<'_>) -> bool {
+    admission.cross_zone || admission.identity.is_none() || exchange.sampled
 }
 
-/// Every cross-zone attempt, every refusal and every upstream failure is recorded.
-pub fn is_event_worthy(admission: &Admission<'_>, ending: &Ending<'_>) -> bool {
-    would_be_evented(admission) || ending.refused.is_some()
+/// Every cross-zone attempt, every refusal and every upstream failure is recorded, and the
+/// sampled share of the rest.
+pub fn is_event_worthy(
+    admission: &Admission<'_>,
+    exchange: &Exchange<'_>,
+    ending: &Ending<'_>,
+) -> bool {
+    would_be_evented(admission, exchange) || ending.refused.is_some()
 }
 
 pub fn identity_event<'e>(

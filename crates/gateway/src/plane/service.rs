@@ -252,6 +252,7 @@ impl Connection {
             raw_target: &raw_target,
             version: parts.version,
             peer_addr: self.peer_addr,
+            sampled: record::sampled(snapshot.config.events.in_zone_sample),
         };
         let compiled = snapshot.compiled();
 
@@ -302,7 +303,7 @@ impl Connection {
         // Fail closed: a request that would be recorded is not served while events are lost.
         if snapshot.config.events.fail_closed
             && !self.shared.events.is_recording()
-            && record::would_be_evented(&admission)
+            && record::would_be_evented(&admission, &exchange)
         {
             let refused = Refused::new(
                 Refusal::EventsUnavailable,
@@ -709,7 +710,7 @@ impl Connection {
             metrics.record_auth_failure(reason);
         }
         let events = &self.shared.events;
-        let evented = events.is_enabled() && record::is_event_worthy(admission, ending);
+        let evented = events.is_enabled() && record::is_event_worthy(admission, exchange, ending);
         if evented {
             // Encoded here, from what the request already holds: the event borrows it all.
             let mut line = Vec::new();

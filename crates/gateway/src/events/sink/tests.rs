@@ -158,6 +158,7 @@ fn a_renamed_or_removed_event_file_is_opened_again() {
         sink: EventsSink::File(path.clone()),
         capacity: 1024,
         fail_closed: false,
+        in_zone_sample: 0.0,
     })
     .unwrap();
     let read = |p: &std::path::Path| std::fs::read_to_string(p).unwrap_or_default();
