@@ -20,7 +20,10 @@ async fn in_zone_events(share: Option<f64>, n: usize) -> Vec<serde_json::Value> 
         assert_eq!(ledger.get("/payments/charge").await.status, StatusCode::OK);
     }
     let mut checkout = gw.client(CHECKOUT, false).await;
-    assert_eq!(checkout.get("/payments/charge").await.status, StatusCode::OK);
+    assert_eq!(
+        checkout.get("/payments/charge").await.status,
+        StatusCode::OK
+    );
     let marker = gw
         .events_where(1, |e| e["source_spiffe_id"] == CHECKOUT)
         .await;

@@ -67,9 +67,13 @@ pub struct SuggestArgs {
     /// Most aggregation keys kept in memory.
     #[arg(long, default_value_t = DEFAULT_MAX_KEYS)]
     pub max_keys: usize,
-    /// Flag identities seen from at least this many peer IPs or certificate serials.
+    /// Flag identities seen from at least this many peer IPs or certificate serials within
+    /// one --window.
     #[arg(long, default_value_t = 5)]
     pub shared_threshold: usize,
+    /// The time window peers and certificates are counted in (see `report --window`).
+    #[arg(long, default_value = "10m", value_parser = super::report::parse_window)]
+    pub window: u64,
     /// Prefix of the suggested rule ids.
     #[arg(long, default_value = "observed")]
     pub id_prefix: String,
@@ -220,6 +224,8 @@ pub struct Suggestion {
     /// Observed requests an explicit deny rule refused: never suggested.
     pub explicitly_denied: Vec<Observed>,
     pub shared_threshold: usize,
+    /// The window peers and certificates were counted in (seconds; 0: the whole files).
+    pub window_s: u64,
     pub shared_identities: Vec<IdentitySummary>,
     pub events: ReadStats,
     pub counters: Counters,
@@ -278,7 +284,7 @@ pub fn run(args: &SuggestArgs) -> i32 {
         explicit: Aggregate::new(MAX_LISTED),
         denied_now: Aggregate::new(MAX_LISTED),
         rule_use: vec![0; current.as_ref().map_or(0, |c| c.rules().len())],
-        sharing: Sharing::default(),
+        sharing: Sharing::new(args.window),
         counters: Counters::default(),
         checked: HashSet::new(),
     };
@@ -533,6 +539,7 @@ impl State<'_> {
             denied_now,
             explicitly_denied: listed(&self.explicit, &self.names),
             shared_threshold: self.args.shared_threshold,
+            window_s: self.args.window,
             shared_identities: shared,
             events,
             counters: self.counters,
@@ -828,7 +835,11 @@ pub fn render(s: &Suggestion) -> String {
         list_observed(&mut t, &s.explicitly_denied);
     }
     t.push('\n');
-    t.push_str(&shared_text(&s.shared_identities, s.shared_threshold));
+    t.push_str(&shared_text(
+        &s.shared_identities,
+        s.shared_threshold,
+        s.window_s,
+    ));
     let c = &s.counters;
     let _ = writeln!(
         t,

@@ -111,6 +111,7 @@ fn the_policy_text_loads_with_the_gateways_loader() {
         denied_now: None,
         explicitly_denied: Vec::new(),
         shared_threshold: 5,
+        window_s: 600,
         shared_identities: Vec::new(),
         events: ReadStats::default(),
         counters: Counters::default(),
