@@ -381,6 +381,21 @@ address = "127.0.0.1:0"
     }
 }
 
+/// A TLS connection to the gateway over `tcp`, presenting a fresh SVID for `spiffe_id` and
+/// offering `alpn`, for tests that speak the protocol themselves.
+pub async fn tls_over(
+    gw: &Gateway,
+    tcp: tokio::net::TcpStream,
+    spiffe_id: &str,
+    alpn: &[u8],
+) -> tokio_rustls::client::TlsStream<tokio::net::TcpStream> {
+    let svid = gw.pki.svid(spiffe_id);
+    TlsConnector::from(Arc::new(client_tls(&gw.pki, &svid, &[alpn])))
+        .connect(ServerName::try_from("localhost").expect("name"), tcp)
+        .await
+        .expect("handshake")
+}
+
 /// A client TLS config trusting the test CA and presenting `cert`.
 pub fn client_tls(pki: &Pki, cert: &Issued, alpn: &[&[u8]]) -> rustls::ClientConfig {
     let mut roots = rustls::RootCertStore::empty();

@@ -6,7 +6,6 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a failed unwrap is a failed test
 
 use std::sync::atomic::Ordering;
-use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -40,19 +39,10 @@ fn frame(kind: u8, flags: u8, stream: u32, payload: &[u8]) -> Vec<u8> {
 /// an empty SETTINGS frame written, nothing read. Its receive buffer is small, so that a
 /// server that answers every frame fills it soon.
 async fn raw_h2(gw: &Gateway) -> TlsStream<tokio::net::TcpStream> {
-    let svid = gw.pki.svid(CHECKOUT);
     let socket = tokio::net::TcpSocket::new_v4().unwrap();
     socket.set_recv_buffer_size(16 * 1024).unwrap();
     let tcp = socket.connect(gw.addr()).await.unwrap();
-    let connector =
-        tokio_rustls::TlsConnector::from(Arc::new(client_tls(&gw.pki, &svid, &[b"h2"])));
-    let mut tls = connector
-        .connect(
-            rustls::pki_types::ServerName::try_from("localhost").unwrap(),
-            tcp,
-        )
-        .await
-        .unwrap();
+    let mut tls = tls_over(gw, tcp, CHECKOUT, b"h2").await;
     assert_eq!(tls.get_ref().1.alpn_protocol(), Some(&b"h2"[..]));
     tls.write_all(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n")
         .await

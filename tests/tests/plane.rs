@@ -534,17 +534,8 @@ async fn http2_rapid_reset_is_bounded() {
         ..Setup::default()
     })
     .await;
-    let svid = gw.pki.svid(CHECKOUT);
     let tcp = tokio::net::TcpStream::connect(gw.addr()).await.unwrap();
-    let connector =
-        tokio_rustls::TlsConnector::from(Arc::new(client_tls(&gw.pki, &svid, &[b"h2"])));
-    let tls = connector
-        .connect(
-            rustls::pki_types::ServerName::try_from("localhost").unwrap(),
-            tcp,
-        )
-        .await
-        .unwrap();
+    let tls = tls_over(&gw, tcp, CHECKOUT, b"h2").await;
     let (mut client, connection) = h2::client::handshake(tls).await.unwrap();
     let connection = tokio::spawn(connection);
     const FLOOD: usize = 2_000;
@@ -587,17 +578,8 @@ async fn http2_rapid_reset_is_bounded() {
 
 /// An HTTP/2 connection as the h2 crate's client, for tests that reset streams.
 async fn h2_connection(gw: &Gateway) -> h2::client::SendRequest<Bytes> {
-    let svid = gw.pki.svid(CHECKOUT);
     let tcp = tokio::net::TcpStream::connect(gw.addr()).await.unwrap();
-    let connector =
-        tokio_rustls::TlsConnector::from(Arc::new(client_tls(&gw.pki, &svid, &[b"h2"])));
-    let tls = connector
-        .connect(
-            rustls::pki_types::ServerName::try_from("localhost").unwrap(),
-            tcp,
-        )
-        .await
-        .unwrap();
+    let tls = tls_over(gw, tcp, CHECKOUT, b"h2").await;
     let (client, connection) = h2::client::handshake(tls).await.unwrap();
     tokio::spawn(connection);
     client
@@ -716,6 +698,23 @@ async fn a_certificate_presented_without_its_key_is_refused_and_evented() {
         own.private_key(),
         b"http/1.1",
     );
+    let event = svid_refused_at_handshake(&gw, tls, CHECKOUT).await;
+    assert!(
+        event["detail"]
+            .as_str()
+            .is_some_and(|d| d.contains("handshake signature")),
+        "{event}"
+    );
+}
+
+/// Connects with `tls` and asks for a request: the gateway must refuse the connection (at the
+/// handshake, or by closing it unanswered) and record a `svid_refused` handshake event naming
+/// `claimed`, which is returned.
+async fn svid_refused_at_handshake(
+    gw: &Gateway,
+    tls: rustls::ClientConfig,
+    claimed: &str,
+) -> serde_json::Value {
     let refused = match Client::connect_with(gw.addr(), tls, false).await {
         Err(_) => true,
         Ok(mut client) => client
@@ -723,18 +722,13 @@ async fn a_certificate_presented_without_its_key_is_refused_and_evented() {
             .await
             .is_err(),
     };
-    assert!(refused, "a certificate without its key was accepted");
+    assert!(refused, "the certificate was accepted");
     let events = gw
         .events_where(1, |e| e["kind"] == "handshake_refused")
         .await;
     assert_eq!(events[0]["reason"], "svid_refused", "{events:?}");
-    assert_eq!(events[0]["claimed_spiffe_id"], CHECKOUT, "{events:?}");
-    assert!(
-        events[0]["detail"]
-            .as_str()
-            .is_some_and(|d| d.contains("handshake signature")),
-        "{events:?}"
-    );
+    assert_eq!(events[0]["claimed_spiffe_id"], claimed, "{events:?}");
+    events[0].clone()
 }
 
 /// A connection that opens and then sends nothing, or stalls halfway through its TLS
@@ -817,24 +811,11 @@ async fn an_svid_with_a_weak_key_is_refused_at_the_handshake_with_its_reason() {
     let (weak, _) = mint(1024);
     let other = gw.pki.svid(CART);
     let tls = presenting_tls(&gw.pki, weak, other.private_key(), b"http/1.1");
-    let result = Client::connect_with(gw.addr(), tls, false).await;
-    let refused = match result {
-        Err(_) => true,
-        Ok(mut client) => client
-            .send(Method::GET, "/payments/charge", &[], Bytes::new())
-            .await
-            .is_err(),
-    };
-    assert!(refused, "an RSA-1024 SVID was accepted");
-    let events = gw
-        .events_where(1, |e| e["kind"] == "handshake_refused")
-        .await;
-    assert_eq!(events[0]["reason"], "svid_refused", "{events:?}");
-    assert_eq!(events[0]["claimed_spiffe_id"], CHECKOUT, "{events:?}");
-    let detail = events[0]["detail"].as_str().unwrap_or_default();
+    let event = svid_refused_at_handshake(&gw, tls, CHECKOUT).await;
+    let detail = event["detail"].as_str().unwrap_or_default();
     assert!(
         detail.contains("1024 bits") && detail.contains("at least 2048"),
-        "{events:?}"
+        "{event}"
     );
     let series = "zonegate_handshake_failures_total{reason=\"svid_refused\"}";
     let (failures, metrics) = wait_metric(&gw, series, 1).await;
