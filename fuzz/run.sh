@@ -20,8 +20,9 @@ LIMITS=(-rss_limit_mb=512 -malloc_limit_mb=256 -timeout=5)
 
 cargo fuzz --version >/dev/null 2>&1 || cargo install --locked cargo-fuzz
 
-# The config and policy targets write their inputs to files under TMPDIR.
-TMPDIR="$(mktemp -d)"
+# The config and policy targets write their inputs to files under TMPDIR: in memory where
+# there is a tmpfs (a disk-backed one makes each input a block write, a tenth of the speed).
+TMPDIR="$(mktemp -d -p /dev/shm 2>/dev/null || mktemp -d)"
 export TMPDIR
 trap 'rm -rf "$TMPDIR"' EXIT
 

@@ -21,9 +21,17 @@ identities = ["spiffe://example.org/ns/payments/sa/ledger"]
 /// A TLS echo upstream for `localhost` with a certificate from `issuer`; when `client_ca` is
 /// given it requires client certificates chaining to it (mTLS).
 async fn tls_echo(issuer: &DevCa, client_ca: Option<&DevCa>) -> SocketAddr {
-    let mut spec = LeafSpec::svid("spiffe://example.org/ns/payments/sa/api");
+    let mut spec = LeafSpec::svid(API);
     spec.dns_sans = vec!["localhost".into()];
-    let cert = issuer.issue(&spec).unwrap();
+    tls_echo_as(issuer, client_ca, &spec).await
+}
+
+/// The upstream's SPIFFE ID in [`tls_echo`].
+const API: &str = "spiffe://example.org/ns/payments/sa/api";
+
+/// [`tls_echo`] with a certificate made as `spec` says.
+async fn tls_echo_as(issuer: &DevCa, client_ca: Option<&DevCa>, spec: &LeafSpec) -> SocketAddr {
+    let cert = issuer.issue(spec).unwrap();
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let builder = rustls::ServerConfig::builder_with_provider(provider.clone())
         .with_safe_default_protocol_versions()
@@ -55,13 +63,23 @@ async fn tls_echo(issuer: &DevCa, client_ca: Option<&DevCa>) -> SocketAddr {
 
 /// A gateway on `pki` with a `/secure` route to a TLS upstream at `addr`.
 async fn gateway_to_tls_upstream(pki: Pki, addr: SocketAddr, tls: &str) -> Gateway {
+    gateway_to_tls_upstream_with(pki, addr, tls, "sni = \"localhost\"\n").await
+}
+
+/// [`gateway_to_tls_upstream`] with more settings for its pool (`extra`, TOML lines).
+async fn gateway_to_tls_upstream_with(
+    pki: Pki,
+    addr: SocketAddr,
+    tls: &str,
+    extra: &str,
+) -> Gateway {
     Gateway::start_with_pki(
         pki,
         Setup {
             policy: ALLOW_LEDGER_EVERYWHERE.into(),
             extra_config: format!(
                 "[[route]]\nname = \"secure\"\npath_prefix = \"/secure\"\nupstream = \"secure\"\n\
-                 [upstream.secure]\naddresses = [\"{addr}\"]\ntls = \"{tls}\"\nsni = \"localhost\"\nca = \"CA_PATH\"\n"
+                 [upstream.secure]\naddresses = [\"{addr}\"]\ntls = \"{tls}\"\nca = \"CA_PATH\"\n{extra}"
             ),
             ..Setup::default()
         },
@@ -105,6 +123,46 @@ async fn tls_upstream_with_an_untrusted_certificate_is_a_502() {
         ledger.get("/secure/balance").await.status,
         StatusCode::BAD_GATEWAY
     );
+}
+
+/// A pool that names the SPIFFE IDs its upstream may have checks the upstream's SVID for one
+/// of them, in place of a DNS name (an SVID need not name a host): an exact ID or a path
+/// below passes, even with no DNS name in the certificate; another workload's SVID from the
+/// same CA is a 502 whose event names the identity it presented.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_upstream_must_present_a_spiffe_id_its_pool_allows() {
+    for (allowed, served) in [
+        (API, true),
+        ("spiffe://example.org/ns/payments/*", true),
+        ("spiffe://example.org/ns/payments/sa/ledger-db", false),
+        ("spiffe://example.org/ns/shop/*", false),
+    ] {
+        let pki = Pki::new();
+        // An SVID with no DNS name at all: only its SPIFFE ID can identify it.
+        let upstream = tls_echo_as(&pki.ca, Some(&pki.ca), &LeafSpec::svid(API)).await;
+        let gw = gateway_to_tls_upstream_with(
+            pki,
+            upstream,
+            "mtls",
+            &format!("spiffe_ids = [\"{allowed}\"]\n"),
+        )
+        .await;
+        let mut ledger = gw.client(LEDGER, false).await;
+        let reply = ledger.get("/secure/balance").await;
+        if served {
+            assert_eq!(reply.status, StatusCode::OK, "{allowed}: {:?}", reply.body);
+            continue;
+        }
+        assert_eq!(reply.status, StatusCode::BAD_GATEWAY, "{allowed}");
+        let events = gw
+            .events_where(1, |e| e["reason"] == "upstream_unavailable")
+            .await;
+        let detail = events[0]["detail"].as_str().unwrap_or_default();
+        assert!(
+            detail.contains(&format!("the upstream presented `{API}`")) && detail.contains(allowed),
+            "{allowed}: {detail}"
+        );
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -219,6 +219,9 @@ pub struct Upstream {
     pub read_timeout: Duration,
     pub idle_timeout: Duration,
     pub health_check_interval: Option<Duration>,
+    /// The SPIFFE IDs a TLS upstream may present (exact, `.../*`, or a trust domain's
+    /// `spiffe://td/*`); when set they are checked instead of the DNS name.
+    pub spiffe_ids: Vec<IdPattern>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -825,6 +828,21 @@ fn convert_upstream(
         None | Some(0) => None,
         Some(v) => Some(Duration::from_millis(v)),
     };
+    let spiffe_ids = parse_id_patterns(file, &format!("{key}.spiffe_ids"), &u.spiffe_ids, errors);
+    if !u.spiffe_ids.is_empty() && tls == UpstreamTls::None {
+        errors.push(
+            file,
+            format!("{key}.spiffe_ids"),
+            "set only with tls = \"tls\" or \"mtls\": a plain upstream proves no identity",
+        );
+    }
+    if spiffe_ids.contains(&IdPattern::Any) {
+        errors.push(
+            file,
+            format!("{key}.spiffe_ids"),
+            "`*` would accept any SPIFFE ID: name the IDs, or a trust domain as `spiffe://td/*`",
+        );
+    }
     (errors.len() == before).then(|| Upstream {
         name: name.to_string(),
         addresses,
@@ -836,6 +854,7 @@ fn convert_upstream(
         read_timeout,
         idle_timeout,
         health_check_interval,
+        spiffe_ids,
     })
 }
 

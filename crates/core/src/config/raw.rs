@@ -204,6 +204,8 @@ pub(super) struct RawUpstream {
     pub idle_timeout_ms: Option<u64>,
     #[serde(default)]
     pub health_check_interval_ms: Option<u64>,
+    #[serde(default)]
+    pub spiffe_ids: Vec<String>,
 }
 
 #[derive(Debug, Default, Deserialize, Clone, Copy, PartialEq, Eq)]

@@ -349,3 +349,40 @@ limit = { in_flight = 1 }
     let errors = load(&path).unwrap_err().to_string();
     assert!(errors.contains("unknown field `brust`"), "{errors}");
 }
+
+#[test]
+fn an_upstreams_spiffe_ids_need_tls_and_may_not_be_any() {
+    let dir = pki_dir();
+    let with = |lines: &str| {
+        let config = GOOD.replace(
+            "addresses = [\"127.0.0.1:9000\"]\n",
+            &format!("addresses = [\"127.0.0.1:9000\"]\n{lines}"),
+        );
+        let path = write(dir.path(), "gw.toml", &config);
+        write(dir.path(), "policy/a.toml", GOOD_POLICY);
+        load(&path)
+    };
+    let loaded = with(
+        "tls = \"mtls\"\nca = \"certs/ca.crt\"\nspiffe_ids = [\"spiffe://example.org/ns/payments/*\"]\n",
+    )
+    .unwrap();
+    assert_eq!(
+        loaded.upstreams["backend"].spiffe_ids[0].to_string(),
+        "spiffe://example.org/ns/payments/*"
+    );
+    let plain = with("spiffe_ids = [\"spiffe://example.org/ns/payments/api\"]\n")
+        .unwrap_err()
+        .to_string();
+    assert!(
+        plain.contains("upstream.backend.spiffe_ids: set only with tls"),
+        "{plain}"
+    );
+    let any = with("tls = \"tls\"\nca = \"certs/ca.crt\"\nspiffe_ids = [\"*\"]\n")
+        .unwrap_err()
+        .to_string();
+    assert!(any.contains("would accept any SPIFFE ID"), "{any}");
+    let bad = with("tls = \"tls\"\nca = \"certs/ca.crt\"\nspiffe_ids = [\"https://x\"]\n")
+        .unwrap_err()
+        .to_string();
+    assert!(bad.contains("upstream.backend.spiffe_ids[0]"), "{bad}");
+}

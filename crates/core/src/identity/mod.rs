@@ -8,6 +8,7 @@ pub mod spiffe;
 pub mod svid;
 pub mod token;
 pub mod trust;
+pub mod upstream;
 pub mod verifier;
 
 pub use pattern::IdPattern;
@@ -16,6 +17,7 @@ pub use spiffe::SpiffeId;
 pub use svid::SvidFacts;
 pub use token::{IssuerKind, IssuerSpec, TokenFailure, TokenReason, TokenVerifier, VerifiedToken};
 pub use trust::{TrustSource, TrustStore};
+pub use upstream::UpstreamIdVerifier;
 pub use verifier::{RefusalObserver, SpiffeClientVerifier};
 
 use std::sync::Arc;

@@ -32,6 +32,7 @@ use tracing::debug;
 use super::body::{BodyTooLarge, RequestBody};
 use super::names::{NameKey, Names};
 use crate::config::{ServerTls, Upstream, UpstreamAddress, UpstreamTls};
+use crate::identity::UpstreamIdVerifier;
 
 /// Most idle HTTP/1.1 upstream connections one worker keeps, across its pools.
 const MAX_IDLE_PER_WORKER: usize = 256;
@@ -326,10 +327,22 @@ fn client_tls(
             .map_err(|e| format!("unusable CA certificate: {e}"))?;
     }
     let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let algorithms = provider.signature_verification_algorithms;
     let builder = rustls::ClientConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
-        .map_err(|e| e.to_string())?
-        .with_root_certificates(roots);
+        .map_err(|e| e.to_string())?;
+    let builder = if config.spiffe_ids.is_empty() {
+        builder.with_root_certificates(roots)
+    } else {
+        // The SPIFFE ID, not a DNS name, is what the upstream must prove.
+        builder
+            .dangerous()
+            .with_custom_certificate_verifier(Arc::new(UpstreamIdVerifier::new(
+                Arc::new(roots),
+                config.spiffe_ids.clone(),
+                algorithms,
+            )))
+    };
     let mut tls = match config.tls {
         UpstreamTls::Mtls => builder
             .with_client_auth_cert(own.chain.clone(), own.key.clone_key())
