@@ -805,3 +805,56 @@ async fn a_stream_admitted_by_a_token_ends_when_the_token_expires() {
     assert_eq!(end[0]["route"], "token-only");
     drop(tx);
 }
+
+/// spiffe-helper writes its JWT bundles (`jwt_bundle_file_name`) as one JSON object from trust
+/// domain name to the base64 of that domain's bundle. A JWT-SVID issuer reads its own trust
+/// domain's entry, and only that one: a federated domain's keys never verify its tokens.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn spiffe_helpers_jwt_bundle_map_gives_each_issuer_its_own_domains_keys() {
+    use base64::engine::general_purpose::STANDARD;
+    use base64::Engine;
+    let gw = start().await;
+    let partner = TokenSigner::generate_es256().unwrap();
+    let entry = |signer: &TokenSigner| {
+        STANDARD.encode(json!({ "keys": [signer.jwk("jwt-svid")] }).to_string())
+    };
+    gw.replace_file(
+        "jwt-bundle.json",
+        &json!({ "example.org": entry(svid_key()), "partner.example": entry(&partner) })
+            .to_string(),
+    );
+    let (status, body) = gw.reload().await;
+    assert_eq!(
+        (status, body["result"].as_str()),
+        (200, Some("applied")),
+        "{body}"
+    );
+    let mut anon = gw.anonymous_client(false).await;
+    let ours = svid_key().sign(&svid_claims(CHECKOUT)).unwrap();
+    assert_eq!(
+        post(&mut anon, "/tokens/either/x", &ours).await.status,
+        StatusCode::OK
+    );
+    // Signed by the partner domain's authority, claiming an example.org workload.
+    let theirs = partner.sign(&svid_claims(CHECKOUT)).unwrap();
+    let reply = post(&mut anon, "/tokens/either/x", &theirs).await;
+    assert_eq!(reply.status, StatusCode::UNAUTHORIZED);
+    assert_eq!(event_for(&gw, &reply).await["reason"], "token_unknown_key");
+
+    // A map without the issuer's domain is refused by name; the last good keys keep serving.
+    gw.replace_file(
+        "jwt-bundle.json",
+        &json!({ "partner.example": entry(&partner) }).to_string(),
+    );
+    let (status, body) = gw.reload().await;
+    assert_eq!(status, 422, "{body}");
+    assert!(
+        body.to_string()
+            .contains("without trust domain `example.org` (it has: partner.example)"),
+        "{body}"
+    );
+    assert_eq!(
+        post(&mut anon, "/tokens/either/x", &ours).await.status,
+        StatusCode::OK
+    );
+}

@@ -14,7 +14,8 @@ use super::raw::{RawTokenIssuer, RawTokens};
 use super::{sources, validate_name};
 use crate::identity::spiffe::validate_trust_domain;
 use crate::identity::token::{
-    parse_key_set, IssuerKind, IssuerSpec, KeyFileFormat, JWT_SVID_ALGORITHMS,
+    jwt_bundle_of, parse_key_set, IssuerKind, IssuerSpec, KeyError, KeyFileFormat,
+    JWT_SVID_ALGORITHMS,
 };
 use crate::identity::SpiffeId;
 
@@ -186,27 +187,35 @@ pub(super) fn convert_issuers(
             IssuerKind::JwtSvid => KeyFileFormat::SpiffeBundle,
             IssuerKind::Jwt => KeyFileFormat::Jwks,
         };
+        let bundle = |bytes: &[u8]| -> Result<Vec<u8>, KeyError> {
+            match (&kind, &r.trust_domain) {
+                (IssuerKind::JwtSvid, Some(td)) => jwt_bundle_of(bytes, td).map(|b| b.into_owned()),
+                _ => Ok(bytes.to_vec()),
+            }
+        };
         let keys = match sources::read(&keys_path) {
-            Ok(bytes) => match parse_key_set(&bytes, format, &algorithms) {
-                Ok(keys) => {
-                    for note in &keys.skipped {
-                        warn!(
-                            file = %keys_path.display(),
-                            issuer = %name,
-                            "token issuer key skipped: {note}"
-                        );
+            Ok(bytes) => {
+                match bundle(&bytes).and_then(|b| parse_key_set(&b, format, &algorithms)) {
+                    Ok(keys) => {
+                        for note in &keys.skipped {
+                            warn!(
+                                file = %keys_path.display(),
+                                issuer = %name,
+                                "token issuer key skipped: {note}"
+                            );
+                        }
+                        Some(keys)
                     }
-                    Some(keys)
+                    Err(e) => {
+                        errors.push(
+                            file,
+                            format!("{key}.keys"),
+                            format!("{}: {}", keys_path.display(), e.reason),
+                        );
+                        None
+                    }
                 }
-                Err(e) => {
-                    errors.push(
-                        file,
-                        format!("{key}.keys"),
-                        format!("{}: {}", keys_path.display(), e.reason),
-                    );
-                    None
-                }
-            },
+            }
             Err(e) => {
                 errors.push(
                     file,

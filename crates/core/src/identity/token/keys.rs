@@ -85,6 +85,44 @@ pub struct KeyError {
     pub reason: String,
 }
 
+/// The JWT bundle of `trust_domain` in `bytes`: the file itself when it is a bundle (a JWK
+/// Set), or its entry when it is spiffe-helper's `jwt_bundle_file_name` file, a JSON object
+/// from trust domain name to the base64 (standard alphabet) of that domain's bundle. Only the
+/// named domain's keys are ever read, so one domain's keys never verify another's tokens.
+pub fn jwt_bundle_of<'b>(
+    bytes: &'b [u8],
+    trust_domain: &str,
+) -> Result<std::borrow::Cow<'b, [u8]>, KeyError> {
+    use base64::Engine;
+    let whole = |reason: String| KeyError { reason };
+    let doc: Value = serde_json::from_slice(bytes).map_err(|e| whole(format!("not JSON: {e}")))?;
+    let Some(map) = doc
+        .as_object()
+        .filter(|m| !m.contains_key("keys") && !m.is_empty() && m.values().all(Value::is_string))
+    else {
+        return Ok(std::borrow::Cow::Borrowed(bytes));
+    };
+    let name = trust_domain
+        .strip_prefix("spiffe://")
+        .unwrap_or(trust_domain);
+    let Some(encoded) = map.get(name).and_then(Value::as_str) else {
+        let mut present: Vec<&str> = map.keys().map(String::as_str).collect();
+        present.sort_unstable();
+        return Err(whole(format!(
+            "a JWT bundle map (spiffe-helper's) without trust domain `{name}` (it has: {})",
+            present.join(", ")
+        )));
+    };
+    base64::engine::general_purpose::STANDARD
+        .decode(encoded)
+        .map(std::borrow::Cow::Owned)
+        .map_err(|e| {
+            whole(format!(
+                "the `{name}` bundle in the JWT bundle map is not base64: {e}"
+            ))
+        })
+}
+
 /// Reads the keys in `bytes` usable with `allowed` algorithms. Only a file that is not a key
 /// set at all is an error; each unusable key is skipped and noted in [`KeySet::skipped`].
 pub fn parse_key_set(

@@ -13,7 +13,7 @@ pub mod jose;
 pub mod keys;
 
 pub use cache::TokenCache;
-pub use keys::{parse_key_set, KeyError, KeyFileFormat, KeySet};
+pub use keys::{jwt_bundle_of, parse_key_set, KeyError, KeyFileFormat, KeySet};
 
 use std::collections::HashMap;
 use std::fmt;
