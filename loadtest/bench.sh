@@ -39,7 +39,8 @@
 #              that does not move with the box's noise: zonegate-full and zonegate-allowall
 #              under callgrind, counters zeroed after 500 warm-up requests, then CG_REQUESTS
 #              (4000) over 16 keep-alive connections (their 16 handshakes included); the
-#              functions with the most instructions of their own go to DIR/callgrind-*.txt
+#              functions with the most instructions of their own go to DIR/callgrind-*.txt;
+#              also zonegate-limits (the full path with a never-reached per-identity limit)
 # zonegate-full = mTLS, SVID checks, policy, identity events to a file;
 # zonegate-allowall = the same listener with one allow-everything rule and events off.
 # Then every figure and the ratios the performance targets are stated in are printed, and
@@ -50,7 +51,7 @@
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-usage() { sed -n '2,49p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; exit "${1:-0}"; }
+usage() { sed -n '2,50p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; exit "${1:-0}"; }
 
 DURATION=5 REPEAT=1 CONNS=64 SECTIONS="oha,latency,handshake,mix" OUTDIR="" BUILD=1
 IDLE_CONNS="${IDLE_CONNS:-10000}" IDLE_HOLD="${IDLE_HOLD:-40}"
@@ -214,12 +215,22 @@ id = "no-admin"
 effect = "deny"
 paths = ["/payments/admin", "/payments/admin/**"]
 EOF
+# zonegate-limits: the full path with a per-identity limit on the rule every bench request
+# meets, set so high that it never refuses: what counting costs (callgrind section).
+mkdir -p "$ZCONF/policy-limits"
+cp "$ZCONF/policy-full/"*.toml "$ZCONF/policy-limits/"
+sed -i 's/^id = "checkout-charges"$/id = "checkout-charges"\nlimit = { rate = "1000000\/s", burst = 1000000, in_flight = 100000 }/' \
+  "$ZCONF/policy-limits/10-shop.toml"
+grep -q '^limit = ' "$ZCONF/policy-limits/10-shop.toml" || die "could not add the bench's limit"
+gateway_toml policy-limits "sink = \"file\"
+path = \"$ZWORK/events.jsonl\"
+capacity = 65536" >"$ZCONF/limits.toml"
 cat >"$ZCONF/policy-allowall/all.toml" <<'EOF'
 [[rule]]
 id = "allow-all"
 effect = "allow"
 EOF
-for c in full allowall; do
+for c in full allowall limits; do
   "$ZG" check --config "$ZCONF/$c.toml" >"$ZWORK/check-$c.log" 2>&1 ||
     { cat "$ZWORK/check-$c.log" >&2; die "generated zonegate config $c refused"; }
 done
@@ -458,7 +469,7 @@ PY
 if has_section callgrind; then
   command -v valgrind >/dev/null || die "the callgrind section needs valgrind (apt install valgrind)"
   log "== callgrind: instructions per request, 16 keep-alive connections =="
-  for t in full allowall; do try cg_run "$t"; done
+  for t in full allowall limits; do try cg_run "$t"; done
 fi
 
 # --- summary -----------------------------------------------------------------------------------

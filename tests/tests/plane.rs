@@ -208,6 +208,53 @@ async fn oversized_request_heads_get_431_or_414_and_an_event_and_never_reach_the
     }
 }
 
+/// Past the hard limit (twice the configured sizes) or not HTTP at all, a request head is
+/// refused by the HTTP/1.1 parser itself, before there is a request: it still answers 431 or
+/// 400, and the gateway records who sent it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn request_heads_the_parser_refuses_get_their_status_and_an_event() {
+    let CountedEcho {
+        addr: upstream,
+        bytes: upstream_bytes,
+        ..
+    } = CountedEcho::start().await;
+    let gw = Gateway::start(Setup {
+        upstream: Some(upstream),
+        extra_config: "[connections]\nmax_header_bytes = 4096\nmax_target_bytes = 512\n".into(),
+        ..Setup::default()
+    })
+    .await;
+    let svid = gw.pki.svid(CHECKOUT);
+    let huge = "h".repeat(100 * 1024);
+    for (request, status, reason) in [
+        (
+            format!("GET /payments/charge HTTP/1.1\r\nHost: localhost\r\nx-huge: {huge}\r\n\r\n"),
+            431,
+            "headers_too_large",
+        ),
+        ("NOT HTTP AT ALL\r\n\r\n".to_string(), 400, "bad_request"),
+    ] {
+        let response = raw_request(gw.addr(), &gw.pki, &svid, &request).await;
+        assert_eq!(raw_status(&response), status, "{response}");
+        let events = gw
+            .events_where(1, |e| {
+                e["kind"] == "request_unparsed" && e["reason"] == reason
+            })
+            .await;
+        let e = &events[0];
+        assert_eq!(e["status"], status, "{e}");
+        assert_eq!(e["decision"], "deny", "{e}");
+        assert_eq!(e["source_spiffe_id"], CHECKOUT, "{e}");
+        assert!(
+            e["peer_addr"]
+                .as_str()
+                .is_some_and(|a| a.starts_with("127.0.0.1:")),
+            "{e}"
+        );
+    }
+    assert_eq!(upstream_bytes.load(Ordering::SeqCst), 0);
+}
+
 const SMALL_ROUTE_POLICY: &str = r#"
 [[rule]]
 id = "checkout-small-uploads"

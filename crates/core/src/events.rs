@@ -165,6 +165,32 @@ pub const KIND_REQUEST_END: &str = "request_end";
 /// The `kind` of a host-name resolution's event.
 pub const KIND_UPSTREAM_RESOLUTION: &str = "upstream_resolution";
 
+/// The `kind` of a request head refused by the HTTP parser.
+pub const KIND_REQUEST_UNPARSED: &str = "request_unparsed";
+
+/// A request head the HTTP/1.1 parser refused before there was a request to admit: past the
+/// hard size limits (twice the configured ones), or not HTTP. The parser has answered (431 or
+/// 400) and closed the connection; this says who sent it.
+#[derive(Clone, Debug, Serialize)]
+pub struct UnparsedEvent {
+    pub schema: &'static str,
+    /// Always `request_unparsed`.
+    pub kind: &'static str,
+    pub time: String,
+    pub event_id: String,
+    pub decision: &'static str,
+    /// `headers_too_large` or `bad_request`.
+    pub reason: &'static str,
+    /// What the parser answered.
+    pub status: u16,
+    pub detail: String,
+    /// The connection's verified SVID, when it has one.
+    pub source_spiffe_id: Option<String>,
+    pub peer_addr: String,
+    pub http_version: &'static str,
+    pub destination_zone: String,
+}
+
 /// One line of the event stream.
 #[derive(Clone, Debug, Serialize)]
 #[serde(untagged)]
@@ -174,6 +200,13 @@ pub enum Record {
     Reload(ReloadEvent),
     Resolution(ResolutionEvent),
     RequestEnd(RequestEndEvent),
+    Unparsed(Box<UnparsedEvent>),
+}
+
+impl From<UnparsedEvent> for Record {
+    fn from(event: UnparsedEvent) -> Self {
+        Record::Unparsed(Box::new(event))
+    }
 }
 
 impl From<RequestEndEvent> for Record {

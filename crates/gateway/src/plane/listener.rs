@@ -24,7 +24,10 @@ use super::{until_unix, Shared};
 use crate::admin::metrics::Metrics;
 use crate::admission::PeerSvid;
 use crate::config::Listener;
-use crate::events::{now_rfc3339, EventSink, HandshakeEvent, KIND_HANDSHAKE_REFUSED, SCHEMA};
+use crate::events::{
+    now_rfc3339, EventSink, HandshakeEvent, UnparsedEvent, KIND_HANDSHAKE_REFUSED,
+    KIND_REQUEST_UNPARSED, SCHEMA,
+};
 use crate::identity::verifier::SvidRefused;
 use crate::identity::{RefusalObserver, SpiffeClientVerifier, TrustSource};
 use crate::ids::next_id;
@@ -278,6 +281,7 @@ async fn serve(
                     result = conn.as_mut() => {
                         if let Err(e) = result {
                             debug!(error = %e, %peer_addr, "client connection ended with an error");
+                            record_unparsed(&shared, &connection, &e);
                         }
                         break;
                     }
@@ -454,6 +458,37 @@ fn emit_handshake_refusal(
         claimed_spiffe_id: claimed.map(str::to_string),
         peer_addr: peer_addr.map(|a| a.to_string()),
         destination_zone: store.load().config.zone.clone(),
+    });
+}
+
+/// A request head hyper's HTTP/1.1 parser refused (past the hard limits, or not HTTP): hyper
+/// has answered 431 or 400 and closed; the event says who sent it. Other connection errors
+/// (a client gone mid-response, a reset) are no request's refusal and stay in the debug log.
+fn record_unparsed(shared: &Shared, connection: &Connection, error: &hyper::Error) {
+    let (reason, status) = if error.is_parse_too_large() {
+        ("headers_too_large", 431)
+    } else if error.is_parse() {
+        ("bad_request", 400)
+    } else {
+        return;
+    };
+    shared.metrics.record_connection_closed(reason);
+    shared.events.emit(UnparsedEvent {
+        schema: SCHEMA,
+        kind: KIND_REQUEST_UNPARSED,
+        time: now_rfc3339(),
+        event_id: next_id(),
+        decision: "deny",
+        reason,
+        status,
+        detail: error.to_string(),
+        source_spiffe_id: connection
+            .peer
+            .as_ref()
+            .map(|p| p.facts.spiffe_id.as_str().to_string()),
+        peer_addr: connection.peer_addr.to_string(),
+        http_version: "HTTP/1.1",
+        destination_zone: shared.store.load().config.zone.clone(),
     });
 }
 
