@@ -103,17 +103,21 @@ impl Limiter {
         route: &str,
         now: Instant,
     ) -> Result<Option<Permit>, Refused> {
-        let key = match self.limit.per {
-            LimitScope::Identity => identity.to_string(),
-            // A NUL is in neither a SPIFFE ID nor a route name.
-            LimitScope::IdentityAndRoute => format!("{identity}\0{route}"),
+        let composite;
+        let key: &str = match self.limit.per {
+            LimitScope::Identity => identity,
+            LimitScope::IdentityAndRoute => {
+                // A NUL is in neither a SPIFFE ID nor a route name.
+                composite = format!("{identity}\0{route}");
+                &composite
+            }
         };
         // Counters are whole after every change, so a poisoned lock loses nothing.
         let mut counters = self
             .counters
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner());
-        if !counters.contains_key(&key) && counters.len() >= MAX_COUNTERS {
+        if !counters.contains_key(key) && counters.len() >= MAX_COUNTERS {
             self.sweep(&mut counters, now);
             if counters.len() >= MAX_COUNTERS {
                 return Err(Refused::new(
@@ -126,9 +130,9 @@ impl Limiter {
             }
         }
         let burst = self.limit.rate.map_or(0.0, |r| f64::from(r.burst));
-        if !counters.contains_key(&key) {
+        if !counters.contains_key(key) {
             counters.insert(
-                key.clone(),
+                key.to_string(),
                 Counter {
                     tokens: burst,
                     refilled: now,
@@ -136,7 +140,7 @@ impl Limiter {
                 },
             );
         }
-        let Some(counter) = counters.get_mut(&key) else {
+        let Some(counter) = counters.get_mut(key) else {
             return Err(Refusal::Internal.into());
         };
         if let Some(max) = self.limit.in_flight {
@@ -172,7 +176,7 @@ impl Limiter {
         counter.in_flight += 1;
         Ok(Some(Permit {
             limiter: self.clone(),
-            key,
+            key: key.to_string(),
         }))
     }
 
