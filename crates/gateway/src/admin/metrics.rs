@@ -247,7 +247,7 @@ impl Metrics {
         write_counter_family(
             out,
             "zonegate_connections_closed_total",
-            "Client connections closed by the gateway for how they behaved (request_head_timeout: an HTTP/1.1 request head not complete in time).",
+            "Client connections closed by the gateway for how they behaved (request_head_timeout: an HTTP/1.1 request head not complete in time; headers_too_large, bad_request: a head the HTTP/1.1 parser refused).",
             "reason",
             &self.connections_closed,
         )?;
