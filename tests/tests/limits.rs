@@ -128,7 +128,7 @@ async fn slow_upstream(delay: Duration) -> SocketAddr {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_routes_in_flight_limit_refuses_one_identitys_third_concurrent_request() {
-    let slow = slow_upstream(Duration::from_millis(800)).await;
+    let slow = slow_upstream(Duration::from_millis(2000)).await;
     let gw = Gateway::start(Setup {
         policy: format!(
             "{POLICY}\n[[rule]]\nid = \"shop-slow\"\neffect = \"allow\"\nzones = [\"shop\"]\nroutes = [\"slow\"]\n"
@@ -140,24 +140,26 @@ async fn a_routes_in_flight_limit_refuses_one_identitys_third_concurrent_request
         ..Setup::default()
     })
     .await;
+    // Every connection is made first, so that only the requests race.
     let mut checkout = gw.client(CHECKOUT, true).await;
+    let mut second = gw.client(CHECKOUT, false).await;
     let mut other = gw.client(CHECKOUT, true).await;
     let mut cart = gw.client(CART, true).await;
     let (a, b, c, d) = tokio::join!(
         checkout.get("/slow/a"),
-        checkout_second(&gw),
+        second.get("/slow/b"),
         async {
-            // Third, once the first two are surely in flight.
-            tokio::time::sleep(Duration::from_millis(300)).await;
+            // Third, once the first two are surely in flight (the upstream holds them 2 s).
+            tokio::time::sleep(Duration::from_millis(700)).await;
             other.get("/slow/c").await
         },
         async {
-            tokio::time::sleep(Duration::from_millis(300)).await;
+            tokio::time::sleep(Duration::from_millis(700)).await;
             cart.get("/slow/d").await
         },
     );
     assert_eq!(a.status, StatusCode::OK);
-    assert_eq!(b, StatusCode::OK);
+    assert_eq!(b.status, StatusCode::OK);
     assert_eq!(c.status, StatusCode::TOO_MANY_REQUESTS, "{:?}", c.body);
     assert!(c.headers.get("retry-after").is_none());
     // Another identity is counted apart.
@@ -171,9 +173,4 @@ async fn a_routes_in_flight_limit_refuses_one_identitys_third_concurrent_request
     );
     // Once they are done, checkout gets through again.
     assert_eq!(other.get("/slow/e").await.status, StatusCode::OK);
-}
-
-async fn checkout_second(gw: &Gateway) -> StatusCode {
-    let mut client = gw.client(CHECKOUT, false).await;
-    client.get("/slow/b").await.status
 }
