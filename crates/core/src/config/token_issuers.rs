@@ -2,6 +2,7 @@
 //! key files read and checked, so that a token can only ever be verified the way the operator
 //! wrote it down.
 
+use std::borrow::Cow;
 use std::collections::{BTreeMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -14,8 +15,7 @@ use super::raw::{RawTokenIssuer, RawTokens};
 use super::{sources, validate_name};
 use crate::identity::spiffe::validate_trust_domain;
 use crate::identity::token::{
-    jwt_bundle_of, parse_key_set, IssuerKind, IssuerSpec, KeyError, KeyFileFormat,
-    JWT_SVID_ALGORITHMS,
+    jwt_bundle_of, parse_key_set, IssuerKind, IssuerSpec, KeyFileFormat, JWT_SVID_ALGORITHMS,
 };
 use crate::identity::SpiffeId;
 
@@ -187,15 +187,15 @@ pub(super) fn convert_issuers(
             IssuerKind::JwtSvid => KeyFileFormat::SpiffeBundle,
             IssuerKind::Jwt => KeyFileFormat::Jwks,
         };
-        let bundle = |bytes: &[u8]| -> Result<Vec<u8>, KeyError> {
-            match (&kind, &r.trust_domain) {
-                (IssuerKind::JwtSvid, Some(td)) => jwt_bundle_of(bytes, td).map(|b| b.into_owned()),
-                _ => Ok(bytes.to_vec()),
-            }
-        };
         let keys = match sources::read(&keys_path) {
             Ok(bytes) => {
-                match bundle(&bytes).and_then(|b| parse_key_set(&b, format, &algorithms)) {
+                // spiffe-helper's map holds several domains' bundles: a JWT-SVID issuer reads
+                // its own.
+                let bundle = match (&kind, &r.trust_domain) {
+                    (IssuerKind::JwtSvid, Some(td)) => jwt_bundle_of(&bytes, td),
+                    _ => Ok(Cow::Borrowed(&bytes[..])),
+                };
+                match bundle.and_then(|b| parse_key_set(&b, format, &algorithms)) {
                     Ok(keys) => {
                         for note in &keys.skipped {
                             warn!(

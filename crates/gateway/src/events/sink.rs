@@ -103,9 +103,7 @@ impl Output {
             }
         }
     }
-}
 
-impl Output {
     /// Writes all of `bytes` or, for a file, leaves it as it was.
     fn write_whole(&mut self, bytes: &[u8]) -> io::Result<()> {
         match self {

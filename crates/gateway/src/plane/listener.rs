@@ -34,7 +34,6 @@ use crate::ids::next_id;
 use crate::proxy_protocol::{self, IpRange, Parse};
 use crate::reload::SnapshotStore;
 
-/// The longest a TLS handshake may take.
 /// HTTP/2 streams a client may reset before the server has answered them, before the
 /// connection is closed (rapid reset, CVE-2023-44487).
 const MAX_PENDING_RESET_STREAMS: usize = 20;
