@@ -10,6 +10,7 @@ use std::net::SocketAddr;
 use serde::Serialize;
 
 mod line;
+pub mod ocsf;
 mod time;
 
 pub use line::socket_addr_text;
@@ -191,6 +192,120 @@ pub struct UnparsedEvent {
     pub destination_zone: String,
 }
 
+/// The `kind` of the sink's own record of events it lost.
+pub const KIND_EVENTS_DROPPED: &str = "events_dropped";
+
+/// Events the sink lost (a full queue, a failed write) since its last such record: written
+/// into the same stream, so that whoever reads it sees the loss.
+#[derive(Clone, Debug, Serialize)]
+pub struct DropReport {
+    pub schema: &'static str,
+    pub time: String,
+    /// Always `events_dropped`.
+    pub kind: &'static str,
+    pub dropped: u64,
+    pub dropped_total: u64,
+    /// `queue_full`, or the write error that lost them (`write_failed: ...`).
+    pub reason: String,
+}
+
+/// How much a record matters to whoever watches the stream: the syslog severity of its
+/// message and its OCSF `severity_id`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Severity {
+    /// Traffic as the policy wants it.
+    Informational,
+    /// Worth a look: a failure that is not a refusal (an upstream error, a stream cut short).
+    Notice,
+    /// A refusal: the gateway kept something out.
+    Warning,
+    /// Records were lost, or the gateway could not do what it was asked.
+    Error,
+}
+
+impl Severity {
+    /// The RFC 5424 severity code.
+    pub fn syslog_code(self) -> u8 {
+        match self {
+            Severity::Informational => 6,
+            Severity::Notice => 5,
+            Severity::Warning => 4,
+            Severity::Error => 3,
+        }
+    }
+
+    /// OCSF `severity_id`: Informational 1, Low 2, Medium 3, High 4.
+    pub fn ocsf_id(self) -> u8 {
+        match self {
+            Severity::Informational => 1,
+            Severity::Notice => 2,
+            Severity::Warning => 3,
+            Severity::Error => 4,
+        }
+    }
+
+    /// OCSF `severity`, the caption of [`ocsf_id`](Self::ocsf_id).
+    pub fn ocsf_name(self) -> &'static str {
+        match self {
+            Severity::Informational => "Informational",
+            Severity::Notice => "Low",
+            Severity::Warning => "Medium",
+            Severity::Error => "High",
+        }
+    }
+}
+
+impl IdentityEvent<'_> {
+    /// A refusal is a warning, an allowed request that failed upstream a notice.
+    pub fn severity(&self) -> Severity {
+        match (self.decision, self.status) {
+            ("deny", _) => Severity::Warning,
+            (_, status) if status >= 500 => Severity::Notice,
+            _ => Severity::Informational,
+        }
+    }
+}
+
+impl HandshakeEvent {
+    /// A refused credential is a warning; a connection that never finished its handshake or
+    /// broke it, a notice (port scans, health probes and slow clients look like that).
+    pub fn severity(&self) -> Severity {
+        match self.reason {
+            "handshake_timeout" | "tls_error" | "proxy_header" => Severity::Notice,
+            _ => Severity::Warning,
+        }
+    }
+}
+
+impl RequestEndEvent {
+    /// A stream the gateway ended or that broke is a notice.
+    pub fn severity(&self) -> Severity {
+        match self.end {
+            "complete" => Severity::Informational,
+            _ => Severity::Notice,
+        }
+    }
+}
+
+impl ReloadEvent {
+    /// A refused reload is an error: the gateway runs on its last good configuration.
+    pub fn severity(&self) -> Severity {
+        match self.result {
+            "applied" => Severity::Informational,
+            _ => Severity::Error,
+        }
+    }
+}
+
+impl ResolutionEvent {
+    pub fn severity(&self) -> Severity {
+        match self.result {
+            "failed" => Severity::Warning,
+            _ => Severity::Informational,
+        }
+    }
+}
+
 /// One line of the event stream.
 #[derive(Clone, Debug, Serialize)]
 #[serde(untagged)]
@@ -201,6 +316,73 @@ pub enum Record {
     Resolution(ResolutionEvent),
     RequestEnd(RequestEndEvent),
     Unparsed(Box<UnparsedEvent>),
+    Dropped(DropReport),
+}
+
+impl Record {
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Record::Request(e) => e.kind,
+            Record::Handshake(e) => e.kind,
+            Record::Reload(e) => e.kind,
+            Record::Resolution(e) => e.kind,
+            Record::RequestEnd(e) => e.kind,
+            Record::Unparsed(e) => e.kind,
+            Record::Dropped(e) => e.kind,
+        }
+    }
+
+    pub fn severity(&self) -> Severity {
+        match self {
+            Record::Request(e) => e.severity(),
+            Record::Handshake(e) => e.severity(),
+            Record::Reload(e) => e.severity(),
+            Record::Resolution(e) => e.severity(),
+            Record::RequestEnd(e) => e.severity(),
+            Record::Unparsed(_) => Severity::Warning,
+            Record::Dropped(_) => Severity::Error,
+        }
+    }
+
+    /// Appends the record as one line in `format`.
+    pub fn write_line(&self, format: EventFormat, out: &mut Vec<u8>) {
+        match (format, self) {
+            (EventFormat::Zonegate, Record::Request(event)) => event.write_json_line(out),
+            (EventFormat::Zonegate, record) => {
+                let mark = out.len();
+                match serde_json::to_writer(&mut *out, record) {
+                    Ok(()) => out.push(b'\n'),
+                    // Keep the stream whole-line: drop the half-encoded bytes.
+                    Err(_) => out.truncate(mark),
+                }
+            }
+            (EventFormat::Ocsf, record) => ocsf::write_record(record, out),
+        }
+    }
+}
+
+/// How records are written: zonegate's own schema (this module, docs/events.md), or OCSF.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum EventFormat {
+    #[default]
+    Zonegate,
+    Ocsf,
+}
+
+impl IdentityEvent<'_> {
+    /// Appends the event as one line in `format`: what the request path writes.
+    pub fn write_line(&self, format: EventFormat, out: &mut Vec<u8>) {
+        match format {
+            EventFormat::Zonegate => self.write_json_line(out),
+            EventFormat::Ocsf => ocsf::write_request(self, out),
+        }
+    }
+}
+
+impl From<DropReport> for Record {
+    fn from(report: DropReport) -> Self {
+        Record::Dropped(report)
+    }
 }
 
 impl From<UnparsedEvent> for Record {

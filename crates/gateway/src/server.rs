@@ -384,7 +384,8 @@ impl Worker {
 }
 
 /// Applies a reload's listener settings: `client_cert` and `http2` reach new connections at
-/// once; an address added, removed or changed needs a restart, and is reported as such.
+/// once; an address added, removed or changed needs a restart, and is reported as such, as is
+/// a change to where and how events are written (the sink the gateway started with writes on).
 async fn follow_listener_settings(
     store: Arc<SnapshotStore>,
     mut listeners: Vec<(Listener, watch::Sender<Arc<ServerConfig>>)>,
@@ -392,10 +393,17 @@ async fn follow_listener_settings(
     metrics: Arc<Metrics>,
 ) {
     let mut generations = store.subscribe();
+    let started = store.load().config.events.clone();
     while generations.changed().await.is_ok() {
         let snapshot = store.load();
         let wanted = &snapshot.config.listeners;
         let mut restart = Vec::new();
+        let events = &snapshot.config.events;
+        if (&events.sink, events.format, events.capacity)
+            != (&started.sink, started.format, started.capacity)
+        {
+            restart.push("[events] sink, format or capacity changed".to_string());
+        }
         for (current, tls) in &mut listeners {
             let Some(next) = wanted.iter().find(|l| l.address == current.address) else {
                 restart.push(format!("listener {} removed", current.address));
@@ -418,7 +426,7 @@ async fn follow_listener_settings(
             }
         }
         if !restart.is_empty() {
-            warn!(changes = ?restart, "listener addresses changed: they apply at the next restart or upgrade");
+            warn!(changes = ?restart, "settings changed that apply at the next restart or upgrade");
         }
         metrics.set_restart_required(restart);
     }

@@ -13,6 +13,7 @@ mod sources;
 mod tls_files;
 mod token_issuers;
 
+pub use crate::events::EventFormat;
 use crate::proxy_protocol::IpRange;
 pub use dns::{DnsConfig, UpstreamAddress};
 pub use error::{ConfigError, ConfigErrors};
@@ -228,12 +229,67 @@ pub struct Upstream {
 pub enum EventsSink {
     Stdout,
     File(PathBuf),
+    Syslog(SyslogTarget),
     Off,
 }
+
+/// A syslog receiver: RFC 5424 messages over UDP (RFC 5426, one per datagram), TCP (RFC 6587
+/// octet counting) or a unix datagram socket (`/dev/log`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SyslogTarget {
+    pub transport: SyslogTransport,
+    /// `host:port` for UDP and TCP, a path for unix.
+    pub address: String,
+    /// The facility code (RFC 5424 section 6.2.1): `local0` is 16.
+    pub facility: u8,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SyslogTransport {
+    Udp,
+    Tcp,
+    Unix,
+}
+
+impl std::fmt::Display for SyslogTarget {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let scheme = match self.transport {
+            SyslogTransport::Udp => "udp://",
+            SyslogTransport::Tcp => "tcp://",
+            SyslogTransport::Unix => "unix://",
+        };
+        write!(f, "{scheme}{}", self.address)
+    }
+}
+
+/// The facilities by name, with their codes (RFC 5424 table 1).
+const SYSLOG_FACILITIES: [(&str, u8); 20] = [
+    ("kern", 0),
+    ("user", 1),
+    ("mail", 2),
+    ("daemon", 3),
+    ("auth", 4),
+    ("syslog", 5),
+    ("lpr", 6),
+    ("news", 7),
+    ("uucp", 8),
+    ("cron", 9),
+    ("authpriv", 10),
+    ("ftp", 11),
+    ("local0", 16),
+    ("local1", 17),
+    ("local2", 18),
+    ("local3", 19),
+    ("local4", 20),
+    ("local5", 21),
+    ("local6", 22),
+    ("local7", 23),
+];
 
 #[derive(Clone, Debug)]
 pub struct EventsConfig {
     pub sink: EventsSink,
+    pub format: EventFormat,
     pub capacity: usize,
     /// Refuse (503) a request that would be recorded while the sink cannot record: its last
     /// write failed or its queue overflowed. Off: such events are dropped and counted.
@@ -865,25 +921,50 @@ fn convert_events(
     errors: &mut ConfigErrors,
 ) -> EventsConfig {
     let e = &raw.events;
-    let sink = match (e.sink.as_deref().unwrap_or("stdout"), &e.path) {
-        ("stdout", None) => EventsSink::Stdout,
-        ("off", None) => EventsSink::Off,
+    let kind = e.sink.as_deref().unwrap_or("stdout");
+    if e.path.is_some() && kind != "file" {
+        errors.push(file, "events.path", "set only with sink = \"file\"");
+    }
+    if kind != "syslog" {
+        for (key, set) in [
+            ("events.address", e.address.is_some()),
+            ("events.facility", e.facility.is_some()),
+        ] {
+            if set {
+                errors.push(file, key, "set only with sink = \"syslog\"");
+            }
+        }
+    }
+    let sink = match (kind, &e.path) {
+        ("stdout", _) => EventsSink::Stdout,
+        ("off", _) => EventsSink::Off,
         ("file", Some(path)) => EventsSink::File(resolve(path)),
         ("file", None) => {
             errors.push(file, "events.path", "required when sink = \"file\"");
             EventsSink::Off
         }
-        ("stdout" | "off", Some(_)) => {
-            errors.push(file, "events.path", "set only with sink = \"file\"");
-            EventsSink::Off
+        ("syslog", _) => {
+            convert_syslog(file, e, errors).map_or(EventsSink::Off, EventsSink::Syslog)
         }
         (other, _) => {
             errors.push(
                 file,
                 "events.sink",
-                format!("`{other}` is not one of \"stdout\", \"file\", \"off\""),
+                format!("`{other}` is not one of \"stdout\", \"file\", \"syslog\", \"off\""),
             );
             EventsSink::Off
+        }
+    };
+    let format = match e.format.as_deref() {
+        None | Some("zonegate") => EventFormat::Zonegate,
+        Some("ocsf") => EventFormat::Ocsf,
+        Some(other) => {
+            errors.push(
+                file,
+                "events.format",
+                format!("`{other}` is not one of \"zonegate\", \"ocsf\""),
+            );
+            EventFormat::Zonegate
         }
     };
     let capacity = match e.capacity {
@@ -915,10 +996,76 @@ fn convert_events(
     };
     EventsConfig {
         sink,
+        format,
         capacity,
         fail_closed: e.fail_closed,
         in_zone_sample,
     }
+}
+
+/// `[events] address` and `facility` for sink = "syslog".
+fn convert_syslog(
+    file: &Path,
+    e: &raw::RawEvents,
+    errors: &mut ConfigErrors,
+) -> Option<SyslogTarget> {
+    let facility = match e.facility.as_deref() {
+        None => 16,
+        Some(name) => match SYSLOG_FACILITIES.iter().find(|(n, _)| *n == name) {
+            Some((_, code)) => *code,
+            None => {
+                let names: Vec<&str> = SYSLOG_FACILITIES.iter().map(|(n, _)| *n).collect();
+                errors.push(
+                    file,
+                    "events.facility",
+                    format!("`{name}` is not a syslog facility ({})", names.join(", ")),
+                );
+                16
+            }
+        },
+    };
+    let Some(address) = e.address.as_deref() else {
+        errors.push(
+            file,
+            "events.address",
+            "required when sink = \"syslog\": udp://host:port, tcp://host:port or unix:///path",
+        );
+        return None;
+    };
+    let (transport, rest) = if let Some(rest) = address.strip_prefix("udp://") {
+        (SyslogTransport::Udp, rest)
+    } else if let Some(rest) = address.strip_prefix("tcp://") {
+        (SyslogTransport::Tcp, rest)
+    } else if let Some(rest) = address.strip_prefix("unix://") {
+        (SyslogTransport::Unix, rest)
+    } else {
+        errors.push(
+            file,
+            "events.address",
+            format!("`{address}`: udp://host:port, tcp://host:port or unix:///path"),
+        );
+        return None;
+    };
+    let valid = match transport {
+        SyslogTransport::Unix => rest.starts_with('/'),
+        // `host:port`, `[v6]:port`: a port that is a number, after a non-empty host.
+        _ => rest.rsplit_once(':').is_some_and(|(host, port)| {
+            !host.is_empty() && port.parse::<u16>().is_ok_and(|p| p > 0)
+        }),
+    };
+    if !valid {
+        errors.push(
+            file,
+            "events.address",
+            format!("`{address}`: udp://host:port, tcp://host:port or unix:///path"),
+        );
+        return None;
+    }
+    Some(SyslogTarget {
+        transport,
+        address: rest.to_string(),
+        facility,
+    })
 }
 
 #[cfg(test)]

@@ -239,6 +239,15 @@ pub(super) struct RawEvents {
     pub fail_closed: bool,
     #[serde(default)]
     pub in_zone_sample: Option<f64>,
+    /// `zonegate` (default) or `ocsf`.
+    #[serde(default)]
+    pub format: Option<String>,
+    /// With sink = "syslog": `udp://host:port`, `tcp://host:port` or `unix:///path`.
+    #[serde(default)]
+    pub address: Option<String>,
+    /// With sink = "syslog": the facility's name (`local0` by default).
+    #[serde(default)]
+    pub facility: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -386,3 +386,76 @@ fn an_upstreams_spiffe_ids_need_tls_and_may_not_be_any() {
         .to_string();
     assert!(bad.contains("upstream.backend.spiffe_ids[0]"), "{bad}");
 }
+
+#[test]
+fn event_formats_and_syslog_receivers_are_read_and_bad_ones_refused_with_their_key() {
+    let dir = pki_dir();
+    let with = |events: &str| {
+        let path = write(dir.path(), "gw.toml", &format!("{GOOD}[events]\n{events}"));
+        write(dir.path(), "policy/a.toml", GOOD_POLICY);
+        load(&path)
+    };
+    let loaded = with("sink = \"syslog\"\naddress = \"tcp://[::1]:6514\"\nfacility = \"auth\"\nformat = \"ocsf\"\n").unwrap();
+    assert_eq!(loaded.events.format, EventFormat::Ocsf);
+    assert_eq!(
+        loaded.events.sink,
+        EventsSink::Syslog(SyslogTarget {
+            transport: SyslogTransport::Tcp,
+            address: "[::1]:6514".into(),
+            facility: 4,
+        })
+    );
+    let loaded = with("sink = \"syslog\"\naddress = \"unix:///dev/log\"\n").unwrap();
+    assert_eq!(
+        loaded.events.sink,
+        EventsSink::Syslog(SyslogTarget {
+            transport: SyslogTransport::Unix,
+            address: "/dev/log".into(),
+            facility: 16,
+        })
+    );
+    assert_eq!(loaded.events.format, EventFormat::Zonegate);
+
+    for (events, expected) in [
+        (
+            "sink = \"syslog\"\n",
+            "events.address: required when sink = \"syslog\"",
+        ),
+        (
+            "sink = \"syslog\"\naddress = \"udp://host\"\n",
+            "events.address: `udp://host`",
+        ),
+        (
+            "sink = \"syslog\"\naddress = \"udp://:514\"\n",
+            "events.address: `udp://:514`",
+        ),
+        (
+            "sink = \"syslog\"\naddress = \"http://h:1\"\n",
+            "events.address: `http://h:1`",
+        ),
+        (
+            "sink = \"syslog\"\naddress = \"unix://dev/log\"\n",
+            "events.address: `unix://dev/log`",
+        ),
+        (
+            "sink = \"syslog\"\naddress = \"udp://h:1\"\nfacility = \"local9\"\n",
+            "events.facility: `local9` is not a syslog facility",
+        ),
+        (
+            "sink = \"file\"\npath = \"e.jsonl\"\naddress = \"udp://h:1\"\n",
+            "events.address: set only with sink = \"syslog\"",
+        ),
+        (
+            "sink = \"stdout\"\nfacility = \"auth\"\n",
+            "events.facility: set only with sink = \"syslog\"",
+        ),
+        (
+            "format = \"cef\"\n",
+            "events.format: `cef` is not one of \"zonegate\", \"ocsf\"",
+        ),
+    ] {
+        let error = with(events).unwrap_err().to_string();
+        assert!(error.contains("gw.toml"), "{error}");
+        assert!(error.contains(expected), "{events}: {error}");
+    }
+}

@@ -3,7 +3,7 @@ use std::net::SocketAddr;
 
 use super::*;
 
-fn full() -> IdentityEvent<'static> {
+pub(super) fn full() -> IdentityEvent<'static> {
     IdentityEvent {
         schema: SCHEMA,
         kind: KIND_REQUEST,

@@ -2,6 +2,7 @@
 //! bounded, non-blocking sink that writes them as JSON lines.
 
 mod sink;
+mod syslog;
 
 pub use sink::{EventSink, SinkStats};
 pub use zonegate_core::events::*;

@@ -15,10 +15,13 @@ use std::sync::mpsc::{sync_channel, Receiver, RecvTimeoutError, SyncSender, TryS
 use std::sync::Arc;
 use std::time::Duration;
 
-use serde::Serialize;
 use tracing::{error, warn};
 
-use super::{now_rfc3339, Record, SCHEMA};
+use super::syslog::{Lost, Mark, Syslog};
+use super::{
+    now_rfc3339, DropReport, EventFormat, Record, Severity, KIND_EVENTS_DROPPED, KIND_REQUEST,
+    SCHEMA,
+};
 use crate::config::{EventsConfig, EventsSink};
 
 /// Counters shared by the request path and the writer.
@@ -37,14 +40,16 @@ pub struct SinkStats {
 pub struct EventSink {
     tx: Option<SyncSender<Queued>>,
     stats: Arc<SinkStats>,
+    format: EventFormat,
 }
 
 /// What the request path hands the writer: a record to encode there, or a request's identity
-/// event already encoded as one JSON line (built from borrowed facts, nothing copied first).
+/// event already encoded as one line in the sink's format (built from borrowed facts, nothing
+/// copied first), with its severity.
 #[derive(Debug)]
 enum Queued {
     Record(Record),
-    Line(Vec<u8>),
+    Line(Vec<u8>, Severity),
     /// Write what came before, then say so.
     Flush(std::sync::mpsc::Sender<()>),
     /// Reopen the event file by its path (after a rotation; SIGHUP asks for it).
@@ -61,6 +66,7 @@ enum Output {
         identity: (u64, u64),
     },
     Stream(Box<dyn Write + Send>),
+    Syslog(Syslog),
 }
 
 impl Output {
@@ -104,11 +110,16 @@ impl Output {
         }
     }
 
-    /// Writes all of `bytes` or, for a file, leaves it as it was.
-    fn write_whole(&mut self, bytes: &[u8]) -> io::Result<()> {
+    /// Writes all of `bytes` (whose lines end at `marks`) or, for a file, leaves it as it
+    /// was; says how many records were lost when it cannot.
+    fn write_whole(&mut self, bytes: &[u8], marks: &[Mark]) -> Result<(), Lost> {
+        let all = |error| Lost {
+            events: marks.len() as u64,
+            error,
+        };
         match self {
             Output::File { file, .. } => {
-                let before = file.metadata()?.len();
+                let before = file.metadata().map_err(all)?.len();
                 file.write_all(bytes).inspect_err(|_| {
                     // Cut back to the last whole line if part of the batch got in; if even
                     // that fails, the file holds a torn line and the log says why.
@@ -119,8 +130,10 @@ impl Output {
                         }
                     }
                 })
+                .map_err(all)
             }
-            Output::Stream(w) => w.write_all(bytes),
+            Output::Stream(w) => w.write_all(bytes).map_err(all),
+            Output::Syslog(syslog) => syslog.send(bytes, marks),
         }
     }
 }
@@ -130,6 +143,11 @@ impl Write for Output {
         match self {
             Output::File { file, .. } => file.write(buf),
             Output::Stream(w) => w.write(buf),
+            // Messages go out whole, through `write_whole`, never as a byte stream.
+            Output::Syslog(_) => Err(io::Error::new(
+                io::ErrorKind::Unsupported,
+                "syslog takes whole records",
+            )),
         }
     }
 
@@ -137,6 +155,7 @@ impl Write for Output {
         match self {
             Output::File { file, .. } => file.flush(),
             Output::Stream(w) => w.flush(),
+            Output::Syslog(_) => Ok(()),
         }
     }
 }
@@ -146,17 +165,6 @@ fn file_identity(meta: &std::fs::Metadata) -> (u64, u64) {
     (meta.dev(), meta.ino())
 }
 
-#[derive(Serialize)]
-struct DropReport {
-    schema: &'static str,
-    time: String,
-    kind: &'static str,
-    dropped: u64,
-    dropped_total: u64,
-    /// `queue_full`, or the write error that lost them (`write_failed: ...`).
-    reason: String,
-}
-
 impl EventSink {
     /// Opens the configured sink and starts its writer thread.
     pub fn start(config: &EventsConfig) -> io::Result<EventSink> {
@@ -164,30 +172,36 @@ impl EventSink {
             EventsSink::Off => return Ok(EventSink::disabled()),
             EventsSink::Stdout => Output::Stream(Box::new(io::stdout())),
             EventsSink::File(path) => Output::open(path)?,
+            EventsSink::Syslog(target) => Output::Syslog(Syslog::new(target.clone())),
         };
-        Ok(EventSink::spawn(out, config.capacity))
+        Ok(EventSink::spawn(out, config.capacity, config.format))
     }
 
     /// A sink that writes to `out` with a queue of `capacity` events.
     pub fn with_writer(out: Box<dyn Write + Send>, capacity: usize) -> EventSink {
-        EventSink::spawn(Output::Stream(out), capacity)
+        EventSink::spawn(Output::Stream(out), capacity, EventFormat::Zonegate)
     }
 
-    fn spawn(out: Output, capacity: usize) -> EventSink {
+    fn spawn(out: Output, capacity: usize, format: EventFormat) -> EventSink {
         let (tx, rx) = sync_channel(capacity);
         let stats = Arc::new(SinkStats::default());
         let writer_stats = stats.clone();
         let spawned = std::thread::Builder::new()
             .name("zonegate-events".into())
-            .spawn(move || write_loop(rx, out, &writer_stats));
+            .spawn(move || write_loop(rx, out, format, &writer_stats));
         match spawned {
             Ok(_) => EventSink {
                 tx: Some(tx),
                 stats,
+                format,
             },
             Err(e) => {
                 error!(error = %e, "cannot start the event writer; events will be counted as dropped");
-                EventSink { tx: None, stats }
+                EventSink {
+                    tx: None,
+                    stats,
+                    format,
+                }
             }
         }
     }
@@ -197,6 +211,7 @@ impl EventSink {
         EventSink {
             tx: None,
             stats: Arc::new(SinkStats::default()),
+            format: EventFormat::Zonegate,
         }
     }
 
@@ -209,10 +224,15 @@ impl EventSink {
         self.queue(Queued::Record(event.into()));
     }
 
-    /// Queues one event already encoded as a whole JSON line (ending in a newline), as
-    /// [`emit`](Self::emit) does.
-    pub fn emit_line(&self, line: Vec<u8>) {
-        self.queue(Queued::Line(line));
+    /// The format records are written in: what a request's line must be encoded in.
+    pub fn format(&self) -> EventFormat {
+        self.format
+    }
+
+    /// Queues a request's identity event already encoded as one whole line (ending in a
+    /// newline) in [`format`](Self::format), as [`emit`](Self::emit) does.
+    pub fn emit_line(&self, line: Vec<u8>, severity: Severity) {
+        self.queue(Queued::Line(line, severity));
     }
 
     /// Waits until every event queued before this call is written (or `timeout` passes):
@@ -266,9 +286,9 @@ const BATCH_BYTES: usize = 64 * 1024;
 /// event, on the same core the requests run on.
 const LINGER: Duration = Duration::from_millis(5);
 
-fn write_loop(rx: Receiver<Queued>, mut out: Output, stats: &SinkStats) {
+fn write_loop(rx: Receiver<Queued>, mut out: Output, format: EventFormat, stats: &SinkStats) {
     let mut reported = Reported::default();
-    let mut batch = Batch::default();
+    let mut batch = Batch::new(format);
     let mut last_path_check = std::time::Instant::now();
     loop {
         let first = rx.recv_timeout(Duration::from_secs(1));
@@ -338,25 +358,28 @@ fn settle(out: &mut Output, batch: &mut Batch, stats: &SinkStats, reported: &mut
         reported.logged = dropped;
     }
     if dropped > reported.in_stream {
-        let report = DropReport {
+        let report = Record::Dropped(DropReport {
             schema: SCHEMA,
             time: now_rfc3339(),
-            kind: "events_dropped",
+            kind: KIND_EVENTS_DROPPED,
             dropped: dropped - reported.in_stream,
             dropped_total: dropped,
             reason: reason(),
+        });
+        let mut line = Vec::with_capacity(512);
+        report.write_line(batch.format, &mut line);
+        let mark = Mark {
+            end: line.len(),
+            severity: report.severity(),
+            kind: KIND_EVENTS_DROPPED,
         };
-        let mut line = Vec::with_capacity(256);
-        if serde_json::to_writer(&mut line, &report).is_ok() {
-            line.push(b'\n');
-            // Whole or not at all, like the events. The report itself is not an identity
-            // event: it is not counted as written.
-            if out.write_whole(&line).is_ok() {
-                reported.in_stream = dropped;
-                batch.last_error = None;
-            } else {
-                stats.write_errors.fetch_add(1, Ordering::Relaxed);
-            }
+        // Whole or not at all, like the events. The report itself is not an identity event:
+        // it is not counted as written.
+        if out.write_whole(&line, &[mark]).is_ok() {
+            reported.in_stream = dropped;
+            batch.last_error = None;
+        } else {
+            stats.write_errors.fetch_add(1, Ordering::Relaxed);
         }
     }
     if out.flush().is_err() {
@@ -364,64 +387,79 @@ fn settle(out: &mut Output, batch: &mut Batch, stats: &SinkStats, reported: &mut
     }
 }
 
-/// Encoded events waiting for one write: whole JSON lines only.
-#[derive(Default)]
+/// Encoded events waiting for one write: whole lines only.
 struct Batch {
+    format: EventFormat,
     bytes: Vec<u8>,
-    events: u64,
+    /// Where each record's line ends, with what a syslog header says of it.
+    marks: Vec<Mark>,
     /// The last write error since the last drop report.
     last_error: Option<String>,
 }
 
 impl Batch {
+    fn new(format: EventFormat) -> Batch {
+        Batch {
+            format,
+            bytes: Vec::new(),
+            marks: Vec::new(),
+            last_error: None,
+        }
+    }
+
     fn push(&mut self, queued: &Queued) {
-        let event = match queued {
-            Queued::Record(record) => record,
-            Queued::Line(line) => {
+        let (severity, kind) = match queued {
+            Queued::Record(record) => {
+                let start = self.bytes.len();
+                record.write_line(self.format, &mut self.bytes);
+                if self.bytes.len() == start {
+                    error!(kind = record.kind(), "cannot encode an event");
+                    return;
+                }
+                (record.severity(), record.kind())
+            }
+            Queued::Line(line, severity) => {
                 self.bytes.extend_from_slice(line);
-                self.events += 1;
-                return;
+                (*severity, KIND_REQUEST)
             }
             Queued::Flush(_) | Queued::Reopen => return,
         };
-        let mark = self.bytes.len();
-        match serde_json::to_writer(&mut self.bytes, event) {
-            Ok(()) => {
-                self.bytes.push(b'\n');
-                self.events += 1;
-            }
-            Err(e) => {
-                // Keep the batch whole-line: drop the half-encoded bytes.
-                self.bytes.truncate(mark);
-                error!(error = %e, "cannot encode identity event");
-            }
-        }
+        self.marks.push(Mark {
+            end: self.bytes.len(),
+            severity,
+            kind,
+        });
     }
 
     /// Writes the batch, all or nothing: on a failure (a full disk) what part of it reached
     /// the file is cut off again, so no line is ever torn, and the batch's events are counted
     /// as dropped, with the error kept for the drop report.
     fn write_to(&mut self, out: &mut Output, stats: &SinkStats) {
-        if self.events == 0 {
+        if self.marks.is_empty() {
             return;
         }
-        match out.write_whole(&self.bytes) {
+        let events = self.marks.len() as u64;
+        match out.write_whole(&self.bytes, &self.marks) {
             Ok(()) => {
-                stats.written.fetch_add(self.events, Ordering::Relaxed);
+                stats.written.fetch_add(events, Ordering::Relaxed);
                 stats.failing.store(false, Ordering::Relaxed);
             }
-            Err(e) => {
+            Err(Lost {
+                events: lost,
+                error,
+            }) => {
                 stats.failing.store(true, Ordering::Relaxed);
                 let errors = stats.write_errors.fetch_add(1, Ordering::Relaxed);
-                stats.dropped.fetch_add(self.events, Ordering::Relaxed);
+                stats.written.fetch_add(events - lost, Ordering::Relaxed);
+                stats.dropped.fetch_add(lost, Ordering::Relaxed);
                 if errors == 0 {
-                    error!(error = %e, "cannot write identity events");
+                    error!(error = %error, "cannot write identity events");
                 }
-                self.last_error = Some(e.to_string());
+                self.last_error = Some(error.to_string());
             }
         }
         self.bytes.clear();
-        self.events = 0;
+        self.marks.clear();
     }
 }
 

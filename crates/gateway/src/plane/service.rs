@@ -718,9 +718,9 @@ impl Connection {
         if evented {
             // Encoded here, from what the request already holds: the event borrows it all.
             let mut line = Vec::new();
-            record::identity_event(snapshot, admission, exchange, ending)
-                .write_json_line(&mut line);
-            events.emit_line(line);
+            let event = record::identity_event(snapshot, admission, exchange, ending);
+            event.write_line(events.format(), &mut line);
+            events.emit_line(line, event.severity());
         }
         evented
     }

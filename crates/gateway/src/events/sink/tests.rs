@@ -131,7 +131,7 @@ fn every_write_ends_at_a_line_boundary() {
             };
             let mut line = Vec::new();
             borrowed.write_json_line(&mut line);
-            sink.emit_line(line);
+            sink.emit_line(line, borrowed.severity());
         }
     }
     let last = format!("\"r{}\"", n - 1);
@@ -156,6 +156,7 @@ fn a_renamed_or_removed_event_file_is_opened_again() {
     let path = dir.path().join("events.jsonl");
     let sink = EventSink::start(&EventsConfig {
         sink: EventsSink::File(path.clone()),
+        format: EventFormat::Zonegate,
         capacity: 1024,
         fail_closed: false,
         in_zone_sample: 0.0,
