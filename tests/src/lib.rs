@@ -18,6 +18,7 @@ use rustls::pki_types::ServerName;
 use tokio_rustls::TlsConnector;
 
 pub mod dns;
+pub mod syslog;
 
 use zonegate_devkit::devpki::{DevCa, Issued, LeafSpec};
 use zonegate_gateway::events::EventSink;
@@ -133,6 +134,8 @@ pub struct Setup {
     /// The event file (default `events.jsonl` in the config directory), and more `[events]` keys.
     pub events_path: Option<String>,
     pub events_extra: String,
+    /// The `[events]` sink keys instead of the event file (`sink = "syslog"` and its address).
+    pub events_sink: Option<String>,
 }
 
 impl Default for Setup {
@@ -149,6 +152,7 @@ impl Default for Setup {
             listener_extra: String::new(),
             events_path: None,
             events_extra: String::new(),
+            events_sink: None,
         }
     }
 }
@@ -222,8 +226,7 @@ read_timeout_ms = 5000
 [policy]
 files = ["policy.toml"]
 [events]
-sink = "file"
-path = "{events_path}"
+{events_sink}
 capacity = {capacity}
 {events_extra}
 [admin]
@@ -232,7 +235,10 @@ address = "127.0.0.1:0"
 "#,
             h2 = setup.upstream_http2,
             listener_extra = setup.listener_extra,
-            events_path = setup.events_path.as_deref().unwrap_or("events.jsonl"),
+            events_sink = setup.events_sink.clone().unwrap_or_else(|| format!(
+                "sink = \"file\"\npath = \"{}\"",
+                setup.events_path.as_deref().unwrap_or("events.jsonl")
+            )),
             events_extra = setup.events_extra,
             address = setup
                 .upstream_name

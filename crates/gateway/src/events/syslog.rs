@@ -108,6 +108,12 @@ impl Syslog {
     /// Sends each line of `bytes` (ending at `marks`) as one message.
     pub(super) fn send(&mut self, bytes: &[u8], marks: &[Mark]) -> Result<(), Lost> {
         let all = marks.len() as u64;
+        if let Some(Connection::Tcp(stream)) = &self.connection {
+            if !still_open(stream) {
+                info!(receiver = %self.target, "the syslog receiver closed the connection; connecting again");
+                self.connection = None;
+            }
+        }
         if self.connection.is_none() {
             if Instant::now() < self.retry_at {
                 return Err(Lost {
@@ -201,6 +207,22 @@ impl Syslog {
         }
         out.extend_from_slice(b"- ");
     }
+}
+
+/// Whether the receiver still holds the connection open. A receiver never sends anything, so
+/// a readable socket means it closed (or reset) it: writing then would succeed into the
+/// kernel's buffer and be lost without an error, the classic pitfall of syslog over TCP.
+fn still_open(stream: &TcpStream) -> bool {
+    if stream.set_nonblocking(true).is_err() {
+        return false;
+    }
+    let open = match stream.peek(&mut [0u8; 1]) {
+        Err(e) => e.kind() == io::ErrorKind::WouldBlock,
+        Ok(0) => false,
+        // Bytes from a receiver that should send none: keep the connection, ignore them.
+        Ok(_) => true,
+    };
+    stream.set_nonblocking(false).is_ok() && open
 }
 
 /// Each line of `bytes` without its newline, with its mark.
