@@ -18,6 +18,7 @@ use rustls::pki_types::ServerName;
 use tokio_rustls::TlsConnector;
 
 pub mod dns;
+pub mod otlp;
 pub mod syslog;
 
 use zonegate_devkit::devpki::{DevCa, Issued, LeafSpec};

@@ -10,6 +10,7 @@ mod fd;
 pub mod plane;
 pub mod reload;
 pub mod server;
+pub mod traces;
 
 // The core's modules, under the names this crate has always used for them.
 use zonegate_core::{admission, config, identity, ids, policy, proxy_protocol};

@@ -29,6 +29,7 @@ use crate::plane::names::{name_of, NameKey, Outcome};
 use crate::plane::upstream::H1Cache;
 use crate::plane::Shared;
 use crate::reload::{ConfigWatcher, Reloader, Snapshot, SnapshotStore};
+use crate::traces::Traces;
 
 /// Default interval between upstream health-check rounds when no pool sets a faster one.
 const HEALTH_TICK: Duration = Duration::from_millis(500);
@@ -111,11 +112,16 @@ pub fn build(
         .iter()
         .filter_map(|l| l.socket.as_ref().and_then(|s| s.local_addr().ok()))
         .collect();
+    let traces = match &config.tracing {
+        Some(tracing) => Some(Arc::new(Traces::start(tracing, &config.zone)?)),
+        None => None,
+    };
     let shared = Arc::new(Shared {
         store: store.clone(),
         events: events.clone(),
         metrics: metrics.clone(),
         handshake_events: budget,
+        traces,
     });
     let phases = server.watch_execution_phase();
     let exit_when_drained = Arc::new(AtomicBool::new(false));
@@ -279,6 +285,9 @@ impl Service for DataPlane {
             if !self.shared.events.flush(Duration::from_secs(5)) {
                 warn!("identity events not all written before exit");
             }
+            if let Some(traces) = self.shared.traces.clone() {
+                let _ = tokio::task::spawn_blocking(move || traces.shutdown()).await;
+            }
             info!("drained: every connection closed; exiting");
             std::process::exit(0);
         }
@@ -394,6 +403,7 @@ async fn follow_listener_settings(
 ) {
     let mut generations = store.subscribe();
     let started = store.load().config.events.clone();
+    let started_tracing = store.load().config.tracing.clone();
     while generations.changed().await.is_ok() {
         let snapshot = store.load();
         let wanted = &snapshot.config.listeners;
@@ -403,6 +413,9 @@ async fn follow_listener_settings(
             != (&started.sink, started.format, started.capacity)
         {
             restart.push("[events] sink, format or capacity changed".to_string());
+        }
+        if snapshot.config.tracing != started_tracing {
+            restart.push("[tracing] changed".to_string());
         }
         for (current, tls) in &mut listeners {
             let Some(next) = wanted.iter().find(|l| l.address == current.address) else {

@@ -12,6 +12,7 @@ mod raw;
 mod sources;
 mod tls_files;
 mod token_issuers;
+mod traces;
 
 pub use crate::events::EventFormat;
 use crate::proxy_protocol::IpRange;
@@ -21,6 +22,7 @@ pub use policy_file::load_policy_files;
 pub use sources::toml_files_in;
 pub use tls_files::{read_certificates, read_private_key};
 pub use token_issuers::TokenSettings;
+pub use traces::TracingConfig;
 
 use std::collections::{BTreeMap, HashSet};
 use std::net::SocketAddr;
@@ -79,6 +81,8 @@ pub struct GatewayConfig {
     pub limits: Limits,
     /// How host-name upstream addresses are resolved.
     pub dns: DnsConfig,
+    /// OpenTelemetry traces, when `[tracing]` is set.
+    pub tracing: Option<TracingConfig>,
     /// Every file this config was built from (the config itself first), for reload watching.
     pub files: Vec<PathBuf>,
     /// Directories whose content is part of the config (policy directories).
@@ -666,6 +670,7 @@ fn load_unhashed(path: &Path) -> Result<GatewayConfig, ConfigErrors> {
     };
     let limits = convert_limits(file, &raw.connections, &mut errors);
     let dns = dns::convert(file, &raw.dns, &mut errors);
+    let tracing = traces::convert(file, raw.tracing.as_ref(), &resolve, &mut errors);
     let tokens = token_issuers::convert_settings(file, &raw.tokens, &mut errors);
     let token_issuers = token_issuers::convert_issuers(
         file,
@@ -709,6 +714,7 @@ fn load_unhashed(path: &Path) -> Result<GatewayConfig, ConfigErrors> {
         idle_timeout,
         limits,
         dns,
+        tracing,
         files,
         dirs,
         content_hash: String::new(),

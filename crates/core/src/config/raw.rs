@@ -42,6 +42,8 @@ pub(super) struct RawGateway {
     pub connections: RawConnections,
     #[serde(default)]
     pub dns: super::dns::RawDns,
+    #[serde(default)]
+    pub tracing: Option<super::traces::RawTracing>,
 }
 
 #[derive(Debug, Default, Deserialize)]

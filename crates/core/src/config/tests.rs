@@ -459,3 +459,68 @@ fn event_formats_and_syslog_receivers_are_read_and_bad_ones_refused_with_their_k
         assert!(error.contains(expected), "{events}: {error}");
     }
 }
+
+#[test]
+fn tracing_is_read_with_its_defaults_and_bad_settings_refused_with_their_key() {
+    let dir = pki_dir();
+    let with = |tracing: &str| {
+        let path = write(
+            dir.path(),
+            "gw.toml",
+            &format!("{GOOD}[tracing]\n{tracing}"),
+        );
+        write(dir.path(), "policy/a.toml", GOOD_POLICY);
+        load(&path)
+    };
+    let loaded = with("endpoint = \"http://127.0.0.1:4318\"\n").unwrap();
+    let tracing = loaded.tracing.unwrap();
+    assert_eq!(tracing.endpoint, "http://127.0.0.1:4318/v1/traces");
+    assert_eq!(tracing.sample, 0.01);
+    assert!(tracing.follow_parent);
+    assert_eq!(tracing.service_name, "zonegate");
+    assert_eq!(tracing.batch_delay, std::time::Duration::from_secs(5));
+    let loaded =
+        with("endpoint = \"https://otel:4318\"\nca = \"certs/ca.crt\"\nsample = 1\n").unwrap();
+    assert!(loaded
+        .tracing
+        .unwrap()
+        .ca
+        .unwrap()
+        .ends_with("certs/ca.crt"));
+    assert!(load(&write(dir.path(), "gw.toml", GOOD))
+        .unwrap()
+        .tracing
+        .is_none());
+
+    for (tracing, expected) in [
+        ("sample = 0.5\n", "tracing.endpoint: required"),
+        (
+            "endpoint = \"otel:4318\"\n",
+            "tracing.endpoint: `otel:4318` is not an http:// or https:// URL",
+        ),
+        (
+            "endpoint = \"https://otel:4318\"\n",
+            "tracing.ca: required with an https endpoint",
+        ),
+        (
+            "endpoint = \"http://otel:4318\"\nca = \"certs/ca.crt\"\n",
+            "tracing.ca: set only with an https endpoint",
+        ),
+        (
+            "endpoint = \"http://otel:4318\"\nsample = 1.5\n",
+            "tracing.sample: 1.5 is not a share between 0 and 1",
+        ),
+        (
+            "endpoint = \"http://otel:4318\"\nbatch_delay_ms = 0\n",
+            "tracing.batch_delay_ms: 0 is not between 1 and 60000",
+        ),
+        (
+            "endpoint = \"http://otel:4318\"\nservice = \"x\"\n",
+            "unknown field `service`",
+        ),
+    ] {
+        let error = with(tracing).unwrap_err().to_string();
+        assert!(error.contains("gw.toml"), "{error}");
+        assert!(error.contains(expected), "{tracing}: {error}");
+    }
+}

@@ -26,6 +26,8 @@ pub struct Shared {
     pub events: EventSink,
     pub metrics: Arc<Metrics>,
     pub handshake_events: Arc<listener::EventBudget>,
+    /// OpenTelemetry traces, when `[tracing]` is set.
+    pub traces: Option<Arc<crate::traces::Traces>>,
 }
 
 /// How long until the Unix second `at` begins (zero once it has).

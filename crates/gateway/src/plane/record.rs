@@ -14,6 +14,7 @@ use crate::identity::Identity;
 use crate::ids::next_id;
 use crate::policy::Verdict;
 use crate::reload::Snapshot;
+use crate::traces::RequestSpan;
 
 /// Longest raw path kept in an event for a request whose path was refused.
 const MAX_RAW_PATH_IN_EVENT: usize = 1024;
@@ -28,6 +29,8 @@ pub struct Exchange<'r> {
     pub peer_addr: SocketAddr,
     /// Drawn for `[events] in_zone_sample`: recorded even if allowed within the zone.
     pub sampled: bool,
+    /// The request's span, when `[tracing]` records it.
+    pub span: Option<&'r RequestSpan>,
 }
 
 /// Whether this request falls in the `[events] in_zone_sample` share.

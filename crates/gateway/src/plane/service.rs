@@ -30,6 +30,7 @@ use crate::config::{Route, UnderscoreAction};
 use crate::identity::{Identity, SvidFacts, VerifiedToken};
 use crate::ids::next_id;
 use crate::reload::Snapshot;
+use crate::traces::RequestSpan;
 
 /// One client connection, as every request on it sees it.
 pub struct Connection {
@@ -245,6 +246,12 @@ impl Connection {
         let raw_target = raw_target(&parts);
         let host = host_of(&parts);
         let method = parts.method.clone();
+        // Decided from the head as the client sent it, before anything is stripped.
+        let span = self
+            .shared
+            .traces
+            .as_ref()
+            .and_then(|t| t.start_request(&parts.headers, method.as_str()));
         let exchange = Exchange {
             request_id: &request_id,
             method: method.as_str(),
@@ -253,6 +260,7 @@ impl Connection {
             version: parts.version,
             peer_addr: self.peer_addr,
             sampled: record::sampled(snapshot.config.events.in_zone_sample),
+            span: span.as_ref(),
         };
         let compiled = snapshot.compiled();
 
@@ -327,6 +335,7 @@ impl Connection {
             body,
             request_id_value.as_ref(),
             pool.config.http2,
+            exchange.span,
         ) {
             Ok(r) => r,
             Err(refused) => {
@@ -540,6 +549,7 @@ impl Connection {
         body: Incoming,
         request_id: Option<&HeaderValue>,
         http2: bool,
+        span: Option<&RequestSpan>,
     ) -> Result<(Request<RequestBody>, Option<hyper::upgrade::OnUpgrade>), Refused> {
         let (Some(identity), Some(target), Some(route)) =
             (&admission.identity, &admission.target, admission.route)
@@ -587,6 +597,9 @@ impl Connection {
         }
         let identity_headers = self.identity_headers(snapshot, admission, identity);
         headers::add_verified_identity(headers, &identity_headers, request_id);
+        if let (Some(span), Some(traces)) = (span, &self.shared.traces) {
+            span.inject(headers, traces);
+        }
         if http2 {
             headers.remove(HOST);
             parts.version = Version::HTTP_2;
@@ -715,12 +728,17 @@ impl Connection {
         }
         let events = &self.shared.events;
         let evented = events.is_enabled() && record::is_event_worthy(admission, exchange, ending);
-        if evented {
-            // Encoded here, from what the request already holds: the event borrows it all.
-            let mut line = Vec::new();
+        if evented || exchange.span.is_some() {
+            // Made here, from what the request already holds: the event borrows it all.
             let event = record::identity_event(snapshot, admission, exchange, ending);
-            event.write_line(events.format(), &mut line);
-            events.emit_line(line, event.severity());
+            if let Some(span) = exchange.span {
+                span.finish(&event);
+            }
+            if evented {
+                let mut line = Vec::new();
+                event.write_line(events.format(), &mut line);
+                events.emit_line(line, event.severity());
+            }
         }
         evented
     }
