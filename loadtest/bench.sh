@@ -40,7 +40,8 @@
 #              under callgrind, counters zeroed after 500 warm-up requests, then CG_REQUESTS
 #              (4000) over 16 keep-alive connections (their 16 handshakes included); the
 #              functions with the most instructions of their own go to DIR/callgrind-*.txt;
-#              also zonegate-limits (the full path with a never-reached per-identity limit)
+#              also zonegate-contain (the full path with a never-reached per-identity limit
+#              and OpenTelemetry tracing sampled at 1% to an OTLP sink on the load CPU)
 # zonegate-full = mTLS, SVID checks, policy, identity events to a file;
 # zonegate-allowall = the same listener with one allow-everything rule and events off.
 # Then every figure and the ratios the performance targets are stated in are printed, and
@@ -70,6 +71,7 @@ has_section() { [[ ",$SECTIONS," == *",$1,"* ]]; }
 
 export PROXY_PORT="${PROXY_PORT:-28443}" BACKEND_PORT="${BACKEND_PORT:-28080}"
 export BACKEND_TLS_PORT="${BACKEND_TLS_PORT:-28444}"
+OTLP_PORT="${OTLP_PORT:-28431}"
 WARMUP="${WARMUP:-2}"
 RATE="${RATE:-1000}"
 RATE_CONNS="${RATE_CONNS:-16}"
@@ -105,8 +107,11 @@ OUTDIR="$(cd "$OUTDIR" && pwd)"
 # shellcheck source=/dev/null
 source "$BENCH_DIR/lib/common.sh"   # start_backend, start_proxy, stop_pid, wait_port, ...
 
+OTLP_PID=""
 cleanup() {
   cleanup_all
+  [[ -n "$OTLP_PID" ]] && kill "$OTLP_PID" 2>/dev/null
+
   if [[ "${KEEP_WORK:-0}" == 1 ]]; then log "work directory kept: $ZWORK"; else rm -rf "$ZWORK"; fi
 }
 trap cleanup EXIT
@@ -215,22 +220,49 @@ id = "no-admin"
 effect = "deny"
 paths = ["/payments/admin", "/payments/admin/**"]
 EOF
-# zonegate-limits: the full path with a per-identity limit on the rule every bench request
-# meets, set so high that it never refuses: what counting costs (callgrind section).
-mkdir -p "$ZCONF/policy-limits"
-cp "$ZCONF/policy-full/"*.toml "$ZCONF/policy-limits/"
+# zonegate-contain: the full path with a per-identity limit on the rule every bench request
+# meets, set so high that it never refuses, and tracing sampled at 1%, exported to an OTLP/HTTP
+# sink on the load CPU: what containment and observability cost (callgrind section).
+mkdir -p "$ZCONF/policy-contain"
+cp "$ZCONF/policy-full/"*.toml "$ZCONF/policy-contain/"
 sed -i 's/^id = "checkout-charges"$/id = "checkout-charges"\nlimit = { rate = "1000000\/s", burst = 1000000, in_flight = 100000 }/' \
-  "$ZCONF/policy-limits/10-shop.toml"
-grep -q '^limit = ' "$ZCONF/policy-limits/10-shop.toml" || die "could not add the bench's limit"
-gateway_toml policy-limits "sink = \"file\"
+  "$ZCONF/policy-contain/10-shop.toml"
+grep -q '^limit = ' "$ZCONF/policy-contain/10-shop.toml" || die "could not add the bench's limit"
+gateway_toml policy-contain "sink = \"file\"
 path = \"$ZWORK/events.jsonl\"
-capacity = 65536" >"$ZCONF/limits.toml"
+capacity = 65536
+
+[tracing]
+endpoint = \"http://127.0.0.1:$OTLP_PORT\"
+sample = 0.01" >"$ZCONF/contain.toml"
+# The OTLP sink: takes every export (POST /v1/traces) and answers with an empty
+# ExportTraceServiceResponse, counting the bytes it got.
+taskset -c "$LOAD_CPU" python3 -c '
+import http.server, sys
+class Sink(http.server.BaseHTTPRequestHandler):
+    def do_POST(self):
+        got = self.rfile.read(int(self.headers.get("content-length", 0)))
+        self.server.exports += 1
+        self.server.bytes += len(got)
+        self.send_response(200)
+        self.send_header("content-type", "application/x-protobuf")
+        self.send_header("content-length", "0")
+        self.end_headers()
+        with open(sys.argv[2], "w") as f:
+            f.write(f"{self.server.exports} exports, {self.server.bytes} bytes\n")
+    def log_message(self, *args):
+        pass
+server = http.server.HTTPServer(("127.0.0.1", int(sys.argv[1])), Sink)
+server.exports = server.bytes = 0
+server.serve_forever()
+' "$OTLP_PORT" "$ZWORK/otlp-sink.txt" &
+OTLP_PID=$!
 cat >"$ZCONF/policy-allowall/all.toml" <<'EOF'
 [[rule]]
 id = "allow-all"
 effect = "allow"
 EOF
-for c in full allowall limits; do
+for c in full allowall contain; do
   "$ZG" check --config "$ZCONF/$c.toml" >"$ZWORK/check-$c.log" 2>&1 ||
     { cat "$ZWORK/check-$c.log" >&2; die "generated zonegate config $c refused"; }
 done
@@ -391,6 +423,9 @@ if has_section oha; then
   CUSTOM_NAME=zonegate-allowall CUSTOM_CMD="$(zg_cmd allowall)" \
     "$BENCH_DIR/run.sh" -r "$REPEAT" -d "$DURATION" -c "$CONNS" -m h1,h2 \
     -o "$OUTDIR/oha-allowall.tsv" custom >"$OUTDIR/oha-allowall.md"
+  CUSTOM_NAME=zonegate-contain CUSTOM_CMD="$(zg_cmd contain)" \
+    "$BENCH_DIR/run.sh" -r "$REPEAT" -d "$DURATION" -c "$CONNS" -m h1,h2 \
+    -o "$OUTDIR/oha-contain.tsv" custom >"$OUTDIR/oha-contain.md"
 fi
 
 if has_section latency; then
@@ -469,7 +504,8 @@ PY
 if has_section callgrind; then
   command -v valgrind >/dev/null || die "the callgrind section needs valgrind (apt install valgrind)"
   log "== callgrind: instructions per request, 16 keep-alive connections =="
-  for t in full allowall limits; do try cg_run "$t"; done
+  for t in full allowall contain; do try cg_run "$t"; done
+  [[ -f "$ZWORK/otlp-sink.txt" ]] && log "OTLP sink: $(cat "$ZWORK/otlp-sink.txt")"
 fi
 
 # --- summary -----------------------------------------------------------------------------------
@@ -564,6 +600,11 @@ zc, zac = per_core("zonegate-full", "h1"), per_core("zonegate-allowall", "h1")
 cost_core = f"{(1 - zc / zac) * 100:.1f}%" if zc and zac else "n/a"
 print(f"  identity path cost, h1 req/s full / allow-all: {ratio(zf_h1, za_h1)} "
       f"(costs {cost}; per server core {cost_core}; target <= 5%)")
+for mode in ("h1", "h2"):
+    zfm, zcm = per_core("zonegate-full", mode), per_core("zonegate-contain", mode)
+    if zfm and zcm:
+        print(f"  limits + tracing at 1%, {mode} req/s per server core, contain / full: "
+              f"{ratio(zcm, zfm)} (costs {(1 - zcm / zfm) * 100:.1f}%; target <= 5%)")
 d, z, n = lt("latency-direct-http"), lt("latency-zonegate-full"), lt("latency-nginx")
 if d and z:
     dl, zl = d.get("latency_us") or {}, z.get("latency_us") or {}

@@ -483,3 +483,42 @@ async fn listener_settings_apply_on_reload_and_an_address_change_waits_for_a_res
     // Not applied: nothing listens there.
     assert!(std::net::TcpStream::connect(("127.0.0.1", port)).is_err());
 }
+
+/// The event sink and the tracer are built at start: a reload that changes them is reported
+/// as needing a restart, and the running sink keeps writing what it wrote.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_events_or_tracing_change_is_reported_as_needing_a_restart() {
+    let gw = Gateway::start(Setup::default()).await;
+    gw.edit_config(|c| {
+        c.replace("[events]\n", "[events]\nformat = \"ocsf\"\n")
+            + "\n[tracing]\nendpoint = \"http://127.0.0.1:4318\"\n"
+    });
+    let (status, answer) = gw.reload().await;
+    assert_eq!(status, 200, "{answer}");
+    let want = serde_json::json!([
+        "[events] sink, format or capacity changed",
+        "[tracing] changed"
+    ]);
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let (_, status) = gw.admin_get("/status").await;
+        let status: serde_json::Value = serde_json::from_str(&status).unwrap();
+        if status["restart_required"] == want {
+            break;
+        }
+        assert!(Instant::now() < deadline, "{status}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let mut checkout = gw.client(CHECKOUT, false).await;
+    assert_eq!(
+        checkout.get("/payments/charge").await.status,
+        StatusCode::OK
+    );
+    let events = gw
+        .events_where(1, |e| e["source_spiffe_id"] == CHECKOUT)
+        .await;
+    assert_eq!(
+        events[0]["schema"], "zonegate.identity/v1",
+        "still the started format"
+    );
+}

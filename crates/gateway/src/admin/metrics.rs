@@ -273,7 +273,7 @@ impl Metrics {
         )?;
         writeln!(
             out,
-            "# HELP zonegate_restart_required 1 when the config in force changed settings that apply only at the next restart (listener addresses)."
+            "# HELP zonegate_restart_required 1 when the config in force changed settings that apply only at the next restart (listener addresses, the events sink, tracing)."
         )?;
         writeln!(out, "# TYPE zonegate_restart_required gauge")?;
         writeln!(
