@@ -636,6 +636,8 @@ fn chromium() -> Option<PathBuf> {
 fn dump_dom(chromium: &Path, page: &Path, fragment: &str) -> String {
     let profile = tempfile::tempdir().unwrap();
     let url = format!("file://{}#{fragment}", page.display());
+    // To a file, not a pipe: a helper process that outlived the browser would hold a pipe open.
+    let dom = profile.path().join("dom.html");
     let mut child = Command::new(chromium)
         .args([
             "--headless=new",
@@ -645,16 +647,10 @@ fn dump_dom(chromium: &Path, page: &Path, fragment: &str) -> String {
         ])
         .arg(format!("--user-data-dir={}", profile.path().display()))
         .args(["--dump-dom", &url])
-        .stdout(Stdio::piped())
+        .stdout(std::fs::File::create(&dom).unwrap())
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
-    let mut stdout = child.stdout.take().unwrap();
-    let reader = std::thread::spawn(move || {
-        let mut dom = String::new();
-        std::io::Read::read_to_string(&mut stdout, &mut dom).unwrap();
-        dom
-    });
     let deadline = std::time::Instant::now() + Duration::from_secs(60);
     while child.try_wait().unwrap().is_none() {
         if std::time::Instant::now() > deadline {
@@ -663,7 +659,7 @@ fn dump_dom(chromium: &Path, page: &Path, fragment: &str) -> String {
         }
         std::thread::sleep(Duration::from_millis(50));
     }
-    reader.join().unwrap()
+    std::fs::read_to_string(dom).unwrap()
 }
 
 /// An element of a serialised DOM: its tag, attributes and the text up to its first child.
@@ -729,6 +725,10 @@ fn elements(dom: &str) -> Vec<Element> {
             } else {
                 attrs.push((name, String::new()));
             }
+        }
+        // A script's or a style's text is not markup.
+        if tag == "script" || tag == "style" {
+            i += dom[i..].find(&format!("</{tag}>")).unwrap();
         }
         let text_end = i + dom[i..].find('<').unwrap_or(dom.len() - i);
         out.push(Element {
