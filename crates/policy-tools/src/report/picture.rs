@@ -182,13 +182,9 @@ pub(crate) fn picture(
         for route in &r.routes {
             granted.insert((&r.identity, route));
         }
-        nodes.insert(
-            r.identity.clone(),
-            node(&r.identity, r.kind, r.source_zones.first(), &sharing),
-        );
-        if let Some(n) = nodes.get_mut(&r.identity) {
-            (n.routes, n.zones, n.grants) = (r.routes.len(), r.zones, r.grants);
-        }
+        let mut n = node(&r.identity, r.kind, r.source_zones.first(), &sharing);
+        (n.routes, n.zones, n.grants) = (r.routes.len(), r.zones, r.grants);
+        nodes.insert(r.identity.clone(), n);
     }
     let mut edges = Vec::new();
     for &(from, to) in &granted {
@@ -208,13 +204,7 @@ pub(crate) fn picture(
         traffic.insert((from, to), t);
         // An ID no ranking holds is not a valid SPIFFE ID: drawn from what the events say.
         if !nodes.contains_key(&**from) {
-            let zone = sharing
-                .get(&**from)
-                .and_then(|s| s.source_zones.first().cloned());
-            nodes.insert(
-                from.to_string(),
-                node(from, "observed", zone.as_ref(), &sharing),
-            );
+            nodes.insert(from.to_string(), node(from, "observed", None, &sharing));
         }
         if let Some(n) = nodes.get_mut(&**from) {
             n.allowed += t.allowed;
@@ -280,17 +270,22 @@ pub(crate) fn picture(
     }
 }
 
+/// A node without reach or traffic yet. Its zone is the one the gateways map it to, else the
+/// one its events name (an ID of a trust domain no given gateway trusts), else `unknown`.
 fn node(
     id: &str,
     kind: &'static str,
-    zone: Option<&String>,
+    mapped_zone: Option<&String>,
     sharing: &HashMap<&str, &IdentitySummary>,
 ) -> IdentityNode {
     let shared = sharing.get(id);
+    let zone = mapped_zone
+        .or_else(|| shared.and_then(|s| s.source_zones.first()))
+        .map_or(crate::config::UNKNOWN_ZONE, String::as_str);
     IdentityNode {
         id: id.to_string(),
         kind,
-        zone: zone.map_or_else(|| crate::config::UNKNOWN_ZONE.to_string(), String::clone),
+        zone: zone.to_string(),
         routes: 0,
         zones: 0,
         grants: 0,
