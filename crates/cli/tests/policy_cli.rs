@@ -713,9 +713,7 @@ fn elements(dom: &str) -> Vec<Element> {
                 i += 1;
                 break;
             }
-            let name_len = rest
-                .find(|c: char| c == '=' || c == ' ' || c == '>')
-                .unwrap();
+            let name_len = rest.find(['=', ' ', '>']).unwrap();
             let name = rest[..name_len].to_string();
             i += name_len;
             if dom[i..].starts_with("=\"") {

@@ -11,13 +11,12 @@
 //! are kept, so memory stays bounded.
 //!
 //! With `--html FILE` and the zones' gateway configs, the report is a page instead: the
-//! identity graph of those zones, who may reach what and who did ([`picture`], drawn by
-//! [`html`]).
+//! identity graph of those zones, who may reach what and who did (`picture`, drawn by `html`).
 
 use std::collections::hash_map::DefaultHasher;
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::hash::{Hash, Hasher};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use serde::Serialize;
 
@@ -324,7 +323,7 @@ pub fn run(args: &ReportArgs) -> i32 {
 
 /// `--html`: the events read once, into the sharing analysis and the observations; grants
 /// and blast radius from the ranking over the configs.
-fn run_html(args: &ReportArgs, out: &std::path::Path) -> i32 {
+fn run_html(args: &ReportArgs, out: &Path) -> i32 {
     let sides = match load::open_many(&args.config) {
         Ok(s) => s,
         Err(errors) => return load::report_errors(&errors),

@@ -178,7 +178,7 @@ fn graph(s: &mut String, p: &Picture) {
     let rows = (id_heads.len() + id_y.len()).max(route_heads.len() + route_y.len());
     let _ = writeln!(
         s,
-        "<svg id=\"graph\" xmlns=\"http://www.w3.org/2000/svg\" width=\"{w}\" height=\"{h}\" viewBox=\"0 0 {w} {h}\" role=\"img\" aria-label=\"identity graph\">",
+        "<svg id=\"graph\" width=\"{w}\" height=\"{h}\" viewBox=\"0 0 {w} {h}\" role=\"img\" aria-label=\"identity graph\">",
         w = right_x + right_w + MARGIN,
         h = rows * ROW + 2 * MARGIN,
     );
@@ -456,15 +456,12 @@ const SCRIPT: &str = r#"
       }
     });
   }
-  function fromHash() {
-    var id = null;
-    try { id = decodeURIComponent(location.hash.slice(1)); } catch (e) { id = null; }
-    select(id);
+  function selected() {
+    try { return decodeURIComponent(location.hash.slice(1)); } catch (e) { return null; }
   }
-  function choose(id) {
-    var current = decodeURIComponent(location.hash.slice(1));
-    location.hash = current === id ? "" : encodeURIComponent(id);
-  }
+  function fromHash() { select(selected()); }
+  // A second click on the selected identity clears the selection.
+  function choose(id) { location.hash = selected() === id ? "" : encodeURIComponent(id); }
   all('.node[data-type="identity"]').forEach(function (el) {
     el.addEventListener("click", function () { choose(el.getAttribute("data-node")); });
   });
