@@ -613,3 +613,421 @@ fn suggest_streams_a_million_events_in_bounded_memory() {
     assert!(peak < RSS_BOUND_KIB, "peak RSS {peak} KiB");
     assert!(report.contains("1000000 request event(s)"), "{report}");
 }
+
+/// An identity and a path a peer could put in an event file, each trying to run a script
+/// that changes the page's title.
+const EVIL_ID: &str = "spiffe://example.org/ns/shop/sa/x\"><img src=x onerror=\"document.title='pwned'\"><script>document.title='pwned'</script>";
+const EVIL_PATH: &str = "/payments/<img src=x onerror=\"document.title='pwned'\">";
+
+/// Chromium, as Debian names it; `None` when absent, unless `CI` says it must be there.
+fn chromium() -> Option<PathBuf> {
+    let found = std::env::var_os("PATH").and_then(|paths| {
+        std::env::split_paths(&paths)
+            .map(|dir| dir.join("chromium"))
+            .find(|p| p.is_file())
+    });
+    if found.is_none() && std::env::var_os("CI").is_some() {
+        panic!("chromium is not installed, and CI runs the browser test (.ci/run installs it)");
+    }
+    found
+}
+
+/// The DOM of `page` (with `#fragment`) once its script ran, as headless Chromium dumps it.
+fn dump_dom(chromium: &Path, page: &Path, fragment: &str) -> String {
+    let profile = tempfile::tempdir().unwrap();
+    let url = format!("file://{}#{fragment}", page.display());
+    // To a file, not a pipe: a helper process that outlived the browser would hold a pipe open.
+    let dom = profile.path().join("dom.html");
+    let mut child = Command::new(chromium)
+        .args([
+            "--headless=new",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--no-first-run",
+        ])
+        .arg(format!("--user-data-dir={}", profile.path().display()))
+        .args(["--dump-dom", &url])
+        .stdout(std::fs::File::create(&dom).unwrap())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while child.try_wait().unwrap().is_none() {
+        if std::time::Instant::now() > deadline {
+            child.kill().unwrap();
+            panic!("chromium did not dump {url} within 60 s");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    std::fs::read_to_string(dom).unwrap()
+}
+
+/// An element of a serialised DOM: its tag, attributes and the text up to its first child.
+#[derive(Debug)]
+struct Element {
+    tag: String,
+    attrs: Vec<(String, String)>,
+    text: String,
+}
+
+impl Element {
+    fn attr(&self, name: &str) -> Option<&str> {
+        self.attrs
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| v.as_str())
+    }
+}
+
+fn unescape(s: &str) -> String {
+    s.replace("&lt;", "<")
+        .replace("&gt;", ">")
+        .replace("&quot;", "\"")
+        .replace("&#39;", "'")
+        .replace("&nbsp;", "\u{a0}")
+        .replace("&amp;", "&")
+}
+
+/// Every start tag of `dom` with its attributes (quoted values may hold `>`), in order. A
+/// dumped DOM is the browser's own serialisation: every value is double-quoted, `"` and `&` in
+/// it escaped, and text holds no raw `<`.
+fn elements(dom: &str) -> Vec<Element> {
+    let mut out = Vec::new();
+    let bytes = dom.as_bytes();
+    let mut i = 0;
+    while let Some(at) = dom[i..].find('<') {
+        i += at + 1;
+        if !bytes.get(i).is_some_and(u8::is_ascii_alphabetic) {
+            continue;
+        }
+        let name_end = i + dom[i..]
+            .find(|c: char| c.is_whitespace() || c == '>' || c == '/')
+            .unwrap();
+        let tag = dom[i..name_end].to_string();
+        i = name_end;
+        let mut attrs = Vec::new();
+        loop {
+            let rest = dom[i..].trim_start_matches([' ', '\n', '/']);
+            i = dom.len() - rest.len();
+            if rest.starts_with('>') {
+                i += 1;
+                break;
+            }
+            let name_len = rest.find(['=', ' ', '>']).unwrap();
+            let name = rest[..name_len].to_string();
+            i += name_len;
+            if dom[i..].starts_with("=\"") {
+                let end = i + 2 + dom[i + 2..].find('"').unwrap();
+                attrs.push((name, unescape(&dom[i + 2..end])));
+                i = end + 1;
+            } else {
+                attrs.push((name, String::new()));
+            }
+        }
+        // A script's or a style's text is not markup.
+        if tag == "script" || tag == "style" {
+            i += dom[i..].find(&format!("</{tag}>")).unwrap();
+        }
+        let text_end = i + dom[i..].find('<').unwrap_or(dom.len() - i);
+        out.push(Element {
+            tag,
+            attrs,
+            text: unescape(&dom[i..text_end]),
+        });
+    }
+    out
+}
+
+/// `--html` draws the identity graph of the zones given, and headless Chromium shows what the
+/// analyses found: the identities and routes, exactly the expected edges, blast radius and
+/// sharing per identity, and an identity from an event file that tries to inject markup as
+/// nothing but text.
+#[test]
+fn report_html_draws_the_zone_graph_in_a_browser() {
+    let dir = workspace();
+    let d = dir.path();
+    let evil = serde_json::json!({
+        "schema": "zonegate.identity/v1", "kind": "request", "time": "2026-11-23T10:01:00.000Z",
+        "decision": "deny", "reason": "default_deny", "source_spiffe_id": EVIL_ID,
+        "source_zone": "shop", "destination_zone": "payments", "route": "payments-api",
+        "method": "GET", "path": EVIL_PATH,
+    });
+    std::fs::write(d.join("events/evil.jsonl"), format!("{evil}\n")).unwrap();
+    let args = [
+        "report",
+        "--events",
+        "events/payments.jsonl",
+        "--events",
+        "events/evil.jsonl",
+        "-c",
+        ".",
+        "--html",
+        "page.html",
+    ];
+    let out = policy(d, &args);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert_eq!(
+        text(&out.stdout),
+        "wrote page.html: 9 identities, 4 routes, 17 edges\n"
+    );
+    // The same input gives the same page.
+    let page = std::fs::read_to_string(d.join("page.html")).unwrap();
+    assert_eq!(policy(d, &args).status.code(), Some(0));
+    assert_eq!(std::fs::read_to_string(d.join("page.html")).unwrap(), page);
+
+    let Some(chromium) = chromium() else {
+        eprintln!("SKIPPED: chromium is not installed (apt-get install chromium); set CI to make this a failure");
+        return;
+    };
+    let started = std::time::Instant::now();
+    let fragment: String = EVIL_ID
+        .bytes()
+        .map(|b| match b {
+            b'a'..=b'z' | b'A'..=b'Z' | b'0'..=b'9' | b'-' | b'.' | b'_' => (b as char).to_string(),
+            b => format!("%{b:02X}"),
+        })
+        .collect();
+    let dom = dump_dom(&chromium, &d.join("page.html"), &fragment);
+    eprintln!("chromium dumped the DOM in {:?}", started.elapsed());
+    let all = elements(&dom);
+    let title = all.iter().find(|e| e.tag == "title").unwrap();
+    assert_eq!(
+        title.text, "zonegate policy report: zones payments, shop",
+        "{dom}"
+    );
+    // No injected element: the page's own two scripts, and no image at all.
+    assert_eq!(all.iter().filter(|e| e.tag == "script").count(), 2, "{dom}");
+    assert!(!all.iter().any(|e| e.tag == "img"), "{dom}");
+
+    let nodes = |kind: &str| -> Vec<&str> {
+        all.iter()
+            .filter(|e| e.attr("data-type") == Some(kind))
+            .filter_map(|e| e.attr("data-node"))
+            .collect()
+    };
+    assert_eq!(
+        nodes("identity"),
+        [
+            "spiffe://example.org/ns/payments/*",
+            LEDGER,
+            "spiffe://example.org/ns/payments/sa/old-ledger",
+            "spiffe://example.org/ns/shop/*",
+            "spiffe://example.org/ns/shop/sa/batch",
+            "spiffe://example.org/ns/shop/sa/cart",
+            CHECKOUT,
+            EVIL_ID,
+            "spiffe://example.org/*",
+        ]
+    );
+    assert_eq!(
+        nodes("route"),
+        [
+            "payments/ledger-grpc",
+            "payments/payments-api",
+            "shop/cart-api",
+            "shop/catalog-api"
+        ]
+    );
+    let edges: Vec<(&str, &str, &str)> = all
+        .iter()
+        .filter(|e| e.attr("data-edge-from").is_some() && e.tag == "path")
+        .map(|e| {
+            (
+                e.attr("data-edge-from").unwrap(),
+                e.attr("data-edge-to").unwrap(),
+                e.attr("data-kind").unwrap(),
+            )
+        })
+        .collect();
+    let (payments, cart_api, catalog) =
+        ("payments/payments-api", "shop/cart-api", "shop/catalog-api");
+    let (batch, cart) = (
+        "spiffe://example.org/ns/shop/sa/batch",
+        "spiffe://example.org/ns/shop/sa/cart",
+    );
+    assert_eq!(
+        edges,
+        [
+            ("spiffe://example.org/ns/payments/*", payments, "stale"),
+            (LEDGER, "payments/ledger-grpc", "stale"),
+            (LEDGER, payments, "stale"),
+            // The ledger's one cross-zone request used its grant.
+            (LEDGER, catalog, "granted-used"),
+            (
+                "spiffe://example.org/ns/payments/sa/old-ledger",
+                payments,
+                "stale"
+            ),
+            ("spiffe://example.org/ns/shop/*", cart_api, "stale"),
+            ("spiffe://example.org/ns/shop/*", catalog, "stale"),
+            (batch, payments, "observed-denied"),
+            (batch, cart_api, "stale"),
+            (batch, catalog, "stale"),
+            (cart, payments, "observed-denied"),
+            (cart, cart_api, "stale"),
+            (cart, catalog, "stale"),
+            (CHECKOUT, payments, "granted-used"),
+            (CHECKOUT, cart_api, "stale"),
+            (CHECKOUT, catalog, "stale"),
+            (EVIL_ID, payments, "observed-denied"),
+        ]
+    );
+
+    // Per identity: blast radius (as `blast-radius --rank` ranks it), sharing, stale grants.
+    let field = |id: &str, name: &str| -> String {
+        let row = all
+            .iter()
+            .position(|e| e.tag == "tr" && e.attr("data-identity") == Some(id))
+            .unwrap_or_else(|| panic!("no row for {id}"));
+        let cell = row
+            + all[row..]
+                .iter()
+                .position(|e| e.attr("data-field") == Some(name))
+                .unwrap();
+        if name != "stale" {
+            return all[cell].text.clone();
+        }
+        // The stale grants are a list in the cell, and the cell is the row's last.
+        let items: Vec<&str> = all[cell + 1..]
+            .iter()
+            .take_while(|e| e.tag == "ul" || e.tag == "li")
+            .filter(|e| e.tag == "li")
+            .map(|e| e.text.as_str())
+            .collect();
+        items.join(" ")
+    };
+    for (id, routes, zones, grants, shared, stale) in [
+        (
+            CHECKOUT,
+            "3",
+            "2",
+            "13",
+            "no",
+            "shop/cart-api shop/catalog-api",
+        ),
+        (
+            LEDGER,
+            "3",
+            "2",
+            "5",
+            "no",
+            "payments/ledger-grpc payments/payments-api",
+        ),
+        (
+            batch,
+            "2",
+            "1",
+            "9",
+            "yes: 6 peer IPs, 6 certificates at once",
+            "shop/cart-api shop/catalog-api",
+        ),
+        (EVIL_ID, "0", "0", "0", "no", ""),
+    ] {
+        assert_eq!(
+            [
+                field(id, "routes"),
+                field(id, "zones"),
+                field(id, "grants"),
+                field(id, "shared"),
+                field(id, "stale")
+            ],
+            [routes, zones, grants, shared, stale],
+            "{id}"
+        );
+    }
+    assert_eq!(field(cart, "denied"), "4");
+    assert!(all
+        .iter()
+        .any(|e| e.attr("class") == Some("id") && e.tag == "td" && e.text == EVIL_ID));
+
+    // The script selected the identity of the page's #fragment: its edges are lit, and its
+    // details list the refused request, path and all, as text.
+    let body = all.iter().find(|e| e.tag == "body").unwrap();
+    assert_eq!(body.attr("class"), Some("focus"), "{dom}");
+    let lit: Vec<&str> = all
+        .iter()
+        .filter(|e| e.tag == "path" && e.attr("class").is_some_and(|c| c.ends_with(" lit")))
+        .filter_map(|e| e.attr("data-edge-from"))
+        .collect();
+    assert_eq!(lit, [EVIL_ID]);
+    let details = all
+        .iter()
+        .position(|e| e.attr("id") == Some("details"))
+        .unwrap();
+    assert_eq!(all[details].attr("hidden"), None, "{dom}");
+    assert_eq!(all[details + 1].text, EVIL_ID);
+    let item = all[details..]
+        .iter()
+        .find(|e| e.tag == "li" && e.attr("data-kind").is_some())
+        .unwrap();
+    assert_eq!(
+        (item.attr("data-edge-to"), item.attr("data-kind")),
+        (Some(payments), Some("observed-denied"))
+    );
+    let sample = all
+        .iter()
+        .find(|e| e.attr("class") == Some("sample"))
+        .unwrap();
+    assert_eq!(sample.text, format!("GET {EVIL_PATH} (default_deny)"));
+    eprintln!("browser test took {:?}", started.elapsed());
+}
+
+#[test]
+fn report_html_refuses_bad_input_with_the_file_and_the_reason() {
+    let dir = workspace();
+    let d = dir.path();
+    let events = ["report", "--events", "events/payments.jsonl"];
+    let run = |extra: &[&str]| {
+        let mut args = events.to_vec();
+        args.extend_from_slice(extra);
+        policy(d, &args)
+    };
+    // The grants come from the configs: --html needs them, and they mean nothing without it.
+    let out = run(&["--html", "page.html"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        text(&out.stderr).contains("--config"),
+        "{}",
+        text(&out.stderr)
+    );
+    assert_eq!(run(&["-c", "."]).status.code(), Some(2));
+    assert_eq!(
+        run(&["-c", ".", "--html", "p.html", "--json"])
+            .status
+            .code(),
+        Some(2)
+    );
+    let out = run(&["-c", "missing.toml", "--html", "page.html"]);
+    assert_eq!(out.status.code(), Some(64));
+    assert!(
+        text(&out.stderr).contains("missing.toml: cannot read config file"),
+        "{}",
+        text(&out.stderr)
+    );
+    let out = policy(
+        d,
+        &[
+            "report",
+            "--events",
+            "nope.jsonl",
+            "-c",
+            ".",
+            "--html",
+            "page.html",
+        ],
+    );
+    assert_eq!(out.status.code(), Some(64));
+    assert!(
+        text(&out.stderr).starts_with("zonegate policy: nope.jsonl: "),
+        "{}",
+        text(&out.stderr)
+    );
+    let out = run(&["-c", ".", "--html", "no-such-dir/page.html"]);
+    assert_eq!(out.status.code(), Some(74));
+    assert!(
+        text(&out.stderr).ends_with("no-such-dir/page.html: cannot write the page: No such file or directory (os error 2)\n"),
+        "{}",
+        text(&out.stderr)
+    );
+    assert!(!d.join("page.html").exists());
+}

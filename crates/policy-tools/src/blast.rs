@@ -130,6 +130,8 @@ pub struct Ranked {
     pub identity: String,
     /// `named` (in a rule or the zone map), `pattern`, or `observed` (events only).
     pub kind: &'static str,
+    /// The zones the gateways that trust it map it to.
+    pub source_zones: Vec<String>,
     /// ZONE/ROUTE reached.
     pub routes: Vec<String>,
     pub zones: usize,
@@ -384,8 +386,9 @@ pub fn rank(sides: &[Loaded], observed: &BTreeSet<String>) -> Ranking {
                 .map(|p| p.to_string())
         })
         .collect();
-    // (routes reached, grants) per identity witness.
-    let mut reach: BTreeMap<String, (BTreeSet<String>, usize, &'static str)> = BTreeMap::new();
+    // (routes reached, grants, kind, source zones) per identity witness.
+    type Reach = (BTreeSet<String>, usize, &'static str, BTreeSet<String>);
+    let mut reach: BTreeMap<String, Reach> = BTreeMap::new();
     for w in &space.identities {
         let kind = if w.label != w.id.as_str() {
             "pattern"
@@ -397,7 +400,7 @@ pub fn rank(sides: &[Loaded], observed: &BTreeSet<String>) -> Ranking {
             // The root of a `…/*` pattern, witnessed for completeness but named by nobody.
             continue;
         };
-        reach.insert(w.label.clone(), (BTreeSet::new(), 0, kind));
+        reach.insert(w.label.clone(), (BTreeSet::new(), 0, kind, BTreeSet::new()));
     }
     for side in sides {
         let grid = Grid::new(space.clone(), &[side]);
@@ -412,17 +415,21 @@ pub fn rank(sides: &[Loaded], observed: &BTreeSet<String>) -> Ranking {
                 if let Some(entry) = reach.get_mut(&w.label) {
                     entry.0.extend(routes.iter().cloned());
                     entry.1 += allowed.len();
+                    if side.trusts(w.id.trust_domain()) {
+                        entry.3.insert(side.config.zone_of(&w.id).to_string());
+                    }
                 }
             }
         }
     }
     let mut identities: Vec<Ranked> = reach
         .into_iter()
-        .map(|(identity, (routes, grants, kind))| {
+        .map(|(identity, (routes, grants, kind, source_zones))| {
             let zones: BTreeSet<&str> = routes.iter().filter_map(|r| r.split('/').next()).collect();
             Ranked {
                 identity,
                 kind,
+                source_zones: source_zones.into_iter().collect(),
                 zones: zones.len(),
                 routes: routes.into_iter().collect(),
                 grants,

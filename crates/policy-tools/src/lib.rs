@@ -6,7 +6,8 @@
 //! - [`diff`]: what a policy change grants and revokes;
 //! - [`blast`]: how far an identity reaches, who reaches a route, who reaches most;
 //! - [`suggest`]: a least-privilege policy from observed events, stale grants, denials;
-//! - [`report`]: identities shared by many peers (blurred attribution).
+//! - [`report`]: identities shared by many peers (blurred attribution); with `--html`, a page
+//!   with the zones' identity graph: who may reach what, who did, stale grants.
 //!
 //! Nothing here matches a rule itself: requests are decided by `Rule::accepts` and
 //! `Policy::evaluate`, after the gateway's own path normalisation, route selection and zone

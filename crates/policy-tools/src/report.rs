@@ -9,16 +9,23 @@
 //! Files are streamed; per identity and window, distinct addresses and serials are counted
 //! exactly up to a bound and reported as "at least" beyond it, and only the latest windows
 //! are kept, so memory stays bounded.
+//!
+//! With `--html FILE` and the zones' gateway configs, the report is a page instead: the
+//! identity graph of those zones, who may reach what and who did (`picture`, drawn by `html`).
 
 use std::collections::hash_map::DefaultHasher;
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::hash::{Hash, Hasher};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use serde::Serialize;
 
 use super::events::{peer_ip, EventReader, ReadStats, RequestEvent};
-use super::{json_out, print_out, usage_error};
+use super::{blast, load};
+use super::{json_out, print_out, usage_error, EXIT_IO};
+
+mod html;
+mod picture;
 
 /// Most identities tracked; more are counted, not tracked.
 pub const MAX_IDENTITIES: usize = 10_000;
@@ -96,8 +103,15 @@ pub struct ReportArgs {
     #[arg(long, default_value_t = 20)]
     pub top: usize,
     /// Machine-readable output.
-    #[arg(long)]
+    #[arg(long, conflicts_with = "html")]
     pub json: bool,
+    /// Write a self-contained HTML page with the identity graph of the zones of --config:
+    /// who may reach what, who did, blast radius, stale grants, shared identities.
+    #[arg(long, value_name = "FILE", requires = "config")]
+    pub html: Option<PathBuf>,
+    /// With --html: the zones' gateway configs, or directories of them (as blast-radius).
+    #[arg(long, short, requires = "html")]
+    pub config: Vec<PathBuf>,
 }
 
 /// Per identity: requests, outcomes, and the distinct peers and certificates behind them, in
@@ -277,6 +291,9 @@ pub struct Report {
 }
 
 pub fn run(args: &ReportArgs) -> i32 {
+    if let Some(out) = &args.html {
+        return run_html(args, out);
+    }
     let mut sharing = Sharing::new(args.window);
     let mut stats = ReadStats::default();
     let mut reasons: BTreeMap<String, u64> = BTreeMap::new();
@@ -302,6 +319,55 @@ pub fn run(args: &ReportArgs) -> i32 {
     } else {
         print_out(&render(&report))
     }
+}
+
+/// `--html`: the events read once, into the sharing analysis and the observations; grants
+/// and blast radius from the ranking over the configs.
+fn run_html(args: &ReportArgs, out: &Path) -> i32 {
+    let sides = match load::open_many(&args.config) {
+        Ok(s) => s,
+        Err(errors) => return load::report_errors(&errors),
+    };
+    let mut sharing = Sharing::new(args.window);
+    let mut observed = picture::Observations::default();
+    for file in &args.events {
+        let mut reader = match EventReader::open(file) {
+            Ok(r) => r,
+            Err(e) => return usage_error(&format!("{}: {e}", file.display())),
+        };
+        reader.for_each_request(|event| {
+            sharing.observe(&event);
+            observed.observe(&event, &sides);
+        });
+        reader.report_skipped();
+    }
+    let ranking = blast::rank(&sides, &observed.identities());
+    let picture = picture::picture(
+        &sides,
+        &ranking,
+        &observed,
+        &sharing.summaries(args.shared_threshold),
+        args.shared_threshold,
+        args.window,
+    );
+    let page = match html::render(&picture) {
+        Ok(page) => page,
+        Err(e) => {
+            eprintln!("zonegate policy: cannot serialise the page's data: {e}");
+            return EXIT_IO;
+        }
+    };
+    if let Err(e) = std::fs::write(out, page) {
+        eprintln!("{}: cannot write the page: {e}", out.display());
+        return EXIT_IO;
+    }
+    print_out(&format!(
+        "wrote {}: {} identities, {} routes, {} edges\n",
+        out.display(),
+        picture.identities.len(),
+        picture.routes.len(),
+        picture.edges.len()
+    ))
 }
 
 fn build(
