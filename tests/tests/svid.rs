@@ -256,3 +256,67 @@ async fn tls_1_2_and_1_3_are_both_accepted() {
         assert_eq!(tls.get_ref().1.protocol_version(), Some(version.version));
     }
 }
+
+/// Issue: SPIRE's bundle formats. A trust domain's bundle may be a SPIFFE bundle (JSON) or a
+/// PEM file holding several domains' roots (spiffe-helper with federated domains): a root that
+/// names another domain never vouches for this one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bundles_in_the_spiffe_format_and_a_federated_pem_keep_each_domain_to_its_roots() {
+    use base64::Engine;
+    let gw = Gateway::start(Setup::default()).await;
+    let partner = DevCa::new("partner.org").unwrap();
+    // The partner domain's CA signs a certificate claiming one of ours.
+    let forged = partner.svid(CHECKOUT).unwrap();
+    let use_bundle = |name: &str, contents: &[u8]| {
+        std::fs::write(gw.dir.path().join(name), contents).unwrap();
+        let certs = gw.pki.path().display().to_string();
+        gw.edit_config(|c| {
+            c.replace(
+                &format!("bundle = \"{certs}/ca.crt\""),
+                &format!("bundle = \"{name}\""),
+            )
+            .replace("bundle = \"bundle.json\"", &format!("bundle = \"{name}\""))
+        });
+    };
+
+    let b64 = |der: &[u8]| base64::engine::general_purpose::STANDARD.encode(der);
+    let bundle = serde_json::json!({
+        "keys": [
+            { "use": "x509-svid", "kty": "EC", "crv": "P-256", "x5c": [b64(&gw.pki.ca.cert_der())] },
+            { "use": "jwt-svid", "kty": "EC", "kid": "j1", "crv": "P-256", "x": "AA", "y": "AA" }
+        ],
+        "spiffe_sequence": 1
+    });
+    use_bundle("bundle.json", &serde_json::to_vec(&bundle).unwrap());
+    let (status, answer) = gw.reload().await;
+    assert_eq!(status, 200, "{answer}");
+    assert_eq!(answer["result"], "applied", "{answer}");
+    let mut checkout = gw.client(CHECKOUT, false).await;
+    assert_eq!(
+        checkout.get("/payments/charge").await.status,
+        StatusCode::OK
+    );
+
+    let mixed = format!("{}{}", gw.pki.ca.cert_pem(), partner.cert_pem());
+    use_bundle("federated.pem", mixed.as_bytes());
+    let (status, answer) = gw.reload().await;
+    assert_eq!(status, 200, "{answer}");
+    assert_eq!(answer["result"], "applied", "{answer}");
+    assert!(
+        std::fs::read_to_string(gw.config_path())
+            .unwrap()
+            .contains("bundle = \"federated.pem\""),
+        "the reload read the federated file"
+    );
+    let mut fresh = gw.client(CHECKOUT, false).await;
+    assert_eq!(fresh.get("/payments/charge").await.status, StatusCode::OK);
+    let refused = handshake(gw.addr(), client_tls(&gw.pki, &forged, &[b"http/1.1"])).await;
+    assert!(
+        refused.is_err(),
+        "a partner.org root vouched for example.org"
+    );
+    let events = gw
+        .events_where(1, |e| e["kind"] == "handshake_refused")
+        .await;
+    assert_eq!(events[0]["claimed_spiffe_id"], CHECKOUT, "{:?}", events[0]);
+}

@@ -449,9 +449,16 @@ fn load_unhashed(path: &Path) -> Result<GatewayConfig, ConfigErrors> {
                 format!("`{name}` is not a valid trust domain name: {e}"),
             );
         }
-        match read_certificates(&resolve(&td.bundle)) {
-            Ok(roots) => {
-                trust_domains.insert(name.clone(), roots);
+        let path = resolve(&td.bundle);
+        let read = sources::read(&path)
+            .map_err(|e| format!("cannot read `{}`: {e}", path.display()))
+            .and_then(|bytes| crate::identity::bundle::x509_authorities(&bytes, name));
+        match read {
+            Ok(found) => {
+                for note in &found.skipped {
+                    tracing::warn!(trust_domain = %name, bundle = %path.display(), "{note}; left out");
+                }
+                trust_domains.insert(name.clone(), found.roots);
             }
             Err(reason) => errors.push(file, format!("{key}.bundle"), reason),
         }

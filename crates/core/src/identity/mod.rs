@@ -2,6 +2,7 @@
 //! JWT-SVID and bearer-token verification, and the one [`Identity`] type every way of
 //! authenticating produces. Knows nothing of routes or policy.
 
+pub mod bundle;
 pub mod pattern;
 pub mod revocation;
 pub mod spiffe;
