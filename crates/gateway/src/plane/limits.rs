@@ -15,11 +15,15 @@ use zonegate_core::policy::{Limit, LimitScope};
 /// request is refused (a table that cannot grow must not stop limiting).
 const MAX_COUNTERS: usize = 65_536;
 
+/// The maps the request path reads: randomly keyed like SipHash, several times cheaper
+/// (callgrind: SipHash was 2.4k of a limited request's 81k instructions).
+type FastMap<K, V> = HashMap<K, V, ahash::RandomState>;
+
 /// The limits of one snapshot, by owner.
 #[derive(Default)]
 pub struct Limiters {
-    by_rule: HashMap<Arc<str>, Arc<Limiter>>,
-    by_route: HashMap<Arc<str>, Arc<Limiter>>,
+    by_rule: FastMap<Arc<str>, Arc<Limiter>>,
+    by_route: FastMap<Arc<str>, Arc<Limiter>>,
 }
 
 impl Limiters {
@@ -80,7 +84,7 @@ pub struct Limiter {
     /// `rule NAME` or `route NAME`, for events and logs.
     owner: String,
     limit: Limit,
-    counters: Mutex<HashMap<String, Counter>>,
+    counters: Mutex<FastMap<String, Counter>>,
 }
 
 struct Counter {
@@ -95,7 +99,7 @@ impl Limiter {
         Limiter {
             owner,
             limit,
-            counters: Mutex::new(HashMap::new()),
+            counters: Mutex::new(FastMap::default()),
         }
     }
 
@@ -183,7 +187,7 @@ impl Limiter {
     }
 
     /// Forgets counters that hold nothing: no request in flight, the bucket full again.
-    fn sweep(&self, counters: &mut HashMap<String, Counter>, now: Instant) {
+    fn sweep(&self, counters: &mut FastMap<String, Counter>, now: Instant) {
         let rate = self.limit.rate;
         counters.retain(|_, c| {
             let full = rate.is_none_or(|r| {
