@@ -173,29 +173,12 @@ impl Receiver {
     pub async fn udp() -> (SocketAddr, Receiver) {
         let socket = UdpSocket::bind("127.0.0.1:0").await.expect("bind udp");
         let addr = socket.local_addr().expect("udp addr");
-        let received = Received::default();
-        let sink = received.clone();
-        let task = tokio::spawn(async move {
-            let mut buf = vec![0u8; 65_536];
-            while let Ok(n) = socket.recv(&mut buf).await {
-                sink.take(&buf[..n]);
-            }
-        });
-        (addr, Receiver { received, task })
+        (addr, Datagrams::Udp(socket).receive())
     }
 
     /// Unix datagrams, as `/dev/log` takes them: one message each.
     pub fn unix(path: &Path) -> Receiver {
-        let socket = UnixDatagram::bind(path).expect("bind unix datagram");
-        let received = Received::default();
-        let sink = received.clone();
-        let task = tokio::spawn(async move {
-            let mut buf = vec![0u8; 65_536];
-            while let Ok(n) = socket.recv(&mut buf).await {
-                sink.take(&buf[..n]);
-            }
-        });
-        Receiver { received, task }
+        Datagrams::Unix(UnixDatagram::bind(path).expect("bind unix datagram")).receive()
     }
 
     /// RFC 6587 octet counting: `MSG-LEN SP SYSLOG-MSG`, back to back, on each connection.
@@ -233,6 +216,33 @@ impl Receiver {
             received: kept,
             task,
         })
+    }
+}
+
+/// A socket whose every datagram is one message.
+enum Datagrams {
+    Udp(UdpSocket),
+    Unix(UnixDatagram),
+}
+
+impl Datagrams {
+    async fn recv(&self, buf: &mut [u8]) -> std::io::Result<usize> {
+        match self {
+            Datagrams::Udp(socket) => socket.recv(buf).await,
+            Datagrams::Unix(socket) => socket.recv(buf).await,
+        }
+    }
+
+    fn receive(self) -> Receiver {
+        let received = Received::default();
+        let sink = received.clone();
+        let task = tokio::spawn(async move {
+            let mut buf = vec![0u8; 65_536];
+            while let Ok(n) = self.recv(&mut buf).await {
+                sink.take(&buf[..n]);
+            }
+        });
+        Receiver { received, task }
     }
 }
 

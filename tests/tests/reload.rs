@@ -466,18 +466,8 @@ async fn listener_settings_apply_on_reload_and_an_address_change_waits_for_a_res
     gw.edit_config(|c| format!("{c}\n[[listener]]\naddress = \"127.0.0.1:{port}\"\n"));
     let (status, answer) = gw.reload().await;
     assert_eq!(status, 200, "{answer}");
-    // The listeners follow the published snapshot a moment after the reload answers.
     let want = serde_json::json!([format!("listener 127.0.0.1:{port} added")]);
-    let deadline = Instant::now() + Duration::from_secs(5);
-    loop {
-        let (_, status) = gw.admin_get("/status").await;
-        let status: serde_json::Value = serde_json::from_str(&status).unwrap();
-        if status["restart_required"] == want {
-            break;
-        }
-        assert!(Instant::now() < deadline, "{status}");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    restart_required_becomes(&gw, want).await;
     let (_, metrics) = gw.admin_get("/metrics").await;
     assert!(metrics.contains("zonegate_restart_required 1"), "{metrics}");
     // Not applied: nothing listens there.
@@ -499,16 +489,7 @@ async fn an_events_or_tracing_change_is_reported_as_needing_a_restart() {
         "[events] sink, format or capacity changed",
         "[tracing] changed"
     ]);
-    let deadline = Instant::now() + Duration::from_secs(5);
-    loop {
-        let (_, status) = gw.admin_get("/status").await;
-        let status: serde_json::Value = serde_json::from_str(&status).unwrap();
-        if status["restart_required"] == want {
-            break;
-        }
-        assert!(Instant::now() < deadline, "{status}");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    restart_required_becomes(&gw, want).await;
     let mut checkout = gw.client(CHECKOUT, false).await;
     assert_eq!(
         checkout.get("/payments/charge").await.status,
@@ -521,4 +502,19 @@ async fn an_events_or_tracing_change_is_reported_as_needing_a_restart() {
         events[0]["schema"], "zonegate.identity/v1",
         "still the started format"
     );
+}
+
+/// Waits (5 s at most) until `/status` lists `want` as needing a restart: the listeners and
+/// the sink follow the published snapshot a moment after the reload answers.
+async fn restart_required_becomes(gw: &Gateway, want: serde_json::Value) {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let (_, status) = gw.admin_get("/status").await;
+        let status: serde_json::Value = serde_json::from_str(&status).unwrap();
+        if status["restart_required"] == want {
+            return;
+        }
+        assert!(Instant::now() < deadline, "{status}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
 }

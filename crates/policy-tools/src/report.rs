@@ -295,30 +295,41 @@ pub fn run(args: &ReportArgs) -> i32 {
         return run_html(args, out);
     }
     let mut sharing = Sharing::new(args.window);
-    let mut stats = ReadStats::default();
     let mut reasons: BTreeMap<String, u64> = BTreeMap::new();
-    for file in &args.events {
-        let mut reader = match EventReader::open(file) {
-            Ok(r) => r,
-            Err(e) => return usage_error(&format!("{}: {e}", file.display())),
-        };
-        reader.for_each_request(|event| {
-            sharing.observe(&event);
-            // Reasons are a small documented set; anything else is counted under its name
-            // up to a bound.
-            if reasons.len() < 64 || reasons.contains_key(event.reason.as_ref()) {
-                *reasons.entry(event.reason.into_owned()).or_default() += 1;
-            }
-        });
-        reader.report_skipped();
-        stats.add(&reader.stats);
-    }
+    let stats = match each_request(&args.events, |event| {
+        sharing.observe(&event);
+        // Reasons are a small documented set; anything else is counted under its name up to
+        // a bound.
+        if reasons.len() < 64 || reasons.contains_key(event.reason.as_ref()) {
+            *reasons.entry(event.reason.into_owned()).or_default() += 1;
+        }
+    }) {
+        Ok(stats) => stats,
+        Err(code) => return code,
+    };
     let report = build(args, stats, reasons, &sharing);
     if args.json {
         json_out(&report)
     } else {
         print_out(&render(&report))
     }
+}
+
+/// Streams every request event of `files` to `visit`, in order; a file that cannot be opened
+/// is a usage error (its exit code).
+fn each_request(
+    files: &[PathBuf],
+    mut visit: impl FnMut(RequestEvent<'_>),
+) -> Result<ReadStats, i32> {
+    let mut stats = ReadStats::default();
+    for file in files {
+        let mut reader = EventReader::open(file)
+            .map_err(|e| usage_error(&format!("{}: {e}", file.display())))?;
+        reader.for_each_request(&mut visit);
+        reader.report_skipped();
+        stats.add(&reader.stats);
+    }
+    Ok(stats)
 }
 
 /// `--html`: the events read once, into the sharing analysis and the observations; grants
@@ -330,16 +341,11 @@ fn run_html(args: &ReportArgs, out: &Path) -> i32 {
     };
     let mut sharing = Sharing::new(args.window);
     let mut observed = picture::Observations::default();
-    for file in &args.events {
-        let mut reader = match EventReader::open(file) {
-            Ok(r) => r,
-            Err(e) => return usage_error(&format!("{}: {e}", file.display())),
-        };
-        reader.for_each_request(|event| {
-            sharing.observe(&event);
-            observed.observe(&event, &sides);
-        });
-        reader.report_skipped();
+    if let Err(code) = each_request(&args.events, |event| {
+        sharing.observe(&event);
+        observed.observe(&event, &sides);
+    }) {
+        return code;
     }
     let ranking = blast::rank(&sides, &observed.identities());
     let picture = picture::picture(
