@@ -11,81 +11,89 @@ use std::net::SocketAddr;
 
 use super::IdentityEvent;
 
+/// `,"name":`, made at compile time: one copy per key instead of three (names are constants
+/// without anything to escape).
+macro_rules! key {
+    ($out:expr, $name:literal) => {
+        $out.extend_from_slice(concat!(",\"", $name, "\":").as_bytes())
+    };
+}
+
 impl IdentityEvent<'_> {
     /// Appends the event to `out` as serde_json would encode it, and a newline.
     pub fn write_json_line(&self, out: &mut Vec<u8>) {
         out.reserve(1024);
         out.extend_from_slice(b"{\"schema\":");
         string(out, self.schema);
-        key(out, "kind");
+        key!(out, "kind");
         string(out, self.kind);
-        key(out, "time");
+        key!(out, "time");
         string(out, &self.time);
-        key(out, "event_id");
+        key!(out, "event_id");
         string(out, &self.event_id);
-        key(out, "request_id");
+        key!(out, "request_id");
         string(out, &self.request_id);
-        key(out, "decision");
+        key!(out, "decision");
         string(out, self.decision);
-        key(out, "reason");
+        key!(out, "reason");
         string(out, self.reason);
-        key(out, "detail");
+        key!(out, "detail");
         optional(out, self.detail.as_deref());
-        key(out, "rule_id");
+        key!(out, "rule_id");
         optional(out, self.rule_id.as_deref());
-        key(out, "audit_rule_id");
+        key!(out, "audit_rule_id");
         optional(out, self.audit_rule_id.as_deref());
-        key(out, "audit_decision");
+        key!(out, "audit_decision");
         optional(out, self.audit_decision);
-        key(out, "cross_zone");
+        key!(out, "cross_zone");
         out.extend_from_slice(if self.cross_zone { b"true" } else { b"false" });
-        key(out, "credential");
+        key!(out, "credential");
         optional(out, self.credential);
-        key(out, "source_spiffe_id");
+        key!(out, "source_spiffe_id");
         optional(out, self.source_spiffe_id.as_deref());
-        key(out, "source_zone");
+        key!(out, "source_zone");
         optional(out, self.source_zone.as_deref());
-        key(out, "peer_addr");
+        key!(out, "peer_addr");
         match self.peer_addr {
             Some(addr) => socket_addr(out, addr),
             None => out.extend_from_slice(b"null"),
         }
-        key(out, "cert_serial");
+        key!(out, "cert_serial");
         optional(out, self.cert_serial.as_deref());
-        key(out, "cert_not_after");
+        key!(out, "cert_not_after");
         optional(out, self.cert_not_after.as_deref());
-        key(out, "token_issuer");
+        key!(out, "token_issuer");
         optional(out, self.token_issuer.as_deref());
-        key(out, "token_subject");
+        key!(out, "token_subject");
         optional(out, self.token_subject.as_deref());
-        key(out, "token_jti");
+        key!(out, "token_jti");
         optional(out, self.token_jti.as_deref());
-        key(out, "token_expiry");
+        key!(out, "token_expiry");
         optional(out, self.token_expiry.as_deref());
-        key(out, "destination_zone");
+        key!(out, "destination_zone");
         string(out, &self.destination_zone);
-        key(out, "route");
+        key!(out, "route");
         optional(out, self.route.as_deref());
-        key(out, "upstream");
+        key!(out, "upstream");
         optional(out, self.upstream.as_deref());
-        key(out, "method");
+        key!(out, "method");
         string(out, &self.method);
-        key(out, "host");
+        key!(out, "host");
         optional(out, self.host.as_deref());
-        key(out, "path");
+        key!(out, "path");
         optional(out, self.path.as_deref());
-        key(out, "raw_path");
+        key!(out, "raw_path");
         optional(out, self.raw_path.as_deref());
-        key(out, "http_version");
+        key!(out, "http_version");
         string(out, self.http_version);
-        key(out, "status");
+        key!(out, "status");
         out.extend_from_slice(itoa::Buffer::new().format(self.status).as_bytes());
-        key(out, "duration_ms");
+        key!(out, "duration_ms");
         // serde_json's own float formatting (its exponent spelling, `null` for NaN).
         if serde_json::to_writer(&mut *out, &self.duration_ms).is_err() {
             out.extend_from_slice(b"null");
         }
-        key(out, "policy_generation");
+        key!(out, "policy_generation");
         out.extend_from_slice(
             itoa::Buffer::new()
                 .format(self.policy_generation)
@@ -93,13 +101,6 @@ impl IdentityEvent<'_> {
         );
         out.extend_from_slice(b"}\n");
     }
-}
-
-/// `,"name":` (names are constants without anything to escape).
-fn key(out: &mut Vec<u8>, name: &str) {
-    out.extend_from_slice(b",\"");
-    out.extend_from_slice(name.as_bytes());
-    out.extend_from_slice(b"\":");
 }
 
 fn optional(out: &mut Vec<u8>, value: Option<&str>) {
