@@ -12,7 +12,7 @@ set -euo pipefail
 cd "$(dirname "$0")"
 
 HOST="$(rustc -vV | sed -n 's/^host: //p')"
-TARGETS=(spiffe_id svid path token bearer policy_file config proxy_protocol)
+TARGETS=(spiffe_id svid path token bearer policy_file config proxy_protocol bundle)
 # An input slower than this, or a run allocating more than this, is a failure. One
 # in-process job per target, one target at a time (not `-jobs=1`: libFuzzer's fork mode would
 # send the report to ./fuzz-0.log instead of this script's output).

@@ -143,7 +143,12 @@ fn x5c_root(key: &Value) -> Result<CertificateDer<'static>, String> {
 fn other_domain(root: &CertificateDer<'_>, trust_domain: &str) -> Result<Option<String>, String> {
     let (_, cert) =
         X509Certificate::from_der(root).map_err(|e| format!("not a certificate: {e}"))?;
-    let Ok(Some(san)) = cert.subject_alternative_name() else {
+    // Unreadable names (a duplicated extension) could hide another domain's: such a root is
+    // left out, not trusted.
+    let san = cert
+        .subject_alternative_name()
+        .map_err(|e| format!("unreadable subject alternative names: {e}"))?;
+    let Some(san) = san else {
         return Ok(None);
     };
     for name in &san.value.general_names {
