@@ -101,3 +101,31 @@ fn a_root_that_names_another_trust_domain_never_anchors_this_one() {
     let e = x509_authorities(federated.cert_pem().as_bytes(), "example.org").unwrap_err();
     assert!(e.contains("names trust domain `partner.org`"), "{e}");
 }
+
+#[test]
+fn a_root_whose_names_cannot_be_read_is_left_out() {
+    use rcgen::{BasicConstraints, CertificateParams, CustomExtension, IsCa, KeyPair, SanType};
+    // Two subjectAltName extensions: one naming partner.org, hidden from a reader that gives
+    // up on the duplicate; such a root must not be trusted for example.org.
+    let key = KeyPair::generate().unwrap();
+    let mut params = CertificateParams::default();
+    params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    params.subject_alt_names = vec![SanType::URI("spiffe://partner.org".try_into().unwrap())];
+    // GeneralNames [ uniformResourceIdentifier "spiffe://example.org" ], DER.
+    let uri = b"spiffe://example.org";
+    let mut names = vec![0x30, (uri.len() + 2) as u8, 0x86, uri.len() as u8];
+    names.extend_from_slice(uri);
+    params
+        .custom_extensions
+        .push(CustomExtension::from_oid_content(&[2, 5, 29, 17], names));
+    let cert = params.self_signed(&key).unwrap();
+    let ours = DevCa::new("example.org").unwrap();
+    let pem = format!("{}{}", ours.cert_pem(), cert.pem());
+    let found = x509_authorities(pem.as_bytes(), "example.org").unwrap();
+    assert_eq!(found.roots, vec![ours.cert_der()]);
+    assert!(
+        found.skipped[0].contains("authority 2: unreadable subject alternative names"),
+        "{:?}",
+        found.skipped
+    );
+}
