@@ -15,7 +15,7 @@ use super::load::{self, Loaded};
 use super::{json_out, usage_error};
 use crate::admission::credentials::check_verified_token;
 use crate::admission::{self, Authenticator, Compiled, Refusal, Refused, RequestHead};
-use crate::config::UNKNOWN_ZONE;
+use crate::config::{Route, UNKNOWN_ZONE};
 use crate::identity::{IssuerSpec, SpiffeId, SvidFacts, TokenReason, VerifiedToken};
 use crate::policy::{self, Decision, Effect, Mode, Rule, Verdict};
 
@@ -101,6 +101,18 @@ pub struct Explanation {
     pub audit: Option<AuditRef>,
     /// Rules on the selected route and on every route, in file order.
     pub rules: Vec<RuleCheck>,
+    /// The per-identity limits an allowed request counts against: its route's and its rule's
+    /// (a request over one is answered 429 by the gateway; counters are live state, not here).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub limits: Vec<LimitRef>,
+}
+
+#[derive(Clone, Debug, Serialize, PartialEq)]
+pub struct LimitRef {
+    /// `route NAME` or `rule ID`.
+    pub owner: String,
+    /// `50/s (burst 100), 20 in flight, per identity`.
+    pub limit: String,
 }
 
 #[derive(Clone, Debug, Serialize, PartialEq)]
@@ -262,6 +274,7 @@ pub fn explain(loaded: &Loaded, query: &Query) -> Explanation {
         rule: None,
         audit: None,
         rules: Vec::new(),
+        limits: Vec::new(),
     };
     if let Some(id) = &query.spiffe_id {
         // The handshake: an X.509-SVID chains to the bundle of its own trust domain, and a
@@ -328,6 +341,9 @@ pub fn explain(loaded: &Loaded, query: &Query) -> Explanation {
     out.path = admission.target.as_ref().map(|t| t.path.clone());
     if let Some(decision) = &admission.decision {
         describe_decision(loaded, decision, &mut out);
+        if decision.verdict == Verdict::Allow {
+            out.limits = limits_of(loaded, admission.route, decision.rule.as_deref());
+        }
         if let (Some(route), Some(target)) = (admission.route, &admission.target) {
             let probe = Probe {
                 spiffe_id: admission
@@ -468,6 +484,26 @@ fn describe_decision(loaded: &Loaded, decision: &Decision, out: &mut Explanation
     });
 }
 
+/// The limits the gateway counts an allowed request against, as `Limiters::acquire` does: the
+/// route's, then the deciding rule's.
+fn limits_of(loaded: &Loaded, route: Option<&Route>, rule: Option<&str>) -> Vec<LimitRef> {
+    let mut out = Vec::new();
+    if let Some((route, limit)) = route.and_then(|r| Some((r, r.limit.as_ref()?))) {
+        out.push(LimitRef {
+            owner: format!("route {}", route.name),
+            limit: limit.to_string(),
+        });
+    }
+    let rule = rule.and_then(|id| Some(&loaded.rules()[loaded.rule_index(id)?]));
+    if let Some((rule, limit)) = rule.and_then(|r| Some((r, r.limit.as_ref()?))) {
+        out.push(LimitRef {
+            owner: format!("rule {}", rule.id),
+            limit: limit.to_string(),
+        });
+    }
+    out
+}
+
 fn rule_ref(loaded: &Loaded, id: &str) -> Option<RuleRef> {
     let index = loaded.rule_index(id)?;
     let origin = loaded.origin(index);
@@ -570,6 +606,9 @@ pub fn render(e: &Explanation) -> String {
     let _ = writeln!(s, "decision  {} ({answer}){by}", e.decision);
     if let Some(detail) = &e.detail {
         let _ = writeln!(s, "detail    {detail}");
+    }
+    for l in &e.limits {
+        let _ = writeln!(s, "limit     {}: {}", l.owner, l.limit);
     }
     if let Some(a) = &e.audit {
         let _ = writeln!(

@@ -441,3 +441,53 @@ fn token_claims_decide_and_explain_rejections() {
     assert_eq!(ci_rule.rejected_by[0].matcher, "subjects");
     assert!(render(&e).contains("token     issuer ci, subject repo:evil/app (jwt)"));
 }
+
+#[test]
+fn an_allowed_request_names_the_limits_it_counts_against() {
+    let limited = POLICY.replace(
+        "id = \"checkout-charges\"\n",
+        "id = \"checkout-charges\"\nlimit = { rate = \"50/s\", burst = 100, in_flight = 20 }\n",
+    );
+    let config = crate::testing::CONFIG.replacen(
+        "name = \"payments-api\"\n",
+        "name = \"payments-api\"\nlimit = { in_flight = 500, per = \"identity_route\" }\n",
+        1,
+    );
+    assert_ne!(
+        config,
+        crate::testing::CONFIG,
+        "the fixture has the payments-api route"
+    );
+    let f = Fixture::with_config(&config, &limited);
+    let e = ask(&f, CHECKOUT, "POST", None, "/payments/charge");
+    assert_eq!(e.decision, "allow");
+    let limits: Vec<(&str, &str)> = e
+        .limits
+        .iter()
+        .map(|l| (l.owner.as_str(), l.limit.as_str()))
+        .collect();
+    assert_eq!(
+        limits,
+        [
+            (
+                "route payments-api",
+                "500 in flight, per identity and route"
+            ),
+            (
+                "rule checkout-charges",
+                "50/s (burst 100), 20 in flight, per identity"
+            ),
+        ]
+    );
+    assert!(
+        render(&e).contains(
+            "limit     rule checkout-charges: 50/s (burst 100), 20 in flight, per identity"
+        ),
+        "{}",
+        render(&e)
+    );
+    // A refused request counts against nothing.
+    let denied = ask(&f, CHECKOUT, "POST", None, "/payments/admin");
+    assert_eq!(denied.decision, "deny");
+    assert!(denied.limits.is_empty());
+}
