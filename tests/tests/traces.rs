@@ -191,4 +191,24 @@ async fn a_collector_that_fails_costs_the_requests_nothing() {
     receiver
         .wait_for(1, |s| s.attributes.get("zonegate.request_id") == Some(&id))
         .await;
+    // What became of the spans is on /metrics: all 21 recorded, and each one's export either
+    // went through (the exporter retries a 503) or failed, once the collector answers again.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let (_, metrics) = gw.admin_get("/metrics").await;
+        let count = |outcome: &str| -> u64 {
+            let prefix = format!("zonegate_trace_spans_total{{outcome=\"{outcome}\"}} ");
+            metrics
+                .lines()
+                .find_map(|l| l.strip_prefix(prefix.as_str())?.parse().ok())
+                .unwrap_or(0)
+        };
+        assert_eq!(count("recorded"), 21, "{metrics}");
+        if count("exported") + count("failed") == 21 {
+            assert!(count("exported") >= 1, "{metrics}");
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "{metrics}");
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
 }

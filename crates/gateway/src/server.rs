@@ -113,7 +113,11 @@ pub fn build(
         .filter_map(|l| l.socket.as_ref().and_then(|s| s.local_addr().ok()))
         .collect();
     let traces = match &config.tracing {
-        Some(tracing) => Some(Arc::new(Traces::start(tracing, &config.zone)?)),
+        Some(tracing) => Some(Arc::new(Traces::start(
+            tracing,
+            &config.zone,
+            metrics.clone(),
+        )?)),
         None => None,
     };
     let shared = Arc::new(Shared {

@@ -7,8 +7,8 @@
 //! `traceparent` with the gateway's span. W3C Trace Context parent-based sampling: a caller's
 //! sampled flag is followed (`follow_parent`), else a share of new traces is recorded.
 
-use std::sync::Mutex;
-use std::time::SystemTime;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime};
 
 use http::HeaderMap;
 use opentelemetry::propagation::TextMapPropagator;
@@ -18,18 +18,22 @@ use opentelemetry::trace::{
 use opentelemetry::{Context, KeyValue};
 use opentelemetry_http::{HeaderExtractor, HeaderInjector};
 use opentelemetry_otlp::{Protocol, WithExportConfig, WithHttpConfig};
+use opentelemetry_sdk::error::OTelSdkResult;
 use opentelemetry_sdk::propagation::TraceContextPropagator;
 use opentelemetry_sdk::trace::{
-    BatchConfigBuilder, BatchSpanProcessor, Sampler, SdkTracer, SdkTracerProvider, Span,
+    BatchConfigBuilder, BatchSpanProcessor, Sampler, SdkTracer, SdkTracerProvider, Span, SpanData,
+    SpanExporter,
 };
 use opentelemetry_sdk::Resource;
 use tracing::{info, warn};
 
+use crate::admin::metrics::Metrics;
 use crate::config::{read_certificates, TracingConfig};
 use crate::events::IdentityEvent;
 
 /// The gateway's tracer: the sampling settings and the SDK's provider.
 pub struct Traces {
+    metrics: Arc<Metrics>,
     provider: SdkTracerProvider,
     tracer: SdkTracer,
     propagator: TraceContextPropagator,
@@ -47,7 +51,11 @@ impl Traces {
     /// Builds the exporter and its batch thread. Fails on a CA that cannot be read or an HTTP
     /// client that cannot be made; a collector that is down is not an error here (spans wait
     /// in the queue, then are dropped).
-    pub fn start(config: &TracingConfig, zone: &str) -> Result<Traces, String> {
+    pub fn start(
+        config: &TracingConfig,
+        zone: &str,
+        metrics: Arc<Metrics>,
+    ) -> Result<Traces, String> {
         let client = http_client(config)?;
         let exporter = opentelemetry_otlp::SpanExporter::builder()
             .with_http()
@@ -63,9 +71,12 @@ impl Traces {
             .build();
         let provider = SdkTracerProvider::builder()
             .with_span_processor(
-                BatchSpanProcessor::builder(exporter)
-                    .with_batch_config(batch)
-                    .build(),
+                BatchSpanProcessor::builder(Counted {
+                    inner: exporter,
+                    metrics: metrics.clone(),
+                })
+                .with_batch_config(batch)
+                .build(),
             )
             // The decision is made before a span exists (`start`): every span is recorded.
             .with_sampler(Sampler::AlwaysOn)
@@ -82,6 +93,7 @@ impl Traces {
         let tracer = provider.tracer("zonegate");
         info!(endpoint = %config.endpoint, sample = config.sample, "tracing: exporting spans with OTLP/HTTP");
         Ok(Traces {
+            metrics,
             provider,
             tracer,
             propagator: TraceContextPropagator::new(),
@@ -145,7 +157,7 @@ impl RequestSpan {
     }
 
     /// Ends the span with the request's outcome, as its identity event says it.
-    pub fn finish(&self, event: &IdentityEvent<'_>) {
+    pub fn finish(&self, event: &IdentityEvent<'_>, traces: &Traces) {
         let Some(mut span) = self
             .span
             .lock()
@@ -163,6 +175,41 @@ impl RequestSpan {
             span.set_status(Status::error(event.reason));
         }
         span.end();
+        traces.metrics.record_trace_spans("recorded", 1);
+    }
+}
+
+/// The OTLP exporter, counting what it sends and what fails for `/metrics`.
+struct Counted<E> {
+    inner: E,
+    metrics: Arc<Metrics>,
+}
+
+impl<E: std::fmt::Debug> std::fmt::Debug for Counted<E> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.inner.fmt(f)
+    }
+}
+
+impl<E: SpanExporter> SpanExporter for Counted<E> {
+    async fn export(&self, batch: Vec<SpanData>) -> OTelSdkResult {
+        let n = batch.len() as u64;
+        let result = self.inner.export(batch).await;
+        let outcome = if result.is_ok() { "exported" } else { "failed" };
+        self.metrics.record_trace_spans(outcome, n);
+        result
+    }
+
+    fn shutdown_with_timeout(&self, timeout: Duration) -> OTelSdkResult {
+        self.inner.shutdown_with_timeout(timeout)
+    }
+
+    fn force_flush(&self) -> OTelSdkResult {
+        self.inner.force_flush()
+    }
+
+    fn set_resource(&mut self, resource: &Resource) {
+        self.inner.set_resource(resource);
     }
 }
 

@@ -47,6 +47,10 @@ pub struct Metrics {
     handshake_events_suppressed: AtomicU64,
     /// What a reload changed that applies only at the next restart (listener addresses).
     restart_required: std::sync::Mutex<Vec<String>>,
+    /// Spans by what became of them: `recorded` (a request's span ended), `exported` (the
+    /// collector took it), `failed` (its batch's export failed); the rest wait in the queue or
+    /// were dropped from it.
+    trace_spans: DashMap<&'static str, AtomicU64>,
 }
 
 fn write_counter_family(
@@ -113,6 +117,14 @@ impl Metrics {
     }
 
     /// Header fields whose names have underscores: `dropped` (fields) or `rejected` (requests).
+    /// Counts `n` spans that came to `what` (`recorded`, `exported`, `failed`).
+    pub fn record_trace_spans(&self, what: &'static str, n: u64) {
+        self.trace_spans
+            .entry(what)
+            .or_default()
+            .fetch_add(n, Ordering::Relaxed);
+    }
+
     pub fn record_underscore_headers(&self, action: &'static str, n: u64) {
         self.underscore_headers
             .entry(action)
@@ -237,6 +249,13 @@ impl Metrics {
                 e.value().load(Ordering::Relaxed)
             )?;
         }
+        write_counter_family(
+            out,
+            "zonegate_trace_spans_total",
+            "OpenTelemetry spans by outcome: recorded (a request's span ended), exported (the collector took it), failed (its export failed); recorded minus the others is queued or dropped from the queue.",
+            "outcome",
+            &self.trace_spans,
+        )?;
         write_counter_family(
             out,
             "zonegate_underscore_headers_total",

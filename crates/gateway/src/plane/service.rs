@@ -731,8 +731,8 @@ impl Connection {
         if evented || exchange.span.is_some() {
             // Made here, from what the request already holds: the event borrows it all.
             let event = record::identity_event(snapshot, admission, exchange, ending);
-            if let Some(span) = exchange.span {
-                span.finish(&event);
+            if let (Some(span), Some(traces)) = (exchange.span, &self.shared.traces) {
+                span.finish(&event, traces);
             }
             if evented {
                 let mut line = Vec::new();
