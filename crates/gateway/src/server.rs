@@ -268,6 +268,10 @@ impl Service for DataPlane {
                 std::process::exit(1);
             }
         }
+        tokio::spawn(crate::reload::follow_bundle_endpoints(
+            self.shared.store.clone(),
+            self.shared.metrics.clone(),
+        ));
         tokio::spawn(follow_listener_settings(
             self.shared.store.clone(),
             self.listeners

@@ -59,6 +59,8 @@ pub struct GatewayConfig {
     pub tls: ServerTls,
     /// Trust domain name -> bundle roots.
     pub trust_domains: BTreeMap<String, Vec<CertificateDer<'static>>>,
+    /// Federated trust domains whose bundle the gateway fetches from their endpoint.
+    pub bundle_endpoints: Vec<BundleEndpoint>,
     pub zone_map: Vec<ZoneMapping>,
     pub routes: Vec<Route>,
     pub upstreams: BTreeMap<String, Arc<Upstream>>,
@@ -433,6 +435,7 @@ fn load_unhashed(path: &Path) -> Result<GatewayConfig, ConfigErrors> {
     );
 
     let mut trust_domains = BTreeMap::new();
+    let mut bundle_endpoints = Vec::new();
     if raw.trust_domain.is_empty() {
         errors.push(
             file,
@@ -461,6 +464,11 @@ fn load_unhashed(path: &Path) -> Result<GatewayConfig, ConfigErrors> {
                 trust_domains.insert(name.clone(), found.roots);
             }
             Err(reason) => errors.push(file, format!("{key}.bundle"), reason),
+        }
+        if let Some(endpoint) =
+            convert_bundle_endpoint(file, &key, name, td, &path, &resolve, &mut errors)
+        {
+            bundle_endpoints.push(endpoint);
         }
     }
 
@@ -705,6 +713,7 @@ fn load_unhashed(path: &Path) -> Result<GatewayConfig, ConfigErrors> {
         listeners,
         tls,
         trust_domains,
+        bundle_endpoints,
         zone_map,
         routes,
         upstreams,
@@ -1014,6 +1023,78 @@ fn convert_events(
         fail_closed: e.fail_closed,
         in_zone_sample,
     }
+}
+
+/// A federated trust domain's SPIFFE bundle endpoint (SPIFFE Federation, https_web profile):
+/// fetched by the gateway, which writes what it serves into the domain's `bundle` file, where
+/// the usual reload validates and applies it (and a bad bundle keeps the last good one).
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct BundleEndpoint {
+    pub trust_domain: String,
+    pub url: String,
+    /// PEM roots for the endpoint's certificate; `None`: the system's.
+    pub ca: Option<PathBuf>,
+    /// The domain's `bundle` file: the bootstrap, then the last bundle fetched.
+    pub bundle_path: PathBuf,
+}
+
+fn convert_bundle_endpoint(
+    file: &Path,
+    key: &str,
+    name: &str,
+    td: &raw::RawTrustDomain,
+    bundle_path: &Path,
+    resolve: &dyn Fn(&str) -> PathBuf,
+    errors: &mut ConfigErrors,
+) -> Option<BundleEndpoint> {
+    let Some(url) = &td.bundle_endpoint else {
+        for (k, set) in [
+            ("endpoint_profile", td.endpoint_profile.is_some()),
+            ("endpoint_ca", td.endpoint_ca.is_some()),
+        ] {
+            if set {
+                errors.push(file, format!("{key}.{k}"), "set only with bundle_endpoint");
+            }
+        }
+        return None;
+    };
+    match td.endpoint_profile.as_deref().unwrap_or("https_web") {
+        "https_web" => {}
+        "https_spiffe" => {
+            errors.push(
+                file,
+                format!("{key}.endpoint_profile"),
+                "https_spiffe is not supported yet: use https_web, or save the bundle to the file",
+            );
+            return None;
+        }
+        other => {
+            errors.push(
+                file,
+                format!("{key}.endpoint_profile"),
+                format!("`{other}` is not \"https_web\""),
+            );
+            return None;
+        }
+    }
+    let valid = url
+        .strip_prefix("https://")
+        .is_some_and(|rest| !rest.is_empty() && !rest.starts_with('/'))
+        && url.parse::<http::Uri>().is_ok();
+    if !valid {
+        errors.push(
+            file,
+            format!("{key}.bundle_endpoint"),
+            format!("`{url}` is not an https:// URL"),
+        );
+        return None;
+    }
+    Some(BundleEndpoint {
+        trust_domain: name.to_string(),
+        url: url.clone(),
+        ca: td.endpoint_ca.as_deref().map(resolve),
+        bundle_path: bundle_path.to_path_buf(),
+    })
 }
 
 /// `[events] address` and `facility` for sink = "syslog".

@@ -158,6 +158,15 @@ pub(super) struct RawTls {
 #[serde(deny_unknown_fields)]
 pub(super) struct RawTrustDomain {
     pub bundle: String,
+    /// SPIFFE federation: the domain's bundle endpoint, fetched into `bundle`.
+    #[serde(default)]
+    pub bundle_endpoint: Option<String>,
+    /// `https_web` (the only profile supported).
+    #[serde(default)]
+    pub endpoint_profile: Option<String>,
+    /// PEM roots for the endpoint's web certificate (default: the system's).
+    #[serde(default)]
+    pub endpoint_ca: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -524,3 +524,51 @@ fn tracing_is_read_with_its_defaults_and_bad_settings_refused_with_their_key() {
         assert!(error.contains(expected), "{tracing}: {error}");
     }
 }
+
+#[test]
+fn bundle_endpoints_are_read_and_bad_ones_refused_with_their_key() {
+    let dir = pki_dir();
+    let partner = zonegate_devkit::devpki::DevCa::new("partner.org").unwrap();
+    write(dir.path(), "partner.pem", &partner.cert_pem());
+    let with = |td: &str| {
+        let path = write(
+            dir.path(),
+            "gw.toml",
+            &format!("{GOOD}[trust_domain.\"partner.org\"]\nbundle = \"partner.pem\"\n{td}"),
+        );
+        write(dir.path(), "policy/a.toml", GOOD_POLICY);
+        load(&path)
+    };
+    let loaded = with("bundle_endpoint = \"https://partner.example:8443/bundle\"\n").unwrap();
+    assert_eq!(
+        loaded.bundle_endpoints,
+        vec![BundleEndpoint {
+            trust_domain: "partner.org".into(),
+            url: "https://partner.example:8443/bundle".into(),
+            ca: None,
+            bundle_path: dir.path().join("partner.pem"),
+        }]
+    );
+    for (td, expected) in [
+        (
+            "bundle_endpoint = \"http://partner.example/bundle\"\n",
+            "bundle_endpoint: `http://partner.example/bundle` is not an https:// URL",
+        ),
+        (
+            "bundle_endpoint = \"https://p/b\"\nendpoint_profile = \"https_spiffe\"\n",
+            "endpoint_profile: https_spiffe is not supported yet",
+        ),
+        (
+            "bundle_endpoint = \"https://p/b\"\nendpoint_profile = \"web\"\n",
+            "endpoint_profile: `web` is not \"https_web\"",
+        ),
+        (
+            "endpoint_ca = \"certs/ca.crt\"\n",
+            "endpoint_ca: set only with bundle_endpoint",
+        ),
+    ] {
+        let error = with(td).unwrap_err().to_string();
+        assert!(error.contains("trust_domain.\"partner.org\"."), "{error}");
+        assert!(error.contains(expected), "{td}: {error}");
+    }
+}

@@ -51,6 +51,8 @@ pub struct Metrics {
     /// collector took it), `failed` (its batch's export failed); the rest wait in the queue or
     /// were dropped from it.
     trace_spans: DashMap<&'static str, AtomicU64>,
+    /// Federation bundle endpoint fetches: `updated`, `unchanged`, `failed`.
+    bundle_fetches: DashMap<&'static str, AtomicU64>,
 }
 
 fn write_counter_family(
@@ -123,6 +125,14 @@ impl Metrics {
             .entry(what)
             .or_default()
             .fetch_add(n, Ordering::Relaxed);
+    }
+
+    /// Counts one bundle endpoint fetch by its `result`.
+    pub fn record_bundle_fetch(&self, result: &'static str) {
+        self.bundle_fetches
+            .entry(result)
+            .or_default()
+            .fetch_add(1, Ordering::Relaxed);
     }
 
     pub fn record_underscore_headers(&self, action: &'static str, n: u64) {
@@ -249,6 +259,13 @@ impl Metrics {
                 e.value().load(Ordering::Relaxed)
             )?;
         }
+        write_counter_family(
+            out,
+            "zonegate_bundle_endpoint_fetches_total",
+            "Federation bundle endpoint fetches: updated (a new bundle written to the domain's bundle file), unchanged, failed (the last good bundle stays).",
+            "result",
+            &self.bundle_fetches,
+        )?;
         write_counter_family(
             out,
             "zonegate_trace_spans_total",

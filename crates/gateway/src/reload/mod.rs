@@ -5,7 +5,10 @@
 //! an old configuration and half of a new one. A snapshot that fails to build is refused and
 //! the current one keeps serving.
 
+mod federation;
 mod watch;
+
+pub use federation::follow_bundle_endpoints;
 
 pub use watch::{ConfigWatcher, ReloadOutcome, ReloadStatus, Reloader};
 
