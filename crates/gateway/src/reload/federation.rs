@@ -9,6 +9,7 @@
 //! `spiffe_refresh_hint`; a failed one is retried sooner, and the file is left as it is.
 
 use std::collections::HashMap;
+use std::io::Read;
 use std::path::Path;
 use std::sync::mpsc::{channel, RecvTimeoutError, Sender};
 use std::sync::Arc;
@@ -118,7 +119,11 @@ fn fetch_once(
     {
         return Err(format!("a bundle over {MAX_BUNDLE_BYTES} bytes"));
     }
-    let body = response.bytes().map_err(|e| format!("body: {e}"))?;
+    // Read at most one byte past the bound: a body without a length cannot grow unbounded.
+    let mut body = Vec::new();
+    std::io::Read::take(response, MAX_BUNDLE_BYTES + 1)
+        .read_to_end(&mut body)
+        .map_err(|e| format!("body: {e}"))?;
     if body.len() as u64 > MAX_BUNDLE_BYTES {
         return Err(format!("a bundle over {MAX_BUNDLE_BYTES} bytes"));
     }
@@ -131,7 +136,7 @@ fn fetch_once(
         .map_or(DEFAULT_REFRESH, Duration::from_secs)
         .clamp(MIN_REFRESH, MAX_REFRESH);
     let current = std::fs::read(&endpoint.bundle_path).unwrap_or_default();
-    if current == body.as_ref() {
+    if current == body {
         return Ok((false, refresh));
     }
     write_atomically(&endpoint.bundle_path, &body)
