@@ -85,6 +85,28 @@ async fn endpoint(web: &DevCa, serving: Arc<Mutex<Serving>>) -> SocketAddr {
     addr
 }
 
+/// A gateway federated with partner.org through the endpoint at `addr`, trusting `web` for
+/// its certificate; its bundle file starts with `bootstrap`'s root, as saved before the first
+/// fetch.
+async fn federated_gateway(addr: SocketAddr, web: &DevCa, bootstrap: &DevCa) -> Gateway {
+    Gateway::start(Setup {
+        files: vec![
+            (
+                "partner.json".into(),
+                String::from_utf8(bundle_of(bootstrap, 1)).unwrap(),
+            ),
+            ("web-ca.pem".into(), web.cert_pem()),
+        ],
+        extra_config: format!(
+            "[trust_domain.\"partner.org\"]\nbundle = \"partner.json\"\n\
+             bundle_endpoint = \"https://localhost:{}/bundle\"\nendpoint_ca = \"web-ca.pem\"\n",
+            addr.port()
+        ),
+        ..Setup::default()
+    })
+    .await
+}
+
 async fn accepted(gw: &Gateway, svid: &zonegate_devkit::devpki::Issued) -> bool {
     handshake(gw.addr(), client_tls(&gw.pki, svid, &[b"http/1.1"]))
         .await
@@ -107,23 +129,7 @@ async fn a_federated_bundle_is_fetched_refreshed_and_kept_when_the_endpoint_fail
     let new = DevCa::new("partner.org").unwrap();
     let serving = Arc::new(Mutex::new(Serving::Bundle(bundle_of(&new, 2))));
     let addr = endpoint(&web, serving.clone()).await;
-    let gw = Gateway::start(Setup {
-        files: vec![
-            // The bootstrap: the partner's old root, as saved before the first fetch.
-            (
-                "partner.json".into(),
-                String::from_utf8(bundle_of(&old, 1)).unwrap(),
-            ),
-            ("web-ca.pem".into(), web.cert_pem()),
-        ],
-        extra_config: format!(
-            "[trust_domain.\"partner.org\"]\nbundle = \"partner.json\"\n\
-             bundle_endpoint = \"https://localhost:{}/bundle\"\nendpoint_ca = \"web-ca.pem\"\n",
-            addr.port()
-        ),
-        ..Setup::default()
-    })
-    .await;
+    let gw = federated_gateway(addr, &web, &old).await;
     let old_svid = old.svid(PARTNER).unwrap();
     let new_svid = new.svid(PARTNER).unwrap();
 
@@ -175,22 +181,7 @@ async fn an_endpoint_whose_certificate_is_not_trusted_is_not_followed() {
     let serving = Arc::new(Mutex::new(Serving::Bundle(bundle_of(&new, 2))));
     // The endpoint's certificate is from a CA the gateway was not told to trust.
     let addr = endpoint(&stranger, serving).await;
-    let gw = Gateway::start(Setup {
-        files: vec![
-            (
-                "partner.json".into(),
-                String::from_utf8(bundle_of(&old, 1)).unwrap(),
-            ),
-            ("web-ca.pem".into(), web.cert_pem()),
-        ],
-        extra_config: format!(
-            "[trust_domain.\"partner.org\"]\nbundle = \"partner.json\"\n\
-             bundle_endpoint = \"https://localhost:{}/bundle\"\nendpoint_ca = \"web-ca.pem\"\n",
-            addr.port()
-        ),
-        ..Setup::default()
-    })
-    .await;
+    let gw = federated_gateway(addr, &web, &old).await;
     let deadline = Instant::now() + Duration::from_secs(10);
     while failed_fetches(&gw).await == 0 {
         assert!(Instant::now() < deadline, "no failed fetch counted");
