@@ -671,19 +671,39 @@ async fn an_abandoned_http2_request_is_recorded_as_cancelled_and_reset_streams_n
     client = ok(client).await;
     let warm = upstream.bytes.load(Ordering::SeqCst);
     assert!(warm > 0);
-    // Fewer than the rapid-reset bound, each reset as soon as it is sent.
+    // Fewer than the rapid-reset bound per connection, each reset as soon as it is sent. A
+    // stream reset before hyper hands its request to the gateway never becomes a request (no
+    // decision, nothing to record, nothing upstream); on a loaded machine a few can be, so
+    // batches go out on fresh connections until RESETS streams were taken and recorded.
     const RESETS: usize = 8;
-    for _ in 0..RESETS {
-        client = client.ready().await.unwrap();
-        let (_, mut stream) = client
-            .send_request(h2_get("/payments/charge"), true)
-            .unwrap();
-        stream.send_reset(h2::Reason::CANCEL);
+    let mut sent = 0;
+    let mut cancelled = Vec::new();
+    for _ in 0..4 {
+        let mut batch = h2_connection(&gw).await;
+        for _ in 0..RESETS {
+            batch = batch.ready().await.unwrap();
+            let (_, mut stream) = batch
+                .send_request(h2_get("/payments/charge"), true)
+                .unwrap();
+            stream.send_reset(h2::Reason::CANCEL);
+            sent += 1;
+        }
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        cancelled = gw
+            .events(0)
+            .await
+            .into_iter()
+            .filter(|e| e["reason"] == "cancelled")
+            .collect();
+        if cancelled.len() >= RESETS {
+            break;
+        }
     }
-    let cancelled = gw
-        .events_where(RESETS, |e| e["reason"] == "cancelled")
-        .await;
-    assert_eq!(cancelled.len(), RESETS, "{cancelled:?}");
+    assert!(
+        cancelled.len() >= RESETS && cancelled.len() <= sent,
+        "{} of {sent} reset streams recorded: {cancelled:?}",
+        cancelled.len()
+    );
     for e in &cancelled {
         assert_eq!(e["decision"], "allow", "{e}");
         assert_eq!(e["status"], 499, "{e}");
