@@ -7,6 +7,7 @@
 pub mod admin;
 pub mod events;
 mod fd;
+mod outbound;
 pub mod plane;
 pub mod reload;
 pub mod server;

@@ -28,8 +28,9 @@ use opentelemetry_sdk::Resource;
 use tracing::{info, warn};
 
 use crate::admin::metrics::Metrics;
-use crate::config::{read_certificates, TracingConfig};
+use crate::config::TracingConfig;
 use crate::events::IdentityEvent;
+use crate::outbound;
 
 /// The gateway's tracer: the sampling settings and the SDK's provider.
 pub struct Traces {
@@ -261,25 +262,13 @@ fn attributes(e: &IdentityEvent<'_>) -> Vec<KeyValue> {
 /// The exporter's HTTP client: rustls with the gateway's crypto provider, trusting only the
 /// configured CA for an `https` collector (and nothing for a plain `http` one).
 fn http_client(config: &TracingConfig) -> Result<reqwest::blocking::Client, String> {
-    let mut roots = rustls::RootCertStore::empty();
-    if let Some(ca) = &config.ca {
-        for cert in read_certificates(ca).map_err(|e| format!("tracing.ca: {e}"))? {
-            roots
-                .add(cert)
-                .map_err(|e| format!("tracing.ca {}: {e}", ca.display()))?;
-        }
-    }
-    let tls = rustls::ClientConfig::builder_with_provider(std::sync::Arc::new(
-        rustls::crypto::ring::default_provider(),
-    ))
-    .with_safe_default_protocol_versions()
-    .map_err(|e| format!("tracing TLS: {e}"))?
-    .with_root_certificates(roots)
-    .with_no_client_auth();
-    let builder = reqwest::blocking::Client::builder()
-        .timeout(config.export_timeout)
-        .no_proxy()
-        .tls_backend_preconfigured(tls);
+    let roots = match &config.ca {
+        Some(ca) => outbound::roots_from(ca).map_err(|e| format!("tracing.ca: {e}"))?,
+        None => rustls::RootCertStore::empty(),
+    };
+    let builder = outbound::client_builder(roots)
+        .map_err(|e| format!("tracing: {e}"))?
+        .timeout(config.export_timeout);
     // reqwest's blocking client runs a runtime of its own; it is built (and later dropped)
     // on a thread of its own, never inside the gateway's.
     std::thread::spawn(move || builder.build())

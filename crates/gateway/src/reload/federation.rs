@@ -19,8 +19,9 @@ use tracing::{info, warn};
 
 use super::SnapshotStore;
 use crate::admin::metrics::Metrics;
-use crate::config::{read_certificates, BundleEndpoint};
+use crate::config::BundleEndpoint;
 use crate::identity::bundle::x509_authorities;
+use crate::outbound;
 
 /// Refresh bounds: a hint outside them is clamped; no hint means the default.
 const MIN_REFRESH: Duration = Duration::from_secs(1);
@@ -157,37 +158,22 @@ fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
 /// rustls with the gateway's ring provider, trusting the endpoint's CA file or the system's
 /// roots (the https_web profile).
 fn http_client(endpoint: &BundleEndpoint) -> Result<reqwest::blocking::Client, String> {
-    let mut roots = rustls::RootCertStore::empty();
-    match &endpoint.ca {
-        Some(ca) => {
-            for cert in read_certificates(ca)? {
-                roots
-                    .add(cert)
-                    .map_err(|e| format!("{}: {e}", ca.display()))?;
-            }
-        }
+    let roots = match &endpoint.ca {
+        Some(ca) => outbound::roots_from(ca)?,
         None => {
-            let native = rustls_native_certs::load_native_certs();
-            for cert in native.certs {
+            let mut roots = rustls::RootCertStore::empty();
+            for cert in rustls_native_certs::load_native_certs().certs {
                 let _ = roots.add(cert);
             }
             if roots.is_empty() {
                 return Err("no system root certificates (set endpoint_ca)".into());
             }
+            roots
         }
-    }
-    let tls = rustls::ClientConfig::builder_with_provider(Arc::new(
-        rustls::crypto::ring::default_provider(),
-    ))
-    .with_safe_default_protocol_versions()
-    .map_err(|e| e.to_string())?
-    .with_root_certificates(roots)
-    .with_no_client_auth();
-    reqwest::blocking::Client::builder()
+    };
+    outbound::client_builder(roots)?
         .timeout(FETCH_TIMEOUT)
-        .no_proxy()
         .redirect(reqwest::redirect::Policy::none())
-        .tls_backend_preconfigured(tls)
         .build()
         .map_err(|e| e.to_string())
 }
