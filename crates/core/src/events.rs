@@ -138,6 +138,39 @@ pub struct ResolutionEvent {
     pub destination_zone: String,
 }
 
+/// The `kind` of a Workload API event.
+pub const KIND_WORKLOAD_API: &str = "workload_api";
+
+/// The SPIFFE Workload API as the source of the gateway's identity: the agent lost or back,
+/// and the gateway's SVID close to expiry with no replacement.
+#[derive(Clone, Debug, Serialize)]
+pub struct WorkloadApiEvent {
+    pub schema: &'static str,
+    /// Always `workload_api`.
+    pub kind: &'static str,
+    pub time: String,
+    pub event_id: String,
+    /// `connected` (material streams again), `lost` (the last good material stays in force)
+    /// or `svid_expiring` (less than a quarter of the SVID's lifetime left, no new one).
+    pub result: &'static str,
+    pub endpoint: String,
+    pub error: Option<String>,
+    /// The gateway's SPIFFE ID and the end of its SVID, from the material in force.
+    pub spiffe_id: Option<String>,
+    pub svid_not_after: Option<String>,
+    pub destination_zone: String,
+}
+
+impl WorkloadApiEvent {
+    pub fn severity(&self) -> Severity {
+        match self.result {
+            "connected" => Severity::Informational,
+            "lost" => Severity::Warning,
+            _ => Severity::Error,
+        }
+    }
+}
+
 /// The end of a request whose response streamed for a long time, or that did not end
 /// normally: the request's own event (same `request_id`) was written when it was decided.
 #[derive(Clone, Debug, Serialize)]
@@ -314,6 +347,7 @@ pub enum Record {
     Handshake(HandshakeEvent),
     Reload(ReloadEvent),
     Resolution(ResolutionEvent),
+    WorkloadApi(WorkloadApiEvent),
     RequestEnd(RequestEndEvent),
     Unparsed(Box<UnparsedEvent>),
     Dropped(DropReport),
@@ -326,6 +360,7 @@ impl Record {
             Record::Handshake(e) => e.kind,
             Record::Reload(e) => e.kind,
             Record::Resolution(e) => e.kind,
+            Record::WorkloadApi(e) => e.kind,
             Record::RequestEnd(e) => e.kind,
             Record::Unparsed(e) => e.kind,
             Record::Dropped(e) => e.kind,
@@ -338,6 +373,7 @@ impl Record {
             Record::Handshake(e) => e.severity(),
             Record::Reload(e) => e.severity(),
             Record::Resolution(e) => e.severity(),
+            Record::WorkloadApi(e) => e.severity(),
             Record::RequestEnd(e) => e.severity(),
             Record::Unparsed(_) => Severity::Warning,
             Record::Dropped(_) => Severity::Error,
@@ -394,6 +430,12 @@ impl From<UnparsedEvent> for Record {
 impl From<RequestEndEvent> for Record {
     fn from(event: RequestEndEvent) -> Self {
         Record::RequestEnd(event)
+    }
+}
+
+impl From<WorkloadApiEvent> for Record {
+    fn from(event: WorkloadApiEvent) -> Self {
+        Record::WorkloadApi(event)
     }
 }
 

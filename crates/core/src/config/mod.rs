@@ -13,6 +13,7 @@ mod sources;
 mod tls_files;
 mod token_issuers;
 mod traces;
+mod workload;
 
 pub use crate::events::EventFormat;
 use crate::proxy_protocol::IpRange;
@@ -20,9 +21,11 @@ pub use dns::{DnsConfig, UpstreamAddress};
 pub use error::{ConfigError, ConfigErrors};
 pub use policy_file::load_policy_files;
 pub use sources::toml_files_in;
+pub use sources::Captured;
 pub use tls_files::{read_certificates, read_private_key};
 pub use token_issuers::TokenSettings;
 pub use traces::TracingConfig;
+pub use workload::{validate_endpoint, SpiffeSource, WorkloadMaterial, WorkloadSvid, ENDPOINT_ENV};
 
 use std::collections::{BTreeMap, HashSet};
 use std::net::SocketAddr;
@@ -93,6 +96,11 @@ pub struct GatewayConfig {
     pub content_hash: String,
     /// SHA-256 (hex) over the policy files' contents, in load order.
     pub policy_hash: String,
+    /// `[spiffe]`: the Workload API this config's SVID and bundles come from.
+    pub spiffe: Option<SpiffeSource>,
+    /// With `[spiffe]`, the bytes this config was read from: new material from the agent is
+    /// applied to this very configuration, whatever is on disk now (see [`load_with`]).
+    pub captured: Option<Arc<Captured>>,
 }
 
 /// How the gateway stops.
@@ -171,8 +179,6 @@ pub struct Listener {
 /// upstreams.
 #[derive(Debug)]
 pub struct ServerTls {
-    pub cert_file: PathBuf,
-    pub key_file: PathBuf,
     pub chain: Vec<CertificateDer<'static>>,
     pub key: PrivateKeyDer<'static>,
     /// The SPIFFE ID in the gateway's own certificate, if it is an SVID.
@@ -327,16 +333,37 @@ impl GatewayConfig {
 
 /// Reads and validates the gateway config at `path` and every file it references.
 pub fn load(path: &Path) -> Result<GatewayConfig, ConfigErrors> {
-    let (result, reads) = sources::record(|| load_unhashed(path));
+    load_with(path, None, None)
+}
+
+/// [`load`] with what the Workload API delivered (required when the config has `[spiffe]`).
+/// With `replaying`, files are read from an earlier load's [`GatewayConfig::captured`]
+/// instead of the disk: the agent's new material then changes nothing but itself.
+pub fn load_with(
+    path: &Path,
+    material: Option<&WorkloadMaterial>,
+    replaying: Option<Arc<Captured>>,
+) -> Result<GatewayConfig, ConfigErrors> {
+    let (result, mut reads, captured) =
+        sources::record(replaying, || load_unhashed(path, material));
     let mut config = result?;
-    config.content_hash = sources::fingerprint(&reads, |_| true, true);
     let policy_files = &config.policy_files;
     config.policy_hash =
         sources::fingerprint(&reads, |p| policy_files.iter().any(|f| f == p), false);
+    if config.spiffe.is_some() {
+        if let Some(material) = material {
+            reads.push((PathBuf::from("spiffe:workload_api"), material.fingerprint()));
+        }
+        config.captured = Some(Arc::new(captured));
+    }
+    config.content_hash = sources::fingerprint(&reads, |_| true, true);
     Ok(config)
 }
 
-fn load_unhashed(path: &Path) -> Result<GatewayConfig, ConfigErrors> {
+fn load_unhashed(
+    path: &Path,
+    material: Option<&WorkloadMaterial>,
+) -> Result<GatewayConfig, ConfigErrors> {
     let mut errors = ConfigErrors::default();
     let source = match sources::read_to_string(path) {
         Ok(s) => s,
@@ -427,21 +454,52 @@ fn load_unhashed(path: &Path) -> Result<GatewayConfig, ConfigErrors> {
         }
     }
 
-    let tls = load_server_tls(
-        file,
-        &resolve(&raw.tls.cert),
-        &resolve(&raw.tls.key),
-        &mut errors,
-    );
+    let spiffe = workload::convert(file, raw.spiffe.as_ref(), &mut errors);
+    // The agent's material, once `[spiffe]` is valid; an agent that has sent nothing yet
+    // counts as having sent nothing.
+    let empty = WorkloadMaterial::default();
+    let agent = spiffe.as_ref().map(|_| material.unwrap_or(&empty));
+    let tls = match (&raw.tls, raw.spiffe.is_some()) {
+        (Some(tls), false) => {
+            load_server_tls(file, &resolve(&tls.cert), &resolve(&tls.key), &mut errors)
+        }
+        (Some(_), true) => {
+            errors.push(
+                file,
+                "tls",
+                "with [spiffe] the gateway's SVID comes from the Workload API: remove [tls]",
+            );
+            None
+        }
+        (None, false) => {
+            errors.push(
+                file,
+                "tls",
+                "[tls] (cert and key files) or [spiffe] (the Workload API) is required",
+            );
+            None
+        }
+        (None, true) => agent.and_then(|agent| workload_tls(file, agent, &mut errors)),
+    };
 
     let mut trust_domains = BTreeMap::new();
     let mut bundle_endpoints = Vec::new();
-    if raw.trust_domain.is_empty() {
+    if raw.trust_domain.is_empty() && raw.spiffe.is_none() {
         errors.push(
             file,
             "trust_domain",
             "at least one [trust_domain.\"NAME\"] with a bundle is required",
         );
+    }
+    // Every trust domain the agent sends a bundle for is trusted, each with its own roots:
+    // which domains a workload federates with is the SPIRE server's decision. A domain
+    // configured with a `bundle` file takes its roots from that file instead.
+    if let Some(agent) = agent {
+        for (name, roots) in &agent.x509_bundles {
+            if !raw.trust_domain.contains_key(name) {
+                trust_domains.insert(name.clone(), roots.clone());
+            }
+        }
     }
     for (name, td) in &raw.trust_domain {
         let key = format!("trust_domain.\"{name}\"");
@@ -452,7 +510,34 @@ fn load_unhashed(path: &Path) -> Result<GatewayConfig, ConfigErrors> {
                 format!("`{name}` is not a valid trust domain name: {e}"),
             );
         }
-        let path = resolve(&td.bundle);
+        let Some(bundle) = &td.bundle else {
+            match agent {
+                Some(agent) => match agent.x509_bundles.get(name) {
+                    Some(roots) => {
+                        trust_domains.insert(name.clone(), roots.clone());
+                    }
+                    None => errors.push(
+                        file,
+                        format!("{key}.bundle"),
+                        "the Workload API has sent no bundle for this trust domain",
+                    ),
+                },
+                None => errors.push(
+                    file,
+                    format!("{key}.bundle"),
+                    "required: the file of this trust domain's roots",
+                ),
+            }
+            if td.bundle_endpoint.is_some() {
+                errors.push(
+                    file,
+                    format!("{key}.bundle_endpoint"),
+                    "set with `bundle`: the file the fetched bundle is kept in",
+                );
+            }
+            continue;
+        };
+        let path = resolve(bundle);
         let read = sources::read(&path)
             .map_err(|e| format!("cannot read `{}`: {e}", path.display()))
             .and_then(|bytes| crate::identity::bundle::x509_authorities(&bytes, name));
@@ -638,12 +723,16 @@ fn load_unhashed(path: &Path) -> Result<GatewayConfig, ConfigErrors> {
             }
         });
 
-    let mut files = vec![
-        path.to_path_buf(),
-        resolve(&raw.tls.cert),
-        resolve(&raw.tls.key),
-    ];
-    files.extend(raw.trust_domain.values().map(|td| resolve(&td.bundle)));
+    let mut files = vec![path.to_path_buf()];
+    if let Some(tls) = &raw.tls {
+        files.extend([resolve(&tls.cert), resolve(&tls.key)]);
+    }
+    files.extend(
+        raw.trust_domain
+            .values()
+            .filter_map(|td| td.bundle.as_deref())
+            .map(&resolve),
+    );
     files.extend(
         raw.upstream
             .values()
@@ -692,6 +781,7 @@ fn load_unhashed(path: &Path) -> Result<GatewayConfig, ConfigErrors> {
         &raw.token_issuer,
         &resolve,
         tls.as_ref().and_then(|t| t.spiffe_id.as_ref()),
+        agent,
         &mut files,
         &mut errors,
     );
@@ -735,6 +825,48 @@ fn load_unhashed(path: &Path) -> Result<GatewayConfig, ConfigErrors> {
         dirs,
         content_hash: String::new(),
         policy_hash: String::new(),
+        spiffe,
+        captured: None,
+    })
+}
+
+/// The gateway's certificate from the agent's default SVID.
+fn workload_tls(
+    file: &Path,
+    agent: &WorkloadMaterial,
+    errors: &mut ConfigErrors,
+) -> Option<ServerTls> {
+    let Some(svid) = &agent.svid else {
+        errors.push(
+            file,
+            "spiffe.workload_api",
+            "the Workload API has sent no X.509-SVID for the gateway yet",
+        );
+        return None;
+    };
+    let spiffe_id = match svid.chain.first().map(|leaf| svid::leaf_spiffe_id(leaf)) {
+        Some(Ok(id)) => id,
+        Some(Err(e)) => {
+            errors.push(
+                file,
+                "spiffe.workload_api",
+                format!("the Workload API's X.509-SVID is not usable: {e}"),
+            );
+            return None;
+        }
+        None => {
+            errors.push(
+                file,
+                "spiffe.workload_api",
+                "the Workload API's X.509-SVID has no certificate",
+            );
+            return None;
+        }
+    };
+    Some(ServerTls {
+        chain: svid.chain.clone(),
+        key: svid.key.clone_key(),
+        spiffe_id: Some(spiffe_id),
     })
 }
 
@@ -828,8 +960,6 @@ fn load_server_tls(
         .first()
         .and_then(|leaf| svid::leaf_spiffe_id(leaf).ok());
     Some(ServerTls {
-        cert_file: cert_file.to_path_buf(),
-        key_file: key_file.to_path_buf(),
         chain,
         key,
         spiffe_id,

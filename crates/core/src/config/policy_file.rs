@@ -22,7 +22,7 @@ pub fn load_policy_files(
     let mut files = Vec::new();
     for path in paths {
         if path.is_dir() {
-            match super::sources::toml_files_in(path) {
+            match super::sources::toml_files_listed(path) {
                 Ok(found) => files.extend(found),
                 Err(e) => errors.push(path, "", format!("cannot read policy directory: {e}")),
             }

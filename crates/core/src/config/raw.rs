@@ -13,7 +13,10 @@ pub(super) struct RawGateway {
     pub workers: Option<usize>,
     #[serde(default)]
     pub listener: Vec<RawListener>,
-    pub tls: RawTls,
+    #[serde(default)]
+    pub tls: Option<RawTls>,
+    #[serde(default)]
+    pub spiffe: Option<super::workload::RawSpiffe>,
     #[serde(default)]
     pub trust_domain: BTreeMap<String, RawTrustDomain>,
     #[serde(default)]
@@ -74,7 +77,9 @@ pub(super) struct RawTokenIssuer {
     pub issuer: Option<String>,
     #[serde(default)]
     pub trust_domain: Option<String>,
-    pub keys: String,
+    /// The key file; a JWT-SVID issuer under `[spiffe]` may leave it out (the agent's keys).
+    #[serde(default)]
+    pub keys: Option<String>,
     pub algorithms: Vec<String>,
     #[serde(default)]
     pub audiences: Vec<String>,
@@ -157,7 +162,9 @@ pub(super) struct RawTls {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(super) struct RawTrustDomain {
-    pub bundle: String,
+    /// The roots file; with `[spiffe]` it may be left out, the agent's bundle is used.
+    #[serde(default)]
+    pub bundle: Option<String>,
     /// SPIFFE federation: the domain's bundle endpoint, fetched into `bundle`.
     #[serde(default)]
     pub bundle_endpoint: Option<String>,

@@ -6,26 +6,60 @@
 //! [`read`], which records what it returned.
 
 use std::cell::RefCell;
+use std::collections::HashMap;
 use std::io;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 /// Each file read, with the SHA-256 of what the read returned.
 pub(super) type Reads = Vec<(PathBuf, Vec<u8>)>;
 
-thread_local! {
-    static RECORDING: RefCell<Option<Reads>> = const { RefCell::new(None) };
+/// What a load read, byte for byte: a later load can read the same again (see [`replay`]).
+#[derive(Debug, Default)]
+pub struct Captured {
+    files: HashMap<PathBuf, Result<Vec<u8>, String>>,
+    dirs: HashMap<PathBuf, Result<Vec<PathBuf>, String>>,
 }
 
-/// Reads `path`, recording its bytes (or its error) when a load is recording.
+#[derive(Default)]
+struct Recording {
+    reads: Reads,
+    captured: Captured,
+    replaying: Option<Arc<Captured>>,
+}
+
+thread_local! {
+    static RECORDING: RefCell<Option<Recording>> = const { RefCell::new(None) };
+}
+
+/// Reads `path`, recording its bytes (or its error) when a load is recording; when a load
+/// replays an earlier one, the bytes come from that load rather than the disk.
 pub(super) fn read(path: &Path) -> io::Result<Vec<u8>> {
-    let result = std::fs::read(path);
+    let replayed = RECORDING.with(|r| {
+        r.borrow().as_ref().and_then(|rec| {
+            rec.replaying.as_ref().map(|earlier| {
+                earlier.files.get(path).cloned().unwrap_or_else(|| {
+                    Err("not read by the configuration being replayed".to_string())
+                })
+            })
+        })
+    });
+    let result = match replayed {
+        Some(found) => found.map_err(io::Error::other),
+        None => std::fs::read(path),
+    };
     RECORDING.with(|r| {
-        if let Some(reads) = r.borrow_mut().as_mut() {
+        if let Some(rec) = r.borrow_mut().as_mut() {
             let fingerprint = match &result {
                 Ok(bytes) => digest(bytes),
                 Err(e) => digest(e.to_string().as_bytes()),
             };
-            reads.push((path.to_path_buf(), fingerprint));
+            rec.reads.push((path.to_path_buf(), fingerprint));
+            let kept = match &result {
+                Ok(bytes) => Ok(bytes.clone()),
+                Err(e) => Err(e.to_string()),
+            };
+            rec.captured.files.insert(path.to_path_buf(), kept);
         }
     });
     result
@@ -46,14 +80,50 @@ pub fn toml_files_in(dir: &Path) -> io::Result<Vec<PathBuf>> {
     Ok(found)
 }
 
-/// Runs `load` recording every [`read`]; returns its result and the (path, SHA-256) list.
-pub(super) fn record<T>(load: impl FnOnce() -> T) -> (T, Reads) {
-    RECORDING.with(|r| *r.borrow_mut() = Some(Vec::new()));
+/// [`toml_files_in`] for a config load: recorded, and replayed like [`read`].
+pub(super) fn toml_files_listed(dir: &Path) -> io::Result<Vec<PathBuf>> {
+    let replayed = RECORDING.with(|r| {
+        r.borrow().as_ref().and_then(|rec| {
+            rec.replaying.as_ref().map(|earlier| {
+                earlier.dirs.get(dir).cloned().unwrap_or_else(|| {
+                    Err("not listed by the configuration being replayed".to_string())
+                })
+            })
+        })
+    });
+    let result = match replayed {
+        Some(found) => found.map_err(io::Error::other),
+        None => toml_files_in(dir),
+    };
+    RECORDING.with(|r| {
+        if let Some(rec) = r.borrow_mut().as_mut() {
+            let kept = match &result {
+                Ok(list) => Ok(list.clone()),
+                Err(e) => Err(e.to_string()),
+            };
+            rec.captured.dirs.insert(dir.to_path_buf(), kept);
+        }
+    });
+    result
+}
+
+/// Runs `load` recording every [`read`]; returns its result, the (path, SHA-256) list and
+/// the bytes read. With `replaying`, reads are answered from that earlier load's bytes.
+pub(super) fn record<T>(
+    replaying: Option<Arc<Captured>>,
+    load: impl FnOnce() -> T,
+) -> (T, Reads, Captured) {
+    RECORDING.with(|r| {
+        *r.borrow_mut() = Some(Recording {
+            replaying,
+            ..Recording::default()
+        })
+    });
     let value = load();
-    let reads = RECORDING
+    let recording = RECORDING
         .with(|r| r.borrow_mut().take())
         .unwrap_or_default();
-    (value, reads)
+    (value, recording.reads, recording.captured)
 }
 
 /// SHA-256 (hex) over the recorded reads of `paths`' files, in record order.

@@ -12,10 +12,12 @@ use tracing::warn;
 
 use super::error::ConfigErrors;
 use super::raw::{RawTokenIssuer, RawTokens};
+use super::workload::WorkloadMaterial;
 use super::{sources, validate_name};
 use crate::identity::spiffe::validate_trust_domain;
 use crate::identity::token::{
-    jwt_bundle_of, parse_key_set, IssuerKind, IssuerSpec, KeyFileFormat, JWT_SVID_ALGORITHMS,
+    jwt_bundle_of, parse_key_set, IssuerKind, IssuerSpec, KeyFileFormat, KeySet,
+    JWT_SVID_ALGORITHMS,
 };
 use crate::identity::SpiffeId;
 
@@ -65,6 +67,7 @@ pub(super) fn convert_issuers(
     raw: &BTreeMap<String, RawTokenIssuer>,
     resolve: &dyn Fn(&str) -> PathBuf,
     gateway_id: Option<&SpiffeId>,
+    agent: Option<&WorkloadMaterial>,
     files: &mut Vec<PathBuf>,
     errors: &mut ConfigErrors,
 ) -> Vec<Arc<IssuerSpec>> {
@@ -181,28 +184,25 @@ pub(super) fn convert_issuers(
             }
         }
 
-        let keys_path = resolve(&r.keys);
-        files.push(keys_path.clone());
-        let format = match kind {
-            IssuerKind::JwtSvid => KeyFileFormat::SpiffeBundle,
-            IssuerKind::Jwt => KeyFileFormat::Jwks,
-        };
-        let keys = match sources::read(&keys_path) {
-            Ok(bytes) => {
-                // spiffe-helper's map holds several domains' bundles: a JWT-SVID issuer reads
-                // its own.
-                let bundle = match (&kind, &r.trust_domain) {
-                    (IssuerKind::JwtSvid, Some(td)) => jwt_bundle_of(&bytes, td),
-                    _ => Ok(Cow::Borrowed(&bytes[..])),
+        let keys = match (&r.keys, &kind, agent, &r.trust_domain) {
+            (Some(keys), _, _, _) => {
+                let keys_path = resolve(keys);
+                files.push(keys_path.clone());
+                let jwt_svid_domain = match kind {
+                    IssuerKind::JwtSvid => r.trust_domain.as_deref(),
+                    IssuerKind::Jwt => None,
                 };
-                match bundle.and_then(|b| parse_key_set(&b, format, &algorithms)) {
+                read_key_file(name, &keys_path, jwt_svid_domain, &algorithms)
+                    .map_err(|reason| errors.push(file, format!("{key}.keys"), reason))
+                    .ok()
+            }
+            // A JWT-SVID issuer under [spiffe]: its trust domain's JWT authorities as the
+            // agent sent them.
+            (None, IssuerKind::JwtSvid, Some(agent), Some(td)) => match agent.jwt_bundles.get(td) {
+                Some(jwks) => match parse_key_set(jwks, KeyFileFormat::WorkloadApi, &algorithms) {
                     Ok(keys) => {
                         for note in &keys.skipped {
-                            warn!(
-                                file = %keys_path.display(),
-                                issuer = %name,
-                                "token issuer key skipped: {note}"
-                            );
+                            warn!(issuer = %name, "Workload API JWT authority skipped: {note}");
                         }
                         Some(keys)
                     }
@@ -210,17 +210,26 @@ pub(super) fn convert_issuers(
                         errors.push(
                             file,
                             format!("{key}.keys"),
-                            format!("{}: {}", keys_path.display(), e.reason),
+                            format!("the Workload API's JWT bundle for `{td}`: {}", e.reason),
                         );
                         None
                     }
+                },
+                None => {
+                    errors.push(
+                        file,
+                        format!("{key}.keys"),
+                        format!("the Workload API has sent no JWT bundle for `{td}`"),
+                    );
+                    None
                 }
-            }
-            Err(e) => {
+            },
+            _ => {
                 errors.push(
                     file,
                     format!("{key}.keys"),
-                    format!("cannot read {}: {e}", keys_path.display()),
+                    "required: the file of this issuer's keys (only a jwt-svid issuer under \
+                     [spiffe] may take its keys from the Workload API)",
                 );
                 None
             }
@@ -286,4 +295,27 @@ fn convert_algorithms(
         }
     }
     out
+}
+
+/// An issuer's keys from its key file; a JWT-SVID issuer (`jwt_svid_domain`) reads its own
+/// trust domain's bundle, also out of spiffe-helper's map of several.
+fn read_key_file(
+    issuer: &str,
+    keys_path: &Path,
+    jwt_svid_domain: Option<&str>,
+    algorithms: &[Algorithm],
+) -> Result<KeySet, String> {
+    let bytes = sources::read(keys_path)
+        .map_err(|e| format!("cannot read {}: {e}", keys_path.display()))?;
+    let (bundle, format) = match jwt_svid_domain {
+        Some(td) => (jwt_bundle_of(&bytes, td), KeyFileFormat::SpiffeBundle),
+        None => (Ok(Cow::Borrowed(&bytes[..])), KeyFileFormat::Jwks),
+    };
+    let keys = bundle
+        .and_then(|b| parse_key_set(&b, format, algorithms))
+        .map_err(|e| format!("{}: {}", keys_path.display(), e.reason))?;
+    for note in &keys.skipped {
+        warn!(file = %keys_path.display(), issuer, "token issuer key skipped: {note}");
+    }
+    Ok(keys)
 }

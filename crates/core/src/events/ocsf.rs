@@ -7,8 +7,8 @@
 //!   security-control profile's `action_id` and `disposition_id` for the decision and
 //!   `authorizations` for the deciding (and the audit) rule;
 //! - `handshake_refused`: Authentication (3002), a failed logon by certificate;
-//! - `config_reload`, `upstream_resolution`, `events_dropped`: Base Event (0), with the
-//!   record in `unmapped`: OCSF 1.3.0 has no class for them.
+//! - `config_reload`, `upstream_resolution`, `workload_api`, `events_dropped`: Base Event (0),
+//!   with the record in `unmapped`: OCSF 1.3.0 has no class for them.
 //!
 //! Absent facts are omitted, not `null`, as OCSF producers do.
 
@@ -16,7 +16,7 @@ use serde_json::{json, Map, Value};
 
 use super::{
     DropReport, HandshakeEvent, IdentityEvent, Record, ReloadEvent, RequestEndEvent,
-    ResolutionEvent, Severity, UnparsedEvent,
+    ResolutionEvent, Severity, UnparsedEvent, WorkloadApiEvent,
 };
 
 /// The OCSF schema version the records follow.
@@ -51,6 +51,7 @@ pub fn write_record(record: &Record, out: &mut Vec<u8>) {
         Record::RequestEnd(event) => request_end(event),
         Record::Reload(event) => reload(event),
         Record::Resolution(event) => resolution(event),
+        Record::WorkloadApi(event) => workload_api(event),
         Record::Dropped(report) => dropped(report),
     };
     line(value, out);
@@ -483,6 +484,18 @@ fn resolution(e: &ResolutionEvent) -> Value {
         e.kind,
         format!("upstream name {} resolution {}", e.name, e.result),
         e.result != "failed",
+        e.severity(),
+        &e.time,
+        Some(&e.event_id),
+        serde_json::to_value(e).unwrap_or(Value::Null),
+    )
+}
+
+fn workload_api(e: &WorkloadApiEvent) -> Value {
+    base(
+        e.kind,
+        format!("SPIFFE Workload API {} ({})", e.result, e.endpoint),
+        e.result == "connected",
         e.severity(),
         &e.time,
         Some(&e.event_id),

@@ -33,6 +33,9 @@ pub enum KeyFileFormat {
     SpiffeBundle,
     /// A plain JWK Set: keys with `use` absent or `sig` verify tokens; `enc` keys are skipped.
     Jwks,
+    /// A trust domain's JWT authorities from the Workload API (`FetchJWTBundles`): a JWK Set
+    /// whose keys may carry `use: jwt-svid` or no `use` at all, as agents write them.
+    WorkloadApi,
 }
 
 /// One verification key.
@@ -197,7 +200,9 @@ fn read_key(
         }
         (KeyFileFormat::Jwks, None | Some("sig")) => {}
         (KeyFileFormat::Jwks, Some("enc")) => return Ok(None),
-        (KeyFileFormat::Jwks, Some(other)) => {
+        (KeyFileFormat::WorkloadApi, None | Some("jwt-svid" | "sig")) => {}
+        (KeyFileFormat::WorkloadApi, Some("x509-svid" | "enc")) => return Ok(None),
+        (KeyFileFormat::Jwks | KeyFileFormat::WorkloadApi, Some(other)) => {
             return Err(format!(
                 "`use` is `{other}`; a token signing key has `sig` or none"
             ))
