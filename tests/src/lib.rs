@@ -20,6 +20,7 @@ use tokio_rustls::TlsConnector;
 pub mod dns;
 pub mod otlp;
 pub mod syslog;
+pub mod workload_api;
 
 use zonegate_devkit::devpki::{DevCa, Issued, LeafSpec};
 use zonegate_gateway::events::EventSink;
@@ -137,6 +138,9 @@ pub struct Setup {
     pub events_extra: String,
     /// The `[events]` sink keys instead of the event file (`sink = "syslog"` and its address).
     pub events_sink: Option<String>,
+    /// Where the gateway's own identity comes from, instead of `[tls]` files and the
+    /// example.org bundle file (`[spiffe]` for the Workload API).
+    pub identity: Option<String>,
 }
 
 impl Default for Setup {
@@ -154,6 +158,7 @@ impl Default for Setup {
             events_path: None,
             events_extra: String::new(),
             events_sink: None,
+            identity: None,
         }
     }
 }
@@ -200,11 +205,7 @@ workers = 1
 address = "127.0.0.1:0"
 client_cert = "{client_cert}"
 {listener_extra}
-[tls]
-cert = "{certs}/gateway.crt"
-key = "{certs}/gateway.key"
-[trust_domain."example.org"]
-bundle = "{certs}/ca.crt"
+{identity}
 [[zone_map]]
 zone = "shop"
 identities = ["spiffe://example.org/ns/shop/*"]
@@ -235,6 +236,10 @@ address = "127.0.0.1:0"
 {extra}
 "#,
             h2 = setup.upstream_http2,
+            identity = setup.identity.clone().unwrap_or_else(|| format!(
+                "[tls]\ncert = \"{certs}/gateway.crt\"\nkey = \"{certs}/gateway.key\"\n\
+                 [trust_domain.\"example.org\"]\nbundle = \"{certs}/ca.crt\""
+            )),
             listener_extra = setup.listener_extra,
             events_sink = setup.events_sink.clone().unwrap_or_else(|| format!(
                 "sink = \"file\"\npath = \"{}\"",

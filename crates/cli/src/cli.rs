@@ -70,7 +70,19 @@ pub(crate) fn run(config_path: &Path, options: &server::StartOptions) -> i32 {
 
 /// `zonegate check`: validate and report every error at once.
 pub(crate) fn check(config_path: &Path) -> i32 {
-    let checked = config::load(config_path).and_then(crate::reload::Snapshot::offline);
+    // With [spiffe], the config is checked with what the agent sends now.
+    let material = match config::workload_endpoint(config_path) {
+        Some(endpoint) => match agent_material(&endpoint) {
+            Ok(material) => Some(material),
+            Err(reason) => {
+                eprintln!("{}: spiffe.workload_api: {reason}", config_path.display());
+                return EXIT_CONFIG;
+            }
+        },
+        None => None,
+    };
+    let checked = config::load_with(config_path, material.as_deref(), None)
+        .and_then(crate::reload::Snapshot::offline);
     match checked {
         Ok(snapshot) => {
             let c = &snapshot.config;
@@ -93,6 +105,19 @@ pub(crate) fn check(config_path: &Path) -> i32 {
             EXIT_CONFIG
         }
     }
+}
+
+/// What the Workload API at `endpoint` sends within a few seconds.
+fn agent_material(endpoint: &str) -> Result<Arc<config::WorkloadMaterial>, String> {
+    let feed = crate::reload::WorkloadFeed::start(endpoint)
+        .map_err(|e| format!("cannot start the Workload API client: {e}"))?;
+    feed.wait_first_for(std::time::Duration::from_secs(5))
+        .ok_or_else(|| {
+            format!(
+                "no SVID from the Workload API at `{endpoint}` within 5 s ({})",
+                feed.last_error().unwrap_or_else(|| "no answer".into())
+            )
+        })
 }
 
 /// `zonegate dev-certs`: mint a development PKI.

@@ -112,7 +112,8 @@ pub struct ReloadEvent {
     pub event_id: String,
     /// `applied` or `refused`.
     pub result: &'static str,
-    /// What asked for it: `file`, `signal`, `admin`.
+    /// What asked for it: `file`, `signal`, `admin`, or `workload_api` (new material from
+    /// the agent).
     pub trigger: &'static str,
     /// The generation in force after the attempt.
     pub generation: u64,

@@ -336,6 +336,16 @@ pub fn load(path: &Path) -> Result<GatewayConfig, ConfigErrors> {
     load_with(path, None, None)
 }
 
+/// The Workload API endpoint of the config at `path`, when it has a valid `[spiffe]`: what
+/// to follow before the config can load. Any problem is left for [`load_with`] to report.
+pub fn workload_endpoint(path: &Path) -> Option<String> {
+    let source = std::fs::read_to_string(path).ok()?;
+    let table: toml::Table = toml::from_str(&source).ok()?;
+    let raw: workload::RawSpiffe = table.get("spiffe")?.clone().try_into().ok()?;
+    let mut errors = ConfigErrors::default();
+    workload::convert(path, Some(&raw), &mut errors).map(|s| s.workload_api)
+}
+
 /// [`load`] with what the Workload API delivered (required when the config has `[spiffe]`).
 /// With `replaying`, files are read from an earlier load's [`GatewayConfig::captured`]
 /// instead of the disk: the agent's new material then changes nothing but itself.

@@ -214,7 +214,11 @@ impl AdminState {
             server_cert_not_after: snapshot.server_cert_not_after,
             dns: snapshot.names.states(),
         };
-        self.metrics.render(&snapshot.config.zone, &gauges)
+        let mut text = self.metrics.render(&snapshot.config.zone, &gauges);
+        if let Some(feed) = &self.reloader.store().workload {
+            feed.write_metrics(&mut text);
+        }
+        text
     }
 
     fn status(&self) -> serde_json::Value {
@@ -247,6 +251,7 @@ impl AdminState {
                 "errors": reload.errors,
             },
             "last_reload_error": reload.last_error,
+            "workload_api": self.reloader.store().workload.as_ref().map(|feed| feed.status()),
             // Changes in the config in force that apply only at the next restart or upgrade.
             "restart_required": self.metrics.restart_required(),
             "upstream_names": snapshot.names.states().iter().map(|n| json!({

@@ -7,8 +7,10 @@
 
 mod federation;
 mod watch;
+mod workload;
 
 pub use federation::follow_bundle_endpoints;
+pub use workload::{follow_workload_api, WorkloadFeed};
 
 pub use watch::{ConfigWatcher, ReloadOutcome, ReloadStatus, Reloader};
 
@@ -23,7 +25,7 @@ use rustls::sign::CertifiedKey;
 use x509_parser::prelude::FromDer;
 
 use crate::admission::{Compiled, RouteTable};
-use crate::config::{self, ConfigErrors, GatewayConfig, UpstreamAddress};
+use crate::config::{self, ConfigErrors, GatewayConfig, UpstreamAddress, WorkloadMaterial};
 use crate::identity::{TokenVerifier, TrustSource, TrustStore};
 use crate::plane::limits::Limiters;
 use crate::plane::names::Names;
@@ -224,6 +226,8 @@ pub struct SnapshotStore {
     /// The generation in force, for those who act on a change (open connections re-judge
     /// their certificate).
     published: tokio::sync::watch::Sender<u64>,
+    /// With `[spiffe]`: the SPIFFE Workload API, whose material every load takes.
+    pub workload: Option<Arc<WorkloadFeed>>,
 }
 
 impl SnapshotStore {
@@ -235,13 +239,31 @@ impl SnapshotStore {
             next_generation: AtomicU64::new(next),
             writer: Mutex::new(()),
             published,
+            workload: None,
         }
     }
 
-    /// Reads the config at `path` and builds the first snapshot (generation 1).
+    /// Reads the config at `path` and builds the first snapshot (generation 1). With
+    /// `[spiffe]`, the Workload API is followed from now on, and this waits for its first
+    /// material: without an SVID there is nothing to serve.
     pub fn open(path: &Path) -> Result<SnapshotStore, ConfigErrors> {
-        let config = config::load(path)?;
-        Ok(SnapshotStore::new(Snapshot::build(config, 1, None)?))
+        let feed = match config::workload_endpoint(path) {
+            Some(endpoint) => Some(WorkloadFeed::start(&endpoint).map_err(|e| {
+                let mut errors = ConfigErrors::default();
+                errors.push(
+                    path,
+                    "spiffe.workload_api",
+                    format!("cannot start the Workload API client: {e}"),
+                );
+                errors
+            })?),
+            None => None,
+        };
+        let material = feed.as_ref().map(|feed| feed.wait_first());
+        let config = config::load_with(path, material.as_deref(), None)?;
+        let mut store = SnapshotStore::new(Snapshot::build(config, 1, None)?);
+        store.workload = feed;
+        Ok(store)
     }
 
     pub fn load(&self) -> Arc<Snapshot> {
@@ -260,7 +282,34 @@ impl SnapshotStore {
             .writer
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner());
-        let config = config::load(path)?;
+        let material = self.workload.as_ref().and_then(|feed| feed.latest());
+        let config = config::load_with(path, material.as_deref(), None)?;
+        self.publish(config)
+    }
+
+    /// Applies new material from the Workload API to the configuration in force (read from
+    /// the bytes it was built from, not from the disk, so a config being edited meanwhile
+    /// neither joins in nor holds up a rotation). On any error the current snapshot stays.
+    pub fn apply_workload(
+        &self,
+        material: &WorkloadMaterial,
+    ) -> Result<ReloadOutcome, ConfigErrors> {
+        let _writer = self
+            .writer
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        let current = self.current.load_full();
+        let config = config::load_with(
+            &current.config.source,
+            Some(material),
+            current.config.captured.clone(),
+        )?;
+        self.publish(config)
+    }
+
+    /// Builds and publishes a snapshot of `config`, unless nothing it was read from changed.
+    /// The caller holds the writer lock.
+    fn publish(&self, config: GatewayConfig) -> Result<ReloadOutcome, ConfigErrors> {
         let current = self.current.load_full();
         if config.content_hash == current.config.content_hash {
             return Ok(ReloadOutcome::Unchanged(current.generation));

@@ -83,6 +83,28 @@ impl Reloader {
             self.events.reopen();
         }
         let result = self.store.reload(&self.path);
+        self.record(trigger, result)
+    }
+
+    /// Applies new material from the SPIFFE Workload API, recorded like a reload.
+    pub fn apply_workload(
+        &self,
+        material: &crate::config::WorkloadMaterial,
+    ) -> Result<ReloadOutcome, ConfigErrors> {
+        let result = self.store.apply_workload(material);
+        self.record("workload_api", result)
+    }
+
+    pub fn events(&self) -> &EventSink {
+        &self.events
+    }
+
+    /// Logs, counts, events and keeps for `/status` what a reload attempt did.
+    fn record(
+        &self,
+        trigger: &'static str,
+        result: Result<ReloadOutcome, ConfigErrors>,
+    ) -> Result<ReloadOutcome, ConfigErrors> {
         let current = self.store.load();
         let (label, errors) = match &result {
             Ok(ReloadOutcome::Applied(generation)) => {
@@ -192,6 +214,9 @@ impl BackgroundService for ConfigWatcher {
         let mut hangup =
             tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()).ok();
         self.readiness.reloads_handled();
+        if let Some(feed) = self.reloader.store.workload.clone() {
+            tokio::spawn(super::follow_workload_api(self.reloader.clone(), feed));
+        }
         let (tx, mut rx) = mpsc::unbounded_channel::<Vec<PathBuf>>();
         let watcher =
             notify::recommended_watcher(move |event: notify::Result<notify::Event>| match event {
