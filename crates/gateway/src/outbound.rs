@@ -22,14 +22,31 @@ pub(crate) fn roots_from(path: &Path) -> Result<rustls::RootCertStore, String> {
 pub(crate) fn client_builder(
     roots: rustls::RootCertStore,
 ) -> Result<reqwest::blocking::ClientBuilder, String> {
-    let tls = rustls::ClientConfig::builder_with_provider(Arc::new(
-        rustls::crypto::ring::default_provider(),
-    ))
-    .with_safe_default_protocol_versions()
-    .map_err(|e| format!("TLS: {e}"))?
-    .with_root_certificates(roots)
-    .with_no_client_auth();
+    let tls = tls_builder()?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
     Ok(reqwest::blocking::Client::builder()
         .no_proxy()
         .tls_backend_preconfigured(tls))
+}
+
+/// A client builder whose server certificates `verifier` judges (a SPIFFE ID, not a host
+/// name: the https_spiffe profile of bundle endpoints).
+pub(crate) fn client_builder_verifying(
+    verifier: Arc<dyn rustls::client::danger::ServerCertVerifier>,
+) -> Result<reqwest::blocking::ClientBuilder, String> {
+    let tls = tls_builder()?
+        .dangerous()
+        .with_custom_certificate_verifier(verifier)
+        .with_no_client_auth();
+    Ok(reqwest::blocking::Client::builder()
+        .no_proxy()
+        .tls_backend_preconfigured(tls))
+}
+
+fn tls_builder(
+) -> Result<rustls::ConfigBuilder<rustls::ClientConfig, rustls::WantsVerifier>, String> {
+    rustls::ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
+        .with_safe_default_protocol_versions()
+        .map_err(|e| format!("TLS: {e}"))
 }

@@ -567,6 +567,24 @@ fn load_unhashed(
         }
     }
 
+    // An https_spiffe endpoint is authenticated with its own trust domain's bundle: one the
+    // gateway must have.
+    for endpoint in &bundle_endpoints {
+        if let EndpointProfile::Spiffe { id } = &endpoint.profile {
+            let domain = SpiffeId::parse(id).map(|id| id.trust_domain().to_string());
+            if domain.is_ok_and(|d| !trust_domains.contains_key(&d)) {
+                errors.push(
+                    file,
+                    format!(
+                        "trust_domain.\"{}\".endpoint_spiffe_id",
+                        endpoint.trust_domain
+                    ),
+                    format!("`{id}`: no bundle of its trust domain to verify the endpoint with"),
+                );
+            }
+        }
+    }
+
     let mut zone_map = Vec::new();
     for (i, m) in raw.zone_map.iter().enumerate() {
         if let Err(reason) = validate_name(&m.zone) {
@@ -1172,10 +1190,20 @@ fn convert_events(
 pub struct BundleEndpoint {
     pub trust_domain: String,
     pub url: String,
-    /// PEM roots for the endpoint's certificate; `None`: the system's.
-    pub ca: Option<PathBuf>,
+    pub profile: EndpointProfile,
     /// The domain's `bundle` file: the bootstrap, then the last bundle fetched.
     pub bundle_path: PathBuf,
+}
+
+/// How a bundle endpoint is authenticated (SPIFFE Trust Domain and Bundle, section 5.2).
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub enum EndpointProfile {
+    /// A web certificate for the URL's host, from these PEM roots (`None`: the system's).
+    Web { ca: Option<PathBuf> },
+    /// An X.509-SVID with exactly this SPIFFE ID, verified against the bundle in force for
+    /// its trust domain: for the federated domain itself, the last bundle fetched (the file's
+    /// bootstrap before the first fetch).
+    Spiffe { id: String },
 }
 
 fn convert_bundle_endpoint(
@@ -1191,6 +1219,7 @@ fn convert_bundle_endpoint(
         for (k, set) in [
             ("endpoint_profile", td.endpoint_profile.is_some()),
             ("endpoint_ca", td.endpoint_ca.is_some()),
+            ("endpoint_spiffe_id", td.endpoint_spiffe_id.is_some()),
         ] {
             if set {
                 errors.push(file, format!("{key}.{k}"), "set only with bundle_endpoint");
@@ -1198,25 +1227,59 @@ fn convert_bundle_endpoint(
         }
         return None;
     };
-    match td.endpoint_profile.as_deref().unwrap_or("https_web") {
-        "https_web" => {}
+    let profile = match td.endpoint_profile.as_deref().unwrap_or("https_web") {
+        "https_web" => {
+            if td.endpoint_spiffe_id.is_some() {
+                errors.push(
+                    file,
+                    format!("{key}.endpoint_spiffe_id"),
+                    "set only with endpoint_profile = \"https_spiffe\"",
+                );
+            }
+            EndpointProfile::Web {
+                ca: td.endpoint_ca.as_deref().map(resolve),
+            }
+        }
         "https_spiffe" => {
-            errors.push(
-                file,
-                format!("{key}.endpoint_profile"),
-                "https_spiffe is not supported yet: use https_web, or save the bundle to the file",
-            );
-            return None;
+            if td.endpoint_ca.is_some() {
+                errors.push(
+                    file,
+                    format!("{key}.endpoint_ca"),
+                    "not with https_spiffe: the endpoint's SVID is verified against the bundle \
+                     of its trust domain",
+                );
+            }
+            let Some(id) = &td.endpoint_spiffe_id else {
+                errors.push(
+                    file,
+                    format!("{key}.endpoint_spiffe_id"),
+                    "required with https_spiffe: the SPIFFE ID of the endpoint's server",
+                );
+                return None;
+            };
+            match SpiffeId::parse(id) {
+                Ok(id) => EndpointProfile::Spiffe {
+                    id: id.as_str().to_string(),
+                },
+                Err(e) => {
+                    errors.push(
+                        file,
+                        format!("{key}.endpoint_spiffe_id"),
+                        format!("`{id}`: {e}"),
+                    );
+                    return None;
+                }
+            }
         }
         other => {
             errors.push(
                 file,
                 format!("{key}.endpoint_profile"),
-                format!("`{other}` is not \"https_web\""),
+                format!("`{other}` is not \"https_web\" or \"https_spiffe\""),
             );
             return None;
         }
-    }
+    };
     let valid = url
         .strip_prefix("https://")
         .is_some_and(|rest| !rest.is_empty() && !rest.starts_with('/'))
@@ -1232,7 +1295,7 @@ fn convert_bundle_endpoint(
     Some(BundleEndpoint {
         trust_domain: name.to_string(),
         url: url.clone(),
-        ca: td.endpoint_ca.as_deref().map(resolve),
+        profile,
         bundle_path: bundle_path.to_path_buf(),
     })
 }

@@ -168,12 +168,15 @@ pub(super) struct RawTrustDomain {
     /// SPIFFE federation: the domain's bundle endpoint, fetched into `bundle`.
     #[serde(default)]
     pub bundle_endpoint: Option<String>,
-    /// `https_web` (the only profile supported).
+    /// `https_web` (the default) or `https_spiffe`.
     #[serde(default)]
     pub endpoint_profile: Option<String>,
     /// PEM roots for the endpoint's web certificate (default: the system's).
     #[serde(default)]
     pub endpoint_ca: Option<String>,
+    /// https_spiffe: the SPIFFE ID the endpoint's X.509-SVID must carry.
+    #[serde(default)]
+    pub endpoint_spiffe_id: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]

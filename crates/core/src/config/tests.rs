@@ -545,9 +545,21 @@ fn bundle_endpoints_are_read_and_bad_ones_refused_with_their_key() {
         vec![BundleEndpoint {
             trust_domain: "partner.org".into(),
             url: "https://partner.example:8443/bundle".into(),
-            ca: None,
+            profile: EndpointProfile::Web { ca: None },
             bundle_path: dir.path().join("partner.pem"),
         }]
+    );
+    let loaded = with(
+        "bundle_endpoint = \"https://partner.example:8443/bundle\"\n\
+         endpoint_profile = \"https_spiffe\"\n\
+         endpoint_spiffe_id = \"spiffe://partner.org/spire/server\"\n",
+    )
+    .unwrap();
+    assert_eq!(
+        loaded.bundle_endpoints[0].profile,
+        EndpointProfile::Spiffe {
+            id: "spiffe://partner.org/spire/server".into()
+        }
     );
     for (td, expected) in [
         (
@@ -556,11 +568,30 @@ fn bundle_endpoints_are_read_and_bad_ones_refused_with_their_key() {
         ),
         (
             "bundle_endpoint = \"https://p/b\"\nendpoint_profile = \"https_spiffe\"\n",
-            "endpoint_profile: https_spiffe is not supported yet",
+            "endpoint_spiffe_id: required with https_spiffe",
+        ),
+        (
+            "bundle_endpoint = \"https://p/b\"\nendpoint_profile = \"https_spiffe\"\n\
+             endpoint_spiffe_id = \"spiffe://partner.org/x\"\nendpoint_ca = \"certs/ca.crt\"\n",
+            "endpoint_ca: not with https_spiffe",
+        ),
+        (
+            "bundle_endpoint = \"https://p/b\"\nendpoint_profile = \"https_spiffe\"\n\
+             endpoint_spiffe_id = \"spiffe://elsewhere.org/server\"\n",
+            "endpoint_spiffe_id: `spiffe://elsewhere.org/server`: no bundle of its trust domain",
+        ),
+        (
+            "bundle_endpoint = \"https://p/b\"\nendpoint_profile = \"https_spiffe\"\n\
+             endpoint_spiffe_id = \"https://partner.org/server\"\n",
+            "endpoint_spiffe_id: `https://partner.org/server`",
+        ),
+        (
+            "bundle_endpoint = \"https://p/b\"\nendpoint_spiffe_id = \"spiffe://partner.org/x\"\n",
+            "endpoint_spiffe_id: set only with endpoint_profile = \"https_spiffe\"",
         ),
         (
             "bundle_endpoint = \"https://p/b\"\nendpoint_profile = \"web\"\n",
-            "endpoint_profile: `web` is not \"https_web\"",
+            "endpoint_profile: `web` is not \"https_web\" or \"https_spiffe\"",
         ),
         (
             "endpoint_ca = \"certs/ca.crt\"\n",

@@ -1,6 +1,9 @@
 //! SPIFFE federation: the bundles of federated trust domains, fetched from their bundle
-//! endpoints (the https_web profile: the endpoint's certificate is checked against web roots,
-//! the system's or `endpoint_ca`).
+//! endpoints. The https_web profile checks the endpoint's certificate against web roots (the
+//! system's or `endpoint_ca`) for the URL's host; https_spiffe checks that it is an X.509-SVID
+//! with the configured SPIFFE ID, verified against the bundle in force for that ID's trust
+//! domain: for the federated domain itself, the last bundle fetched, so each fetch is
+//! authenticated by the one before it.
 //!
 //! A fetched bundle is written into the domain's `bundle` file, which the config watcher
 //! follows: the usual reload validates it and applies it live, and one that does not load is
@@ -19,8 +22,10 @@ use tracing::{info, warn};
 
 use super::SnapshotStore;
 use crate::admin::metrics::Metrics;
-use crate::config::BundleEndpoint;
+use crate::config::{BundleEndpoint, EndpointProfile};
 use crate::identity::bundle::x509_authorities;
+use crate::identity::upstream::UpstreamIdVerifier;
+use crate::identity::{IdPattern, SpiffeId};
 use crate::outbound;
 
 /// Refresh bounds: a hint outside them is clamped; no hint means the default.
@@ -48,9 +53,10 @@ pub async fn follow_bundle_endpoints(store: Arc<SnapshotStore>, metrics: Arc<Met
             let (stop, stopped) = channel();
             let metrics = metrics.clone();
             let fetching = endpoint.clone();
+            let trust = store.clone();
             let spawned = std::thread::Builder::new()
                 .name(format!("zonegate-bundle-{}", endpoint.trust_domain))
-                .spawn(move || fetch_loop(&fetching, &metrics, &stopped));
+                .spawn(move || fetch_loop(&fetching, &trust, &metrics, &stopped));
             match spawned {
                 Ok(_) => {
                     running.insert(endpoint, stop);
@@ -66,21 +72,16 @@ pub async fn follow_bundle_endpoints(store: Arc<SnapshotStore>, metrics: Arc<Met
 
 fn fetch_loop(
     endpoint: &BundleEndpoint,
+    store: &SnapshotStore,
     metrics: &Metrics,
     stopped: &std::sync::mpsc::Receiver<()>,
 ) {
-    let client = match http_client(endpoint) {
-        Ok(client) => client,
-        Err(e) => {
-            warn!(trust_domain = %endpoint.trust_domain, error = %e, "bundle endpoint: no client; not fetching");
-            metrics.record_bundle_fetch("failed");
-            return;
-        }
-    };
     info!(trust_domain = %endpoint.trust_domain, url = %endpoint.url, "bundle endpoint: fetching");
     let mut refresh = DEFAULT_REFRESH;
     loop {
-        let wait = match fetch_once(&client, endpoint) {
+        // A client per fetch: with https_spiffe its roots are the bundle in force now.
+        let fetched = http_client(endpoint, store).and_then(|client| fetch_once(&client, endpoint));
+        let wait = match fetched {
             Ok((changed, hint)) => {
                 metrics.record_bundle_fetch(if changed { "updated" } else { "unchanged" });
                 refresh = hint;
@@ -155,12 +156,16 @@ fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     std::fs::rename(&tmp, path)
 }
 
-/// rustls with the gateway's ring provider, trusting the endpoint's CA file or the system's
-/// roots (the https_web profile).
-fn http_client(endpoint: &BundleEndpoint) -> Result<reqwest::blocking::Client, String> {
-    let roots = match &endpoint.ca {
-        Some(ca) => outbound::roots_from(ca)?,
-        None => {
+/// rustls with the gateway's ring provider, authenticating the endpoint by its profile.
+fn http_client(
+    endpoint: &BundleEndpoint,
+    store: &SnapshotStore,
+) -> Result<reqwest::blocking::Client, String> {
+    let builder = match &endpoint.profile {
+        EndpointProfile::Web { ca: Some(ca) } => {
+            outbound::client_builder(outbound::roots_from(ca)?)?
+        }
+        EndpointProfile::Web { ca: None } => {
             let mut roots = rustls::RootCertStore::empty();
             for cert in rustls_native_certs::load_native_certs().certs {
                 let _ = roots.add(cert);
@@ -168,10 +173,38 @@ fn http_client(endpoint: &BundleEndpoint) -> Result<reqwest::blocking::Client, S
             if roots.is_empty() {
                 return Err("no system root certificates (set endpoint_ca)".into());
             }
-            roots
+            outbound::client_builder(roots)?
+        }
+        EndpointProfile::Spiffe { id } => {
+            let expected = IdPattern::parse(id).map_err(|e| format!("`{id}`: {e}"))?;
+            let spiffe_id = SpiffeId::parse(id).map_err(|e| format!("`{id}`: {e}"))?;
+            let domain = spiffe_id.trust_domain();
+            let snapshot = store.load();
+            let mut roots = rustls::RootCertStore::empty();
+            for root in snapshot
+                .config
+                .trust_domains
+                .get(domain)
+                .into_iter()
+                .flatten()
+            {
+                let _ = roots.add(root.clone());
+            }
+            if roots.is_empty() {
+                return Err(format!(
+                    "no roots of {domain} to verify the endpoint's SVID with"
+                ));
+            }
+            let provider = rustls::crypto::ring::default_provider();
+            let verifier = UpstreamIdVerifier::new(
+                Arc::new(roots),
+                vec![expected],
+                provider.signature_verification_algorithms,
+            );
+            outbound::client_builder_verifying(Arc::new(verifier))?
         }
     };
-    outbound::client_builder(roots)?
+    builder
         .timeout(FETCH_TIMEOUT)
         .redirect(reqwest::redirect::Policy::none())
         .build()
