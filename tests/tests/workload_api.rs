@@ -219,6 +219,41 @@ async fn the_gateway_serves_with_the_svid_bundle_and_jwt_keys_of_the_workload_ap
         .await;
     assert_eq!(reply.status, StatusCode::UNAUTHORIZED);
 
+    // The agent's JWT authorities rotate: the new key verifies, the old one no longer does.
+    let mut rotated = other.jwk("jwt-svid");
+    rotated["kid"] = json!("rotated");
+    agent.set_jwt_bundles(JwtBundlesResponse {
+        bundles: [(
+            "example.org".to_string(),
+            json!({ "keys": [rotated] }).to_string().into_bytes(),
+        )]
+        .into(),
+    });
+    let forged = other
+        .sign_with_header(
+            &json!({ "alg": "ES256", "typ": "JWT", "kid": "rotated" }),
+            &json!({ "sub": CHECKOUT, "aud": GATEWAY_ID, "iat": t, "exp": t + 300 }),
+        )
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let reply = anonymous
+            .with_token(Method::GET, "/tokens/either/x", &forged)
+            .await;
+        if reply.status == StatusCode::OK {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the rotated JWT key never verified"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let reply = anonymous
+        .with_token(Method::GET, "/tokens/either/x", &token)
+        .await;
+    assert_eq!(reply.status, StatusCode::UNAUTHORIZED);
+
     // The client sent the Workload API's security header on both streams.
     assert!(agent.calls("FetchX509SVID") >= 1);
     assert!(agent.calls("FetchJWTBundles") >= 1);

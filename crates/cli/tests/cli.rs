@@ -298,3 +298,84 @@ fn demo_lets_checkout_through_and_denies_cart_with_curl() {
     assert_eq!(events[3]["reason"], "token_wrong_audience");
     assert_eq!(events[3]["status"], 401);
 }
+
+#[test]
+fn check_asks_the_workload_api_named_in_the_config_or_in_spiffe_endpoint_socket() {
+    use zonegate_devkit::devpki::DevCa;
+    use zonegate_e2e::workload_api::{x509_response, JwtBundlesResponse, WorkloadApi};
+
+    let dir = examples();
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let _in_runtime = runtime.enter();
+    let ca = DevCa::new("example.org").unwrap();
+    let id = "spiffe://example.org/ns/payments/sa/zonegate";
+    let svid = ca.svid(id).unwrap();
+    let agent = WorkloadApi::start(&dir.path().join("agent.sock"));
+    agent.set_x509(x509_response(
+        id,
+        &[svid.cert_der.as_ref()],
+        &svid.key_der,
+        &[ca.cert_der().as_ref()],
+        &[],
+    ));
+    // An agent always has JWT authorities (the spiffe crate refuses an empty answer).
+    let signer = zonegate_devkit::devtoken::TokenSigner::generate_es256().unwrap();
+    agent.set_jwt_bundles(JwtBundlesResponse {
+        bundles: [(
+            "example.org".to_string(),
+            serde_json::json!({ "keys": [signer.jwk("jwt-svid")] })
+                .to_string()
+                .into_bytes(),
+        )]
+        .into(),
+    });
+
+    let config = dir.path().join("config/payments.toml");
+    let original = std::fs::read_to_string(&config).unwrap();
+    let files = "[tls]\ncert = \"../certs/gateway.crt\"\nkey = \"../certs/gateway.key\"\n\n\
+                 [trust_domain.\"example.org\"]\nbundle = \"../certs/ca.crt\"\n";
+    assert!(original.contains(files));
+    let check = |spiffe: &str, env: Option<&str>| {
+        std::fs::write(&config, original.replace(files, spiffe)).unwrap();
+        let mut command = Command::new(BIN);
+        command.arg("check").arg("--config").arg(&config);
+        match env {
+            Some(address) => command.env("SPIFFE_ENDPOINT_SOCKET", address),
+            None => command.env_remove("SPIFFE_ENDPOINT_SOCKET"),
+        };
+        let out = command.output().unwrap();
+        let text = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        (out.status.code(), text)
+    };
+
+    // The SPIFFE convention: the endpoint from the environment.
+    let (code, text) = check("[spiffe]\n", Some(&agent.address()));
+    assert_eq!(code, Some(0), "{text}");
+    assert!(text.contains("1 trust domain(s)"), "{text}");
+    // Named in the config.
+    let named = format!("[spiffe]\nworkload_api = \"{}\"\n", agent.address());
+    let (code, text) = check(&named, None);
+    assert_eq!(code, Some(0), "{text}");
+    // Neither: a config error naming both.
+    let (code, text) = check("[spiffe]\n", None);
+    assert_eq!(code, Some(64), "{text}");
+    assert!(
+        text.contains(
+            "spiffe.workload_api: set the Workload API endpoint here or in SPIFFE_ENDPOINT_SOCKET"
+        ),
+        "{text}"
+    );
+    // [spiffe] and [tls] together: refused.
+    let (code, text) = check(&format!("{named}{files}"), None);
+    assert_eq!(code, Some(64), "{text}");
+    assert!(text.contains("tls: with [spiffe]"), "{text}");
+    // The agent is not there: check says so.
+    agent.stop();
+    let (code, text) = check(&named, None);
+    assert_eq!(code, Some(64), "{text}");
+    assert!(text.contains("no SVID from the Workload API"), "{text}");
+}
