@@ -280,6 +280,13 @@ address = "127.0.0.1:0"
             .port();
         let admin_port = built.admin_addr().expect("a bound admin listener").port();
         let running = built.spawn().expect("spawn gateway");
+        // Ready: serving, reloading on SIGHUP and watching its files, so a test's first edit
+        // is seen.
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while admin_request(admin_port, "GET", "/readyz").await.0 != 200 {
+            assert!(Instant::now() < deadline, "the gateway never became ready");
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
         Gateway {
             pki,
             port,

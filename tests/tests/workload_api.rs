@@ -500,3 +500,51 @@ async fn a_rotation_that_does_not_build_keeps_the_last_good_svid_and_a_broken_fi
     assert_eq!(client.get("/payments/charge").await.status, StatusCode::OK);
     gw.stop();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn switching_the_identity_source_is_reported_as_needing_a_restart() {
+    // A gateway following an agent, whose config is edited to name another endpoint: the
+    // rest of the config applies, the endpoint change waits for a restart and says so.
+    let pki = Pki::new();
+    let svid = day_long_svid(&pki.ca);
+    let (agent, gw) = start(pki, &svid).await;
+    let moved = agent.address().replace("agent.sock", "elsewhere.sock");
+    gw.edit_config(|c| c.replace(&agent.address(), &moved));
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let status = status(&gw).await;
+        if status["restart_required"] == json!(["[spiffe] changed"]) {
+            assert_eq!(status["last_reload"]["result"], "ok", "{status}");
+            break;
+        }
+        assert!(Instant::now() < deadline, "{status}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    wait_for_metric(&gw, "zonegate_restart_required", 1.0).await;
+    // Still following the agent it started with.
+    let next = day_long_svid(&gw.pki.ca);
+    agent.set_x509(x509(&next, &[&gw.pki.ca], &[]));
+    wait_for_leaf(&gw, &next.cert_der).await;
+    gw.stop();
+
+    // A gateway started with [tls] files, told to follow an agent: refused, with the reason.
+    let files = Gateway::start(Setup::default()).await;
+    files.edit_config(|c| {
+        let start = c.find("[tls]").unwrap();
+        let end = c.find("[[zone_map]]").unwrap();
+        format!(
+            "{}[spiffe]\nworkload_api = \"{}\"\n{}",
+            &c[..start],
+            agent.address(),
+            &c[end..]
+        )
+    });
+    let (code, body) = files.reload().await;
+    assert_eq!(code, 422, "{body}");
+    assert!(
+        body.to_string()
+            .contains("following the Workload API instead needs a restart"),
+        "{body}"
+    );
+    files.stop();
+}

@@ -412,6 +412,7 @@ async fn follow_listener_settings(
     let mut generations = store.subscribe();
     let started = store.load().config.events.clone();
     let started_tracing = store.load().config.tracing.clone();
+    let started_spiffe = store.load().config.spiffe.clone();
     while generations.changed().await.is_ok() {
         let snapshot = store.load();
         let wanted = &snapshot.config.listeners;
@@ -424,6 +425,10 @@ async fn follow_listener_settings(
         }
         if snapshot.config.tracing != started_tracing {
             restart.push("[tracing] changed".to_string());
+        }
+        if snapshot.config.spiffe != started_spiffe {
+            // The Workload API client follows the endpoint the gateway started with.
+            restart.push("[spiffe] changed".to_string());
         }
         for (current, tls) in &mut listeners {
             let Some(next) = wanted.iter().find(|l| l.address == current.address) else {

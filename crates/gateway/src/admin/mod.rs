@@ -29,7 +29,7 @@ use metrics::{Gauges, Metrics};
 pub struct Readiness {
     running: AtomicBool,
     draining: AtomicBool,
-    /// SIGHUP reloads instead of ending the process.
+    /// SIGHUP reloads instead of ending the process, and the config's files are watched.
     reloads: AtomicBool,
 }
 
@@ -40,7 +40,7 @@ impl Readiness {
             && !self.draining.load(Ordering::Acquire)
     }
 
-    /// The config watcher handles SIGHUP from now on.
+    /// The config watcher handles SIGHUP, and watches the files, from now on.
     pub fn reloads_handled(&self) {
         self.reloads.store(true, Ordering::Release);
     }

@@ -282,6 +282,16 @@ impl SnapshotStore {
             .writer
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner());
+        if self.workload.is_none() && config::workload_endpoint(path).is_some() {
+            let mut errors = ConfigErrors::default();
+            errors.push(
+                path,
+                "spiffe",
+                "the gateway started with its certificate from files: following the Workload \
+                 API instead needs a restart",
+            );
+            return Err(errors);
+        }
         let material = self.workload.as_ref().and_then(|feed| feed.latest());
         let config = config::load_with(path, material.as_deref(), None)?;
         self.publish(config)

@@ -213,7 +213,6 @@ impl BackgroundService for ConfigWatcher {
         #[cfg(unix)]
         let mut hangup =
             tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()).ok();
-        self.readiness.reloads_handled();
         if let Some(feed) = self.reloader.store.workload.clone() {
             tokio::spawn(super::follow_workload_api(self.reloader.clone(), feed));
         }
@@ -235,6 +234,8 @@ impl BackgroundService for ConfigWatcher {
         let mut set = WatchSet::of(&self.reloader.store);
         let mut watched: HashSet<PathBuf> = HashSet::new();
         refresh_watches(watcher.as_mut(), &set, &mut watched);
+        // Ready once SIGHUP reloads and the files are watched: an edit from now on is seen.
+        self.readiness.reloads_handled();
 
         loop {
             #[cfg(unix)]
