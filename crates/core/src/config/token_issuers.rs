@@ -12,10 +12,12 @@ use tracing::warn;
 
 use super::error::ConfigErrors;
 use super::raw::{RawTokenIssuer, RawTokens};
+use super::remote_keys::{self, RemoteKeys};
 use super::{sources, validate_name};
 use crate::identity::spiffe::validate_trust_domain;
 use crate::identity::token::{
-    jwt_bundle_of, parse_key_set, IssuerKind, IssuerSpec, KeyFileFormat, JWT_SVID_ALGORITHMS,
+    jwt_bundle_of, parse_key_set, IssuerKind, IssuerSpec, KeyFileFormat, KeySet,
+    JWT_SVID_ALGORITHMS,
 };
 use crate::identity::SpiffeId;
 
@@ -59,13 +61,15 @@ pub(super) fn convert_settings(
     }
 }
 
-/// Validates every issuer; each key file read is appended to `files` (watched for reload).
+/// Validates every issuer; each key file read is appended to `files` (watched for reload), and
+/// each issuer whose keys the gateway fetches to `remote`.
 pub(super) fn convert_issuers(
     file: &Path,
     raw: &BTreeMap<String, RawTokenIssuer>,
     resolve: &dyn Fn(&str) -> PathBuf,
     gateway_id: Option<&SpiffeId>,
     files: &mut Vec<PathBuf>,
+    remote: &mut Vec<RemoteKeys>,
     errors: &mut ConfigErrors,
 ) -> Vec<Arc<IssuerSpec>> {
     let mut issuers = Vec::new();
@@ -183,6 +187,17 @@ pub(super) fn convert_issuers(
 
         let keys_path = resolve(&r.keys);
         files.push(keys_path.clone());
+        let fetched = remote_keys::convert(
+            file,
+            &key,
+            name,
+            r,
+            &kind,
+            &keys_path,
+            &algorithms,
+            resolve,
+            errors,
+        );
         let format = match kind {
             IssuerKind::JwtSvid => KeyFileFormat::SpiffeBundle,
             IssuerKind::Jwt => KeyFileFormat::Jwks,
@@ -216,6 +231,15 @@ pub(super) fn convert_issuers(
                     }
                 }
             }
+            // Keys the gateway fetches need no file to start from: the first fetch writes it.
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound && fetched.is_some() => {
+                warn!(
+                    file = %keys_path.display(),
+                    issuer = %name,
+                    "token issuer has no keys until the first fetch"
+                );
+                Some(KeySet::default())
+            }
             Err(e) => {
                 errors.push(
                     file,
@@ -226,6 +250,7 @@ pub(super) fn convert_issuers(
             }
         };
         if let (Some(keys), true) = (keys, errors.len() == before) {
+            remote.extend(fetched);
             issuers.push(Arc::new(IssuerSpec {
                 name: Arc::from(name.as_str()),
                 kind,
