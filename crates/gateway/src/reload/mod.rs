@@ -6,9 +6,12 @@
 //! the current one keeps serving.
 
 mod federation;
+mod jwks;
 mod watch;
 
 pub use federation::follow_bundle_endpoints;
+pub(crate) use jwks::FETCH_TIMEOUT as KEY_FETCH_TIMEOUT;
+pub use jwks::{follow_issuer_keys, KeyFetchers};
 
 pub use watch::{ConfigWatcher, ReloadOutcome, ReloadStatus, Reloader};
 
