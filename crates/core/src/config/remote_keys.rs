@@ -156,6 +156,13 @@ pub(super) fn convert(
             ),
         );
     }
+    let ca = r.endpoint_ca.as_deref().map(resolve);
+    if let Some(ca) = &ca {
+        // Read now so a wrong path is a config error, not a fetch failing in the background.
+        if let Err(reason) = super::read_certificates(ca) {
+            errors.push(file, format!("{key}.endpoint_ca"), reason);
+        }
+    }
     let location = match (url_key, &r.issuer) {
         ("discovery", Some(issuer)) => KeysLocation::Discovery {
             url: url.clone(),
@@ -168,7 +175,7 @@ pub(super) fn convert(
     (errors.len() == before).then(|| RemoteKeys {
         issuer: name.to_string(),
         location,
-        ca: r.endpoint_ca.as_deref().map(resolve),
+        ca,
         keys_path: keys_path.to_path_buf(),
         algorithms: algorithms.to_vec(),
         min_refresh: Duration::from_secs(min_refresh_s),

@@ -648,6 +648,10 @@ fn token_issuers_with_fetched_keys_are_read_and_bad_ones_refused_with_their_key(
             "token_issuer.idp.discovery: set jwks_uri or discovery, not both",
         ),
         (
+            format!("{IDP}jwks_uri = \"https://idp.example/jwks\"\nendpoint_ca = \"no-such-ca.pem\"\n"),
+            "token_issuer.idp.endpoint_ca: cannot read",
+        ),
+        (
             format!("{IDP}endpoint_ca = \"certs/ca.crt\"\n"),
             "token_issuer.idp.endpoint_ca: set only with jwks_uri or discovery",
         ),

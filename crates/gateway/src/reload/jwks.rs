@@ -198,19 +198,13 @@ impl Fetcher {
     fn run(&self, woken: &Receiver<()>) {
         let issuer = &self.remote.issuer;
         let url = self.remote.location.url();
-        let client = match http_client(&self.remote) {
-            Ok(client) => client,
-            Err(e) => {
-                warn!(%issuer, error = %e, "token issuer keys: no client; not fetching");
-                self.metrics.record_jwks_fetch(issuer, "failed");
-                return;
-            }
-        };
         info!(%issuer, %url, "token issuer keys: fetching");
         let mut refresh = DEFAULT_REFRESH.clamp(self.remote.min_refresh, self.remote.max_refresh);
         loop {
             let serving = self.state.asked.lock().map_or(0, |a| a.last);
-            let (wait, fingerprint) = match fetch_once(&client, &self.remote) {
+            // A client per round: a renewed endpoint_ca is trusted from the next fetch on.
+            let fetched = http_client(&self.remote).and_then(|c| fetch_once(&c, &self.remote));
+            let (wait, fingerprint) = match fetched {
                 Ok(fetched) => {
                     self.metrics.record_jwks_fetch(
                         issuer,
