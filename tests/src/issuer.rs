@@ -26,6 +26,8 @@ pub enum Answer {
         cache_control: Option<String>,
     },
     Status(StatusCode),
+    /// 302 to this URL.
+    Redirect(String),
 }
 
 impl Answer {
@@ -152,6 +154,10 @@ fn respond(answer: Option<Answer>) -> Response<Full<Bytes>> {
             }
             builder.body(Full::new(Bytes::from(body)))
         }
+        Some(Answer::Redirect(location)) => Response::builder()
+            .status(StatusCode::FOUND)
+            .header("location", location)
+            .body(Full::new(Bytes::new())),
         Some(Answer::Status(status)) => Response::builder()
             .status(status)
             .body(Full::new(Bytes::new())),

@@ -231,6 +231,18 @@ async fn a_failing_issuer_keeps_the_last_good_keys_in_force_and_each_failure_is_
         (KEYS_PATH, Answer::Status(StatusCode::SERVICE_UNAVAILABLE)),
         (KEYS_PATH, Answer::json("{\"keys\": [")),
         (KEYS_PATH, Answer::json("{\"no\": \"keys\"}")),
+        // Redirects are not followed: the keys are where the config says.
+        (
+            KEYS_PATH,
+            Answer::Redirect(format!("{}/other-keys", issuer.url())),
+        ),
+        // Over the 1 MiB bound, however good a key set it would otherwise be.
+        (
+            KEYS_PATH,
+            Answer::json(
+                json!({ "keys": [other.jwk("sig")], "padding": "x".repeat(1 << 20) }).to_string(),
+            ),
+        ),
         // Another issuer's discovery document, naming keys the gateway must never take.
         (
             DISCOVERY_PATH,
@@ -309,4 +321,25 @@ async fn the_jwks_cache_control_max_age_sets_when_keys_are_fetched_again() {
     tokio::time::sleep(Duration::from_secs(3)).await;
     assert_eq!(issuer.hits(KEYS_PATH), settled);
     assert_eq!(status_of(gw, &token(issuer, &key)).await, StatusCode::OK);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_issuer_whose_certificate_is_not_trusted_is_not_fetched_from() {
+    let web = DevCa::new("web.test").unwrap();
+    let stranger = DevCa::new("web.test").unwrap();
+    // The issuer's certificate is from a CA the gateway was not told to trust.
+    let issuer = &Issuer::start(&stranger).await;
+    let key = TokenSigner::generate_es256().unwrap();
+    issuer.answer(KEYS_PATH, Answer::json(jwks(&[&key])));
+    let gw = &gateway(issuer, &web, Source::Discovery, "", None).await;
+    until("a failed fetch counted", || async move {
+        fetches(gw, "failed").await >= 1
+    })
+    .await;
+    assert_eq!(
+        status_of(gw, &token(issuer, &key)).await,
+        StatusCode::UNAUTHORIZED
+    );
+    assert_eq!(keys_file(gw), None);
+    assert_eq!(issuer.hits(DISCOVERY_PATH) + issuer.hits(KEYS_PATH), 0);
 }

@@ -136,7 +136,8 @@ pub async fn follow_issuer_keys(
         if let Ok(mut running) = fetchers.running.lock() {
             running.retain(|remote, _| {
                 let keep = wanted.contains(remote);
-                if !keep {
+                // An issuer whose settings changed keeps its series; one that left drops them.
+                if !keep && !wanted.iter().any(|w| w.issuer == remote.issuer) {
                     metrics.forget_jwks_issuer(&remote.issuer);
                 }
                 keep
