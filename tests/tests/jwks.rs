@@ -154,6 +154,14 @@ async fn keys_found_by_discovery_verify_tokens_and_a_rotated_in_key_is_fetched_f
     assert_eq!(keys_file(gw), Some(jwks(&[&old])));
     assert!(issuer.hits(DISCOVERY_PATH) >= 1);
     assert!(fetches(gw, "updated").await >= 1);
+    let (_, status) = gw.admin_get("/status").await;
+    let status: Value = serde_json::from_str(&status).unwrap();
+    let idp = &status["token_issuers"][0];
+    assert_eq!(idp["keys"], json!([old.kid]));
+    assert_eq!(
+        idp["keys_from"],
+        format!("{}{DISCOVERY_PATH}", issuer.url())
+    );
 
     // The first token may have used the refetch of this second; let the interval pass.
     tokio::time::sleep(Duration::from_millis(1500)).await;
