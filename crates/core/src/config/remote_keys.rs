@@ -65,19 +65,17 @@ pub struct RemoteKeys {
     pub unknown_kid_refetch: Duration,
 }
 
-/// The remote key source of the issuer at `key`, if it names one; errors name their key.
-#[allow(clippy::too_many_arguments)] // one call site, each argument a different fact
+/// The remote key source of issuer `name`, if it names one; errors name their key. Its
+/// `algorithms` are left empty for the caller, which validates them.
 pub(super) fn convert(
     file: &Path,
-    key: &str,
     name: &str,
     r: &RawTokenIssuer,
     kind: &IssuerKind,
-    keys_path: &Path,
-    algorithms: &[Algorithm],
     resolve: &dyn Fn(&str) -> PathBuf,
     errors: &mut ConfigErrors,
 ) -> Option<RemoteKeys> {
+    let key = format!("token_issuer.{name}");
     let (url_key, url) = match (&r.jwks_uri, &r.discovery) {
         (None, None) => {
             for (k, set) in [
@@ -176,8 +174,8 @@ pub(super) fn convert(
         issuer: name.to_string(),
         location,
         ca,
-        keys_path: keys_path.to_path_buf(),
-        algorithms: algorithms.to_vec(),
+        keys_path: resolve(&r.keys),
+        algorithms: Vec::new(),
         min_refresh: Duration::from_secs(min_refresh_s),
         max_refresh: Duration::from_secs(max_refresh_s),
         unknown_kid_refetch: Duration::from_secs(unknown_kid_refetch_s),

@@ -187,17 +187,11 @@ pub(super) fn convert_issuers(
 
         let keys_path = resolve(&r.keys);
         files.push(keys_path.clone());
-        let fetched = remote_keys::convert(
-            file,
-            &key,
-            name,
-            r,
-            &kind,
-            &keys_path,
-            &algorithms,
-            resolve,
-            errors,
-        );
+        let fetched =
+            remote_keys::convert(file, name, r, &kind, resolve, errors).map(|remote| RemoteKeys {
+                algorithms: algorithms.clone(),
+                ..remote
+            });
         let format = match kind {
             IssuerKind::JwtSvid => KeyFileFormat::SpiffeBundle,
             IssuerKind::Jwt => KeyFileFormat::Jwks,
