@@ -351,3 +351,49 @@ async fn an_issuer_whose_certificate_is_not_trusted_is_not_fetched_from() {
     assert_eq!(keys_file(gw), None);
     assert_eq!(issuer.hits(DISCOVERY_PATH) + issuer.hits(KEYS_PATH), 0);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn clients_arriving_during_a_rotated_in_keys_fetch_and_reload_share_it_and_are_all_admitted()
+{
+    let web = DevCa::new("web.test").unwrap();
+    let issuer = &Issuer::start(&web).await;
+    let (old, new) = (
+        TokenSigner::generate_es256().unwrap(),
+        TokenSigner::generate_es256().unwrap(),
+    );
+    issuer.answer(KEYS_PATH, Answer::cached(jwks(&[&old]), "max-age=3600"));
+    let gw = &gateway(issuer, &web, Source::JwksUri, "", Some(jwks(&[&old]))).await;
+    until("the first fetch", || async move {
+        fetches(gw, "unchanged").await >= 1
+    })
+    .await;
+    let before = issuer.hits(KEYS_PATH);
+    issuer.answer(
+        KEYS_PATH,
+        Answer::cached(jwks(&[&old, &new]), "max-age=3600"),
+    );
+    let token = &token(issuer, &new);
+    // Connected first, then asking 40 ms apart: the first causes the fetch; the next ones
+    // arrive while it runs, or after it wrote the keys but before the reload applied them
+    // (the reload waits 150 ms for a burst of file changes to settle). All wait, none is
+    // refused meanwhile.
+    let mut clients = Vec::new();
+    for _ in 0..6 {
+        clients.push(gw.anonymous_client(false).await);
+    }
+    let statuses = futures::future::join_all(clients.iter_mut().enumerate().map(
+        |(i, client)| async move {
+            tokio::time::sleep(Duration::from_millis(40 * i as u64)).await;
+            client
+                .with_token(Method::POST, "/tokens/only/deploy", token)
+                .await
+                .status
+        },
+    ))
+    .await;
+    assert!(
+        statuses.iter().all(|s| *s == StatusCode::OK),
+        "{statuses:?}"
+    );
+    assert_eq!(issuer.hits(KEYS_PATH), before + 1);
+}

@@ -69,6 +69,8 @@ struct Round {
     served: u64,
     /// SHA-256 of the keys file after the round, when the fetch succeeded.
     fingerprint: Option<Vec<u8>>,
+    /// When the round ended.
+    at: Option<Instant>,
 }
 
 /// A refetch asked for (or joined): its outcome once the fetcher has made it.
@@ -90,7 +92,9 @@ impl Refetch {
 impl KeyFetchers {
     /// Asks for the keys of `issuer` to be fetched now, for a token naming a `kid` they lack:
     /// joins a refetch already under way, else starts one unless one was started less than
-    /// the issuer's `unknown_kid_refetch_s` ago. `None`: nothing to wait for.
+    /// the issuer's `unknown_kid_refetch_s` ago, in which case only a fetch that ended just
+    /// now is offered (its keys may be on their way into a snapshot). `None`: nothing to wait
+    /// for.
     pub(crate) fn refetch(&self, issuer: &str) -> Option<Refetch> {
         let handle = self
             .running
@@ -112,7 +116,15 @@ impl KeyFetchers {
             .at
             .is_some_and(|at| at.elapsed() < handle.unknown_kid_refetch)
         {
-            return None;
+            // No new fetch; but one that just wrote keys may not be applied yet: a request
+            // arriving between the fetch and the reload waits for the reload, not a 401.
+            let round = rounds.borrow().clone();
+            let fresh = round.fingerprint.is_some()
+                && round.at.is_some_and(|at| at.elapsed() < FETCH_TIMEOUT);
+            return fresh.then_some(Refetch {
+                ticket: served,
+                rounds,
+            });
         }
         asked.last += 1;
         asked.at = Some(Instant::now());
@@ -233,6 +245,7 @@ impl Fetcher {
             self.state.rounds.send_replace(Round {
                 served: serving,
                 fingerprint,
+                at: Some(Instant::now()),
             });
             match woken.recv_timeout(wait) {
                 // A refetch asked for: the next round serves it, and any asked meanwhile.
