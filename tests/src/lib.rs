@@ -18,6 +18,7 @@ use rustls::pki_types::ServerName;
 use tokio_rustls::TlsConnector;
 
 pub mod dns;
+pub mod issuer;
 pub mod otlp;
 pub mod syslog;
 pub mod workload_api;

@@ -28,7 +28,7 @@ use crate::plane::listener::{self, EventBudget, HandshakeRefusals};
 use crate::plane::names::{name_of, NameKey, Outcome};
 use crate::plane::upstream::H1Cache;
 use crate::plane::Shared;
-use crate::reload::{ConfigWatcher, Reloader, Snapshot, SnapshotStore};
+use crate::reload::{ConfigWatcher, KeyFetchers, Reloader, Snapshot, SnapshotStore};
 use crate::traces::Traces;
 
 /// Default interval between upstream health-check rounds when no pool sets a faster one.
@@ -126,6 +126,7 @@ pub fn build(
         metrics: metrics.clone(),
         handshake_events: budget,
         traces,
+        issuer_keys: Arc::new(KeyFetchers::default()),
     });
     let phases = server.watch_execution_phase();
     let exit_when_drained = Arc::new(AtomicBool::new(false));
@@ -270,6 +271,11 @@ impl Service for DataPlane {
         }
         tokio::spawn(crate::reload::follow_bundle_endpoints(
             self.shared.store.clone(),
+            self.shared.metrics.clone(),
+        ));
+        tokio::spawn(crate::reload::follow_issuer_keys(
+            self.shared.store.clone(),
+            self.shared.issuer_keys.clone(),
             self.shared.metrics.clone(),
         ));
         tokio::spawn(follow_listener_settings(

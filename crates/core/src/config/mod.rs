@@ -9,6 +9,7 @@ mod dns;
 mod error;
 mod policy_file;
 mod raw;
+mod remote_keys;
 mod sources;
 mod tls_files;
 mod token_issuers;
@@ -20,6 +21,7 @@ use crate::proxy_protocol::IpRange;
 pub use dns::{DnsConfig, UpstreamAddress};
 pub use error::{ConfigError, ConfigErrors};
 pub use policy_file::load_policy_files;
+pub use remote_keys::{KeysLocation, RemoteKeys};
 pub use sources::toml_files_in;
 pub use sources::Captured;
 pub use tls_files::{read_certificates, read_private_key};
@@ -78,6 +80,8 @@ pub struct GatewayConfig {
     pub revocation: RevocationList,
     pub shutdown: Shutdown,
     pub token_issuers: Vec<Arc<IssuerSpec>>,
+    /// Token issuers whose keys the gateway fetches into their `keys` file.
+    pub remote_keys: Vec<RemoteKeys>,
     pub tokens: TokenSettings,
     /// How long a client connection may sit idle between requests (HTTP/1.1 keep-alive, or an
     /// HTTP/2 connection with no stream) before the gateway closes it.
@@ -804,13 +808,17 @@ fn load_unhashed(
     let dns = dns::convert(file, &raw.dns, &mut errors);
     let tracing = traces::convert(file, raw.tracing.as_ref(), &resolve, &mut errors);
     let tokens = token_issuers::convert_settings(file, &raw.tokens, &mut errors);
+    let mut remote_keys = Vec::new();
     let token_issuers = token_issuers::convert_issuers(
         file,
         &raw.token_issuer,
         &resolve,
-        tls.as_ref().and_then(|t| t.spiffe_id.as_ref()),
-        agent,
+        token_issuers::Own {
+            spiffe_id: tls.as_ref().and_then(|t| t.spiffe_id.as_ref()),
+            agent,
+        },
         &mut files,
+        &mut remote_keys,
         &mut errors,
     );
 
@@ -844,6 +852,7 @@ fn load_unhashed(
         revocation,
         shutdown,
         token_issuers,
+        remote_keys,
         tokens,
         idle_timeout,
         limits,
@@ -1280,11 +1289,7 @@ fn convert_bundle_endpoint(
             return None;
         }
     };
-    let valid = url
-        .strip_prefix("https://")
-        .is_some_and(|rest| !rest.is_empty() && !rest.starts_with('/'))
-        && url.parse::<http::Uri>().is_ok();
-    if !valid {
+    if !remote_keys::is_https_url(url) {
         errors.push(
             file,
             format!("{key}.bundle_endpoint"),

@@ -91,6 +91,24 @@ pub(super) struct RawTokenIssuer {
     pub required_claims: Vec<String>,
     #[serde(default)]
     pub zone: Option<String>,
+    /// The issuer's JWK Set URL: fetched by the gateway into `keys`.
+    #[serde(default)]
+    pub jwks_uri: Option<String>,
+    /// The issuer's OpenID Connect discovery document: its `jwks_uri` is fetched into `keys`.
+    #[serde(default)]
+    pub discovery: Option<String>,
+    /// PEM roots for the issuer's web certificate (default: the system's).
+    #[serde(default)]
+    pub endpoint_ca: Option<String>,
+    /// Bounds on how long fetched keys are used before the next fetch (Cache-Control max-age
+    /// is clamped within them).
+    #[serde(default)]
+    pub min_refresh_s: Option<u64>,
+    #[serde(default)]
+    pub max_refresh_s: Option<u64>,
+    /// Least time between two fetches caused by tokens naming an unknown `kid`.
+    #[serde(default)]
+    pub unknown_kid_refetch_s: Option<u64>,
 }
 
 #[derive(Debug, Default, Deserialize)]

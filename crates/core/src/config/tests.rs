@@ -603,3 +603,117 @@ fn bundle_endpoints_are_read_and_bad_ones_refused_with_their_key() {
         assert!(error.contains(expected), "{td}: {error}");
     }
 }
+
+#[test]
+fn token_issuers_with_fetched_keys_are_read_and_bad_ones_refused_with_their_key() {
+    let dir = pki_dir();
+    const IDP: &str = "[token_issuer.idp]\nkind = \"jwt\"\nissuer = \"https://idp.example\"\n\
+                       algorithms = [\"ES256\"]\naudiences = [\"gw\"]\nkeys = \"idp-jwks.json\"\n";
+    let with = |tail: &str| {
+        let path = write(dir.path(), "gw.toml", &format!("{GOOD}{tail}"));
+        write(dir.path(), "policy/a.toml", GOOD_POLICY);
+        load(&path)
+    };
+    // No keys file yet: the issuer starts with no keys, and the file is watched for the first
+    // fetch to write.
+    let loaded = with(&format!(
+        "{IDP}discovery = \"https://idp.example/.well-known/openid-configuration\"\n\
+         endpoint_ca = \"certs/ca.crt\"\n"
+    ))
+    .unwrap();
+    let keys_path = dir.path().join("idp-jwks.json");
+    assert_eq!(
+        loaded.remote_keys,
+        vec![RemoteKeys {
+            issuer: "idp".into(),
+            location: KeysLocation::Discovery {
+                url: "https://idp.example/.well-known/openid-configuration".into(),
+                issuer: "https://idp.example".into(),
+            },
+            ca: Some(dir.path().join("certs/ca.crt")),
+            keys_path: keys_path.clone(),
+            algorithms: vec![jsonwebtoken::Algorithm::ES256],
+            min_refresh: Duration::from_secs(60),
+            max_refresh: Duration::from_secs(86_400),
+            unknown_kid_refetch: Duration::from_secs(30),
+        }]
+    );
+    assert!(loaded.token_issuers[0].keys.keys.is_empty());
+    assert!(loaded.files.contains(&keys_path));
+
+    let loaded = with(&format!(
+        "{IDP}jwks_uri = \"https://idp.example:8443/jwks\"\nmin_refresh_s = 5\n\
+         max_refresh_s = 600\nunknown_kid_refetch_s = 10\n"
+    ))
+    .unwrap();
+    let remote = &loaded.remote_keys[0];
+    assert_eq!(
+        remote.location,
+        KeysLocation::Jwks("https://idp.example:8443/jwks".into())
+    );
+    assert_eq!(remote.ca, None);
+    assert_eq!(
+        (
+            remote.min_refresh,
+            remote.max_refresh,
+            remote.unknown_kid_refetch
+        ),
+        (
+            Duration::from_secs(5),
+            Duration::from_secs(600),
+            Duration::from_secs(10)
+        )
+    );
+
+    for (tail, expected) in [
+        (
+            format!("{IDP}jwks_uri = \"http://idp.example/jwks\"\n"),
+            "token_issuer.idp.jwks_uri: `http://idp.example/jwks` is not an https:// URL",
+        ),
+        (
+            format!("{IDP}discovery = \"https:///.well-known/openid-configuration\"\n"),
+            "token_issuer.idp.discovery: `https:///.well-known/openid-configuration` is not an https:// URL",
+        ),
+        (
+            format!("{IDP}jwks_uri = \"https://idp.example/jwks\"\ndiscovery = \"https://idp.example/d\"\n"),
+            "token_issuer.idp.discovery: set jwks_uri or discovery, not both",
+        ),
+        (
+            format!("{IDP}jwks_uri = \"https://idp.example/jwks\"\nendpoint_ca = \"no-such-ca.pem\"\n"),
+            "token_issuer.idp.endpoint_ca: cannot read",
+        ),
+        (
+            format!("{IDP}endpoint_ca = \"certs/ca.crt\"\n"),
+            "token_issuer.idp.endpoint_ca: set only with jwks_uri or discovery",
+        ),
+        (
+            format!("{IDP}unknown_kid_refetch_s = 5\n"),
+            "token_issuer.idp.unknown_kid_refetch_s: set only with jwks_uri or discovery",
+        ),
+        (
+            format!("{IDP}jwks_uri = \"https://idp.example/jwks\"\nmin_refresh_s = 0\n"),
+            "token_issuer.idp.min_refresh_s: between 1 and 604800 seconds",
+        ),
+        (
+            format!("{IDP}jwks_uri = \"https://idp.example/jwks\"\nmin_refresh_s = 600\nmax_refresh_s = 60\n"),
+            "token_issuer.idp.max_refresh_s: 60 is less than min_refresh_s (600)",
+        ),
+        (
+            format!("{IDP}jwks_uri = \"https://idp.example/jwks\"\nunknown_kid_refetch_s = 0\n"),
+            "token_issuer.idp.unknown_kid_refetch_s: between 1 and 3600 seconds",
+        ),
+        // Without a URL to fetch from, the keys file is the only source: it must exist.
+        (IDP.to_string(), "token_issuer.idp.keys: cannot read"),
+        (
+            "[token_issuer.td]\nkind = \"jwt-svid\"\ntrust_domain = \"example.org\"\n\
+             algorithms = [\"ES256\"]\nkeys = \"certs/ca.crt\"\n\
+             jwks_uri = \"https://spire.example.org/keys\"\n"
+                .to_string(),
+            "token_issuer.td.jwks_uri: only for kind = \"jwt\"",
+        ),
+    ] {
+        let error = with(&tail).unwrap_err().to_string();
+        assert!(error.contains("gw.toml"), "{error}");
+        assert!(error.contains(expected), "{tail}: {error}");
+    }
+}

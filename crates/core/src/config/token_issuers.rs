@@ -12,6 +12,7 @@ use tracing::warn;
 
 use super::error::ConfigErrors;
 use super::raw::{RawTokenIssuer, RawTokens};
+use super::remote_keys::{self, RemoteKeys};
 use super::workload::WorkloadMaterial;
 use super::{sources, validate_name};
 use crate::identity::spiffe::validate_trust_domain;
@@ -61,14 +62,23 @@ pub(super) fn convert_settings(
     }
 }
 
-/// Validates every issuer; each key file read is appended to `files` (watched for reload).
+/// The gateway's own identity, as far as token issuers need it.
+pub(super) struct Own<'a> {
+    /// The SPIFFE ID of its certificate: the default audience.
+    pub spiffe_id: Option<&'a SpiffeId>,
+    /// With `[spiffe]`, what the Workload API sent: JWT-SVID issuers' keys.
+    pub agent: Option<&'a WorkloadMaterial>,
+}
+
+/// Validates every issuer; each key file read is appended to `files` (watched for reload), and
+/// each issuer whose keys the gateway fetches to `remote`.
 pub(super) fn convert_issuers(
     file: &Path,
     raw: &BTreeMap<String, RawTokenIssuer>,
     resolve: &dyn Fn(&str) -> PathBuf,
-    gateway_id: Option<&SpiffeId>,
-    agent: Option<&WorkloadMaterial>,
+    own: Own<'_>,
     files: &mut Vec<PathBuf>,
+    remote: &mut Vec<RemoteKeys>,
     errors: &mut ConfigErrors,
 ) -> Vec<Arc<IssuerSpec>> {
     let mut issuers = Vec::new();
@@ -134,7 +144,7 @@ pub(super) fn convert_issuers(
             (IssuerKind::Jwt, None) => {}
         }
         let algorithms = convert_algorithms(file, &key, &r.algorithms, &kind, errors);
-        let audiences = match (r.audiences.is_empty(), gateway_id) {
+        let audiences = match (r.audiences.is_empty(), own.spiffe_id) {
             (false, _) => r.audiences.clone(),
             (true, Some(id)) => vec![id.to_string()],
             (true, None) => {
@@ -184,7 +194,12 @@ pub(super) fn convert_issuers(
             }
         }
 
-        let keys = match (&r.keys, &kind, agent, &r.trust_domain) {
+        let fetched =
+            remote_keys::convert(file, name, r, &kind, resolve, errors).map(|remote| RemoteKeys {
+                algorithms: algorithms.clone(),
+                ..remote
+            });
+        let keys = match (&r.keys, &kind, own.agent, &r.trust_domain) {
             (Some(keys), _, _, _) => {
                 let keys_path = resolve(keys);
                 files.push(keys_path.clone());
@@ -192,9 +207,31 @@ pub(super) fn convert_issuers(
                     IssuerKind::JwtSvid => r.trust_domain.as_deref(),
                     IssuerKind::Jwt => None,
                 };
-                read_key_file(name, &keys_path, jwt_svid_domain, &algorithms)
-                    .map_err(|reason| errors.push(file, format!("{key}.keys"), reason))
-                    .ok()
+                match read_key_file(name, &keys_path, jwt_svid_domain, &algorithms) {
+                    Ok(Some(keys)) => Some(keys),
+                    // Keys the gateway fetches need no file to start from: the first fetch
+                    // writes it.
+                    Ok(None) if fetched.is_some() => {
+                        warn!(
+                            file = %keys_path.display(),
+                            issuer = %name,
+                            "token issuer has no keys until the first fetch"
+                        );
+                        Some(KeySet::default())
+                    }
+                    Ok(None) => {
+                        errors.push(
+                            file,
+                            format!("{key}.keys"),
+                            format!("cannot read {}: no such file", keys_path.display()),
+                        );
+                        None
+                    }
+                    Err(reason) => {
+                        errors.push(file, format!("{key}.keys"), reason);
+                        None
+                    }
+                }
             }
             // A JWT-SVID issuer under [spiffe]: its trust domain's JWT authorities as the
             // agent sent them.
@@ -235,6 +272,7 @@ pub(super) fn convert_issuers(
             }
         };
         if let (Some(keys), true) = (keys, errors.len() == before) {
+            remote.extend(fetched);
             issuers.push(Arc::new(IssuerSpec {
                 name: Arc::from(name.as_str()),
                 kind,
@@ -297,16 +335,19 @@ fn convert_algorithms(
     out
 }
 
-/// An issuer's keys from its key file; a JWT-SVID issuer (`jwt_svid_domain`) reads its own
+/// An issuer's keys from its key file (`None`: there is no such file); a JWT-SVID issuer (`jwt_svid_domain`) reads its own
 /// trust domain's bundle, also out of spiffe-helper's map of several.
 fn read_key_file(
     issuer: &str,
     keys_path: &Path,
     jwt_svid_domain: Option<&str>,
     algorithms: &[Algorithm],
-) -> Result<KeySet, String> {
-    let bytes = sources::read(keys_path)
-        .map_err(|e| format!("cannot read {}: {e}", keys_path.display()))?;
+) -> Result<Option<KeySet>, String> {
+    let bytes = match sources::read(keys_path) {
+        Ok(bytes) => bytes,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(format!("cannot read {}: {e}", keys_path.display())),
+    };
     let (bundle, format) = match jwt_svid_domain {
         Some(td) => (jwt_bundle_of(&bytes, td), KeyFileFormat::SpiffeBundle),
         None => (Ok(Cow::Borrowed(&bytes[..])), KeyFileFormat::Jwks),
@@ -317,5 +358,5 @@ fn read_key_file(
     for note in &keys.skipped {
         warn!(file = %keys_path.display(), issuer, "token issuer key skipped: {note}");
     }
-    Ok(keys)
+    Ok(Some(keys))
 }

@@ -5,7 +5,7 @@
 //! so a hostile client cannot grow the series set.
 
 use std::fmt::Write;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -53,6 +53,10 @@ pub struct Metrics {
     trace_spans: DashMap<&'static str, AtomicU64>,
     /// Federation bundle endpoint fetches: `updated`, `unchanged`, `failed`.
     bundle_fetches: DashMap<&'static str, AtomicU64>,
+    /// Token issuer key fetches by issuer and result: `updated`, `unchanged`, `failed`.
+    jwks_fetches: DashMap<(Arc<str>, &'static str), AtomicU64>,
+    /// When each issuer with fetched keys last confirmed them (Unix seconds; 0: never).
+    jwks_confirmed: DashMap<Arc<str>, AtomicI64>,
 }
 
 fn write_counter_family(
@@ -133,6 +137,40 @@ impl Metrics {
             .entry(result)
             .or_default()
             .fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Counts one fetch of `issuer`'s keys by its `result`.
+    pub fn record_jwks_fetch(&self, issuer: &str, result: &'static str) {
+        self.jwks_fetches
+            .entry((Arc::from(issuer), result))
+            .or_default()
+            .fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Records that `issuer`'s keys in force were confirmed (fetched, or written) at `unix`.
+    pub fn set_jwks_confirmed(&self, issuer: &str, unix: i64) {
+        self.jwks_confirmed
+            .entry(Arc::from(issuer))
+            .or_default()
+            .store(unix, Ordering::Relaxed);
+    }
+
+    /// Seconds since `issuer`'s keys were last confirmed.
+    pub fn jwks_keys_age_s(&self, issuer: &str) -> i64 {
+        let confirmed = self
+            .jwks_confirmed
+            .get(issuer)
+            .map_or(0, |c| c.load(Ordering::Relaxed));
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs() as i64);
+        now.saturating_sub(confirmed)
+    }
+
+    /// Drops the series of an issuer whose keys are no longer fetched.
+    pub fn forget_jwks_issuer(&self, issuer: &str) {
+        self.jwks_confirmed.remove(issuer);
+        self.jwks_fetches.retain(|(name, _), _| &**name != issuer);
     }
 
     pub fn record_underscore_headers(&self, action: &'static str, n: u64) {
@@ -266,6 +304,35 @@ impl Metrics {
             "result",
             &self.bundle_fetches,
         )?;
+        writeln!(out, "# HELP zonegate_jwks_fetches_total Token issuer key fetches (JWK Set, through discovery if configured): updated (new keys written to the issuer's keys file), unchanged, failed (the last good keys stay).")?;
+        writeln!(out, "# TYPE zonegate_jwks_fetches_total counter")?;
+        let mut rows: Vec<_> = self
+            .jwks_fetches
+            .iter()
+            .map(|e| (e.key().clone(), e.value().load(Ordering::Relaxed)))
+            .collect();
+        rows.sort();
+        for ((issuer, result), n) in rows {
+            writeln!(
+                out,
+                "zonegate_jwks_fetches_total{{issuer=\"{issuer}\",result=\"{result}\"}} {n}"
+            )?;
+        }
+        writeln!(out, "# HELP zonegate_jwks_keys_age_seconds Seconds since a token issuer last confirmed the keys in force (its last successful fetch, else when its keys file was written).")?;
+        writeln!(out, "# TYPE zonegate_jwks_keys_age_seconds gauge")?;
+        let mut issuers: Vec<Arc<str>> = self
+            .jwks_confirmed
+            .iter()
+            .map(|e| e.key().clone())
+            .collect();
+        issuers.sort();
+        for issuer in issuers {
+            writeln!(
+                out,
+                "zonegate_jwks_keys_age_seconds{{issuer=\"{issuer}\"}} {}",
+                self.jwks_keys_age_s(&issuer)
+            )?;
+        }
         write_counter_family(
             out,
             "zonegate_trace_spans_total",

@@ -242,6 +242,8 @@ impl AdminState {
                 "name": &*i.name,
                 "kind": i.kind.as_str(),
                 "keys": i.keys.keys.iter().map(|k| k.kid.clone()).collect::<Vec<_>>(),
+                // Where the gateway fetches them (jwks_uri or discovery); null: the file alone.
+                "keys_from": config.remote_keys.iter().find(|r| r.issuer == *i.name).map(|r| r.location.url()),
             })).collect::<Vec<_>>(),
             "server_certificate_not_after": rfc3339_seconds(snapshot.server_cert_not_after),
             "last_reload": {

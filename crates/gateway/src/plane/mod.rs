@@ -18,7 +18,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use crate::admin::metrics::Metrics;
 use crate::events::EventSink;
-use crate::reload::SnapshotStore;
+use crate::reload::{KeyFetchers, SnapshotStore};
 
 /// What every connection of every worker shares.
 pub struct Shared {
@@ -28,6 +28,8 @@ pub struct Shared {
     pub handshake_events: Arc<listener::EventBudget>,
     /// OpenTelemetry traces, when `[tracing]` is set.
     pub traces: Option<Arc<crate::traces::Traces>>,
+    /// Token issuers' key fetchers, asked to fetch again when a token names an unknown `kid`.
+    pub issuer_keys: Arc<KeyFetchers>,
 }
 
 /// How long until the Unix second `at` begins (zero once it has).

@@ -29,7 +29,7 @@ use crate::admission::{
 use crate::config::{Route, UnderscoreAction};
 use crate::identity::{Identity, SvidFacts, VerifiedToken};
 use crate::ids::next_id;
-use crate::reload::Snapshot;
+use crate::reload::{Snapshot, KEY_FETCH_TIMEOUT};
 use crate::traces::RequestSpan;
 
 /// One client connection, as every request on it sees it.
@@ -235,11 +235,65 @@ impl Drop for Unanswered<'_, '_> {
 }
 
 impl Connection {
+    /// The snapshot to admit a request on: `snapshot`, or, when its bearer token names a key
+    /// that its issuer's fetched keys lack (the issuer may have just rotated it in), the first
+    /// snapshot holding the keys the issuer serves now. The request waits for that refetch
+    /// rather than being refused while it runs: a client with a freshly rotated key is not
+    /// turned away once. The wait is bounded by the fetch timeout, and the refetch is rate
+    /// limited per issuer (`unknown_kid_refetch_s`); without one, the request is judged on the
+    /// keys in force (401, `token_unknown_key`).
+    async fn with_fresh_keys(
+        &self,
+        snapshot: Arc<Snapshot>,
+        headers: &http::HeaderMap,
+    ) -> Arc<Snapshot> {
+        if snapshot.config.remote_keys.is_empty() {
+            return snapshot;
+        }
+        let values = headers.get_all(AUTHORIZATION).iter();
+        let Ok(Bearer::Token(token)) = bearer(values.map(HeaderValue::as_bytes)) else {
+            return snapshot;
+        };
+        let Some(issuer) = snapshot.tokens.issuer_lacking_key(token).cloned() else {
+            return snapshot;
+        };
+        let Some(refetch) = self.shared.issuer_keys.refetch(&issuer.name) else {
+            return snapshot;
+        };
+        let store = &self.shared.store;
+        let newer = async {
+            let fetched = refetch.fetched().await?;
+            if fetched == issuer.keys.fingerprint {
+                // The issuer serves the keys in force: the key is unknown to it too.
+                return None;
+            }
+            let mut generations = store.subscribe();
+            loop {
+                let current = store.load();
+                let applied = current
+                    .tokens
+                    .issuers()
+                    .iter()
+                    .any(|i| i.name == issuer.name && i.keys.fingerprint == fetched);
+                if applied {
+                    return Some(current);
+                }
+                generations.changed().await.ok()?;
+            }
+        };
+        match tokio::time::timeout(KEY_FETCH_TIMEOUT, newer).await {
+            Ok(Some(current)) => current,
+            _ => snapshot,
+        }
+    }
+
     /// Handles one request from start to end.
     pub async fn handle(&self, request: Request<Incoming>) -> Response<ResponseBody> {
         let in_flight = self.activity.begin();
         let started = Instant::now();
-        let snapshot = self.shared.store.load();
+        let snapshot = self
+            .with_fresh_keys(self.shared.store.load(), request.headers())
+            .await;
         let request_id = next_id();
         let request_id_value = HeaderValue::from_str(&request_id).ok();
         let (mut parts, body) = request.into_parts();

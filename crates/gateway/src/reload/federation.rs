@@ -12,7 +12,6 @@
 //! `spiffe_refresh_hint`; a failed one is retried sooner, and the file is left as it is.
 
 use std::collections::HashMap;
-use std::io::Read;
 use std::path::Path;
 use std::sync::mpsc::{channel, RecvTimeoutError, Sender};
 use std::sync::Arc;
@@ -115,20 +114,7 @@ fn fetch_once(
     if !status.is_success() {
         return Err(format!("answered {status}"));
     }
-    if response
-        .content_length()
-        .is_some_and(|n| n > MAX_BUNDLE_BYTES)
-    {
-        return Err(format!("a bundle over {MAX_BUNDLE_BYTES} bytes"));
-    }
-    // Read at most one byte past the bound: a body without a length cannot grow unbounded.
-    let mut body = Vec::new();
-    std::io::Read::take(response, MAX_BUNDLE_BYTES + 1)
-        .read_to_end(&mut body)
-        .map_err(|e| format!("body: {e}"))?;
-    if body.len() as u64 > MAX_BUNDLE_BYTES {
-        return Err(format!("a bundle over {MAX_BUNDLE_BYTES} bytes"));
-    }
+    let body = outbound::read_bounded(response, MAX_BUNDLE_BYTES)?;
     if !body.trim_ascii_start().starts_with(b"{") {
         return Err("not a SPIFFE bundle (JSON)".into());
     }
@@ -149,7 +135,7 @@ fn fetch_once(
 
 /// Writes `bytes` to a file beside `path`, then renames it over `path`: the watcher never
 /// reads half a bundle.
-fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+pub(super) fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     let name = path.file_name().unwrap_or_default().to_string_lossy();
     let tmp = path.with_file_name(format!(".{name}.fetched"));
     std::fs::write(&tmp, bytes)?;
@@ -162,18 +148,8 @@ fn http_client(
     store: &SnapshotStore,
 ) -> Result<reqwest::blocking::Client, String> {
     let builder = match &endpoint.profile {
-        EndpointProfile::Web { ca: Some(ca) } => {
-            outbound::client_builder(outbound::roots_from(ca)?)?
-        }
-        EndpointProfile::Web { ca: None } => {
-            let mut roots = rustls::RootCertStore::empty();
-            for cert in rustls_native_certs::load_native_certs().certs {
-                let _ = roots.add(cert);
-            }
-            if roots.is_empty() {
-                return Err("no system root certificates (set endpoint_ca)".into());
-            }
-            outbound::client_builder(roots)?
+        EndpointProfile::Web { ca } => {
+            outbound::client_builder(outbound::web_roots(ca.as_deref())?)?
         }
         EndpointProfile::Spiffe { id } => {
             let expected = IdPattern::parse(id).map_err(|e| format!("`{id}`: {e}"))?;

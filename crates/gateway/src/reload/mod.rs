@@ -6,10 +6,13 @@
 //! the current one keeps serving.
 
 mod federation;
+mod jwks;
 mod watch;
 mod workload;
 
 pub use federation::follow_bundle_endpoints;
+pub(crate) use jwks::FETCH_TIMEOUT as KEY_FETCH_TIMEOUT;
+pub use jwks::{follow_issuer_keys, KeyFetchers};
 pub use workload::{follow_workload_api, WorkloadFeed};
 
 pub use watch::{ConfigWatcher, ReloadOutcome, ReloadStatus, Reloader};

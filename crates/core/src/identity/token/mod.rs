@@ -308,6 +308,21 @@ impl TokenVerifier {
         &self.issuers
     }
 
+    /// The configured issuer of `token` when its keys lack the key the token names (by `kid`,
+    /// or, without one, when the issuer has not exactly one key): the tokens
+    /// [`TokenReason::UnknownKey`] refuses. The gateway asks it to know whose keys to fetch
+    /// again; it reads the header and claims only, so it vouches for nothing and costs no
+    /// signature check.
+    pub fn issuer_lacking_key(&self, token: &str) -> Option<&Arc<IssuerSpec>> {
+        let jws = jose::parse(token, self.max_token_bytes).ok()?;
+        let issuer = self.issuer_for(&jws.claims).ok()?;
+        issuer
+            .keys
+            .select(jws.header.kid.as_deref())
+            .is_none()
+            .then_some(issuer)
+    }
+
     pub fn cache(&self) -> &TokenCache {
         &self.cache
     }

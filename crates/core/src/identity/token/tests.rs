@@ -453,3 +453,24 @@ fn workload_api_jwt_bundles_take_jwt_svid_keys_with_or_without_use() {
     assert!(set.keys.is_empty());
     assert!(set.skipped[0].contains("`jwt-svid`"), "{:?}", set.skipped);
 }
+
+#[test]
+fn a_token_refused_for_an_unknown_key_names_the_issuer_whose_keys_to_fetch() {
+    let v = verifier(vec![svid_issuer(&[es256()])]);
+    let header = json!({ "alg": "ES256", "kid": "rotated-in", "typ": "JWT" });
+    let token = es256().sign_with_header(&header, &claims()).unwrap();
+    assert_eq!(refusal(&v, &token), TokenReason::UnknownKey);
+    assert_eq!(
+        v.issuer_lacking_key(&token).map(|i| &*i.name),
+        Some("example-org")
+    );
+    // A key the issuer has, another issuer's token, no token: nothing to fetch.
+    assert!(v
+        .issuer_lacking_key(&es256().sign(&claims()).unwrap())
+        .is_none());
+    let stranger = with(claims(), "sub", json!("spiffe://other.org/ns/a/sa/b"));
+    assert!(v
+        .issuer_lacking_key(&es256().sign(&stranger).unwrap())
+        .is_none());
+    assert!(v.issuer_lacking_key("not.a.token").is_none());
+}
