@@ -418,38 +418,26 @@ fn binding_requires_the_same_workload_or_the_same_certificate() {
 #[test]
 fn workload_api_jwt_bundles_take_jwt_svid_keys_with_or_without_use() {
     let algs = [Algorithm::ES256, Algorithm::RS256];
+    let read = |format, keys: Vec<Value>| {
+        let doc = json!({ "keys": keys }).to_string();
+        parse_key_set(doc.as_bytes(), format, &algs).unwrap()
+    };
     let mut unmarked = es256().jwk("sig");
     unmarked.as_object_mut().unwrap().remove("use");
-    let doc = json!({ "keys": [unmarked, rs256().jwk("jwt-svid")] });
-    let set = parse_key_set(
-        doc.to_string().as_bytes(),
+    let set = read(
         KeyFileFormat::WorkloadApi,
-        &algs,
-    )
-    .unwrap();
+        vec![unmarked, rs256().jwk("jwt-svid")],
+    );
     assert_eq!(set.keys.len(), 2);
     // An X.509 authority in the same document is not a token key; nor is an unknown use.
-    let doc = json!({ "keys": [es256().jwk("x509-svid")] });
-    let set = parse_key_set(
-        doc.to_string().as_bytes(),
-        KeyFileFormat::WorkloadApi,
-        &algs,
-    )
-    .unwrap();
+    let set = read(KeyFileFormat::WorkloadApi, vec![es256().jwk("x509-svid")]);
     assert!(set.keys.is_empty());
     assert!(!set.skipped.iter().any(|note| note.starts_with("keys[0]")));
-    let doc = json!({ "keys": [es256().jwk("wrapping")] });
-    let set = parse_key_set(
-        doc.to_string().as_bytes(),
-        KeyFileFormat::WorkloadApi,
-        &algs,
-    )
-    .unwrap();
+    let set = read(KeyFileFormat::WorkloadApi, vec![es256().jwk("wrapping")]);
     assert!(set.keys.is_empty());
     assert!(set.skipped[0].contains("`wrapping`"), "{:?}", set.skipped);
     // A plain JWKS file does not take a SPIFFE `use`.
-    let doc = json!({ "keys": [es256().jwk("jwt-svid")] });
-    let set = parse_key_set(doc.to_string().as_bytes(), KeyFileFormat::Jwks, &algs).unwrap();
+    let set = read(KeyFileFormat::Jwks, vec![es256().jwk("jwt-svid")]);
     assert!(set.keys.is_empty());
     assert!(set.skipped[0].contains("`jwt-svid`"), "{:?}", set.skipped);
 }
