@@ -260,3 +260,14 @@ fn a_failed_write_is_counted_and_reported_with_its_cause() {
     );
     assert!(text.contains("\"r3\""));
 }
+
+#[test]
+fn a_queue_slot_stays_a_few_words() {
+    // Every slot of the bounded queue is allocated and written when the sink starts: at the
+    // largest configurable capacity, each byte of a slot is a resident megabyte per 16 slots.
+    assert!(
+        std::mem::size_of::<Queued>() <= 32,
+        "a queued event takes {} bytes",
+        std::mem::size_of::<Queued>()
+    );
+}
