@@ -10,8 +10,8 @@
 use std::fs::OpenOptions;
 use std::io::{self, Write};
 use std::path::Path;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::mpsc::{sync_channel, Receiver, RecvTimeoutError, SyncSender, TrySendError};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::mpsc::{channel, Receiver, RecvTimeoutError, Sender};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -33,12 +33,16 @@ pub struct SinkStats {
     /// Set when an event was lost (a failed write, a full queue); cleared by the next
     /// successful write. What `[events] fail_closed` goes by.
     pub failing: AtomicBool,
+    /// Events in the queue, held to the configured capacity.
+    queued: AtomicUsize,
 }
 
 /// The request path's handle on the sink. Cheap to clone.
 #[derive(Clone, Debug)]
 pub struct EventSink {
-    tx: Option<SyncSender<Queued>>,
+    tx: Option<Sender<Queued>>,
+    /// Most events queued at once; past it they are dropped and counted.
+    capacity: usize,
     stats: Arc<SinkStats>,
     format: EventFormat,
 }
@@ -47,9 +51,9 @@ pub struct EventSink {
 /// event already encoded as one line in the sink's format (built from borrowed facts, nothing
 /// copied first), with its severity.
 ///
-/// The queue allocates and touches all of its `capacity` slots up front, so a slot is kept
-/// to a few words: the rare records are boxed (unboxed, the largest made a slot ~200 bytes,
-/// 14 MiB of resident memory for a queue of 65,536).
+/// The rare records are boxed, so a queued event is a few words: the queue's memory follows
+/// what waits in it (a preallocated bounded channel of 65,536 slots of the unboxed ~200-byte
+/// kind held 14 MiB resident, all the time).
 #[derive(Debug)]
 enum Queued {
     Record(Box<Record>),
@@ -187,7 +191,9 @@ impl EventSink {
     }
 
     fn spawn(out: Output, capacity: usize, format: EventFormat) -> EventSink {
-        let (tx, rx) = sync_channel(capacity);
+        // Unbounded underneath, bounded by `SinkStats::queued`: a bounded channel allocates and
+        // writes every slot at start, memory the gateway would hold for a backlog it rarely has.
+        let (tx, rx) = channel();
         let stats = Arc::new(SinkStats::default());
         let writer_stats = stats.clone();
         let spawned = std::thread::Builder::new()
@@ -196,6 +202,7 @@ impl EventSink {
         match spawned {
             Ok(_) => EventSink {
                 tx: Some(tx),
+                capacity,
                 stats,
                 format,
             },
@@ -203,6 +210,7 @@ impl EventSink {
                 error!(error = %e, "cannot start the event writer; events will be counted as dropped");
                 EventSink {
                     tx: None,
+                    capacity,
                     stats,
                     format,
                 }
@@ -214,6 +222,7 @@ impl EventSink {
     pub fn disabled() -> EventSink {
         EventSink {
             tx: None,
+            capacity: 0,
             stats: Arc::new(SinkStats::default()),
             format: EventFormat::Zonegate,
         }
@@ -244,7 +253,7 @@ impl EventSink {
     pub fn flush(&self, timeout: Duration) -> bool {
         let Some(tx) = &self.tx else { return true };
         let (ack, done) = std::sync::mpsc::channel();
-        // Blocks while the queue is full: the writer is draining it.
+        // Behind every event queued so far, whatever the capacity: it is not one of them.
         if tx.send(Queued::Flush(ack)).is_err() {
             return false;
         }
@@ -259,12 +268,12 @@ impl EventSink {
 
     fn queue(&self, queued: Queued) {
         let Some(tx) = &self.tx else { return };
-        match tx.try_send(queued) {
-            Ok(()) => {}
-            Err(TrySendError::Full(_)) | Err(TrySendError::Disconnected(_)) => {
-                self.stats.dropped.fetch_add(1, Ordering::Relaxed);
-                self.stats.failing.store(true, Ordering::Relaxed);
-            }
+        let waiting = &self.stats.queued;
+        let taken = waiting.fetch_add(1, Ordering::AcqRel) < self.capacity;
+        if !taken || tx.send(queued).is_err() {
+            waiting.fetch_sub(1, Ordering::AcqRel);
+            self.stats.dropped.fetch_add(1, Ordering::Relaxed);
+            self.stats.failing.store(true, Ordering::Relaxed);
         }
     }
 
@@ -311,6 +320,9 @@ fn write_loop(rx: Receiver<Queued>, mut out: Output, format: EventFormat, stats:
             .into_iter()
             .chain(std::iter::from_fn(|| rx.try_recv().ok()));
         for event in queued {
+            if !matches!(event, Queued::Flush(_)) {
+                stats.queued.fetch_sub(1, Ordering::AcqRel);
+            }
             if let Queued::Reopen = event {
                 batch.write_to(&mut out, stats);
                 out.follow_path(true);

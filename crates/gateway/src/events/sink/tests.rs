@@ -263,8 +263,8 @@ fn a_failed_write_is_counted_and_reported_with_its_cause() {
 
 #[test]
 fn a_queue_slot_stays_a_few_words() {
-    // Every slot of the bounded queue is allocated and written when the sink starts: at the
-    // largest configurable capacity, each byte of a slot is a resident megabyte per 16 slots.
+    // A backlog holds one slot per event: at the largest capacity, each byte of a slot is
+    // 64 KiB of memory while the queue is full.
     assert!(
         std::mem::size_of::<Queued>() <= 32,
         "a queued event takes {} bytes",
