@@ -628,7 +628,7 @@ if hr:
 m100 = lt("latency-zonegate-full-100c")
 if m100:
     print(f"  peak RSS, zonegate-full at {rate} req/s over 100 conns: "
-          f"{m100['bench']['server_peak_rss_mib']} MiB (target <= 25 MB)")
+          f"{m100['bench']['server_peak_rss_mib']} MiB (target <= 20 MB)")
 for t in ("zonegate-full", "nginx"):
     i = lt(f"idle-{t}")
     if i:
