@@ -51,7 +51,9 @@ pub struct Snapshot {
     /// What the upstreams' host names resolved to; shared by every snapshot.
     pub names: Arc<Names>,
     pub server_cert: Arc<CertifiedKey>,
-    /// notAfter of the gateway's own certificate (Unix seconds).
+    /// notBefore and notAfter of the gateway's own certificate (Unix seconds; 0 when its
+    /// leaf cannot be read).
+    pub server_cert_not_before: i64,
     pub server_cert_not_after: i64,
     /// The per-identity limits' counters; a limit unchanged by a reload keeps its own.
     pub limits: Arc<Limiters>,
@@ -180,12 +182,18 @@ impl Snapshot {
                 None
             }
         };
-        let server_cert_not_after = config
+        let (server_cert_not_before, server_cert_not_after) = config
             .tls
             .chain
             .first()
             .and_then(|leaf| x509_parser::certificate::X509Certificate::from_der(leaf).ok())
-            .map_or(0, |(_, cert)| cert.validity().not_after.timestamp());
+            .map_or((0, 0), |(_, cert)| {
+                let validity = cert.validity();
+                (
+                    validity.not_before.timestamp(),
+                    validity.not_after.timestamp(),
+                )
+            });
 
         let policy = Policy::compile(config.rules.clone(), config.decision_cache_entries);
         let limits = Arc::new(Limiters::build(&config, previous.map(|p| &*p.limits)));
@@ -212,6 +220,7 @@ impl Snapshot {
                 upstreams,
                 names,
                 server_cert,
+                server_cert_not_before,
                 server_cert_not_after,
                 limits,
             }),

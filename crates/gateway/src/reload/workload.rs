@@ -20,8 +20,6 @@ use spiffe::{JwtBundleSet, WorkloadApiClient, X509Context};
 use tokio::sync::watch;
 use tracing::{info, warn};
 
-use x509_parser::prelude::FromDer;
-
 use super::Reloader;
 use crate::config::{WorkloadMaterial, WorkloadSvid};
 use crate::events::{now_rfc3339, rfc3339_seconds, WorkloadApiEvent, KIND_WORKLOAD_API, SCHEMA};
@@ -311,7 +309,11 @@ pub async fn follow_workload_api(reloader: Arc<Reloader>, feed: Arc<WorkloadFeed
             );
         }
         let snapshot = reloader.store().load();
-        let expiring = svid_expiring(&snapshot.config.tls.chain, now_unix());
+        let expiring = svid_expiring(
+            snapshot.server_cert_not_before,
+            snapshot.server_cert_not_after,
+            now_unix(),
+        );
         let reported = feed.expiring.swap(expiring, Ordering::AcqRel);
         if expiring && !reported {
             warn!(
@@ -351,16 +353,9 @@ fn emit(reloader: &Reloader, feed: &WorkloadFeed, result: &'static str) {
 
 /// Less than a quarter of the SVID's lifetime left: SPIRE rotates at half, so a gateway
 /// this far along has missed at least one rotation.
-fn svid_expiring(chain: &[CertificateDer<'static>], now: i64) -> bool {
-    let Some(leaf) = chain.first() else {
-        return false;
-    };
-    let Ok((_, cert)) = x509_parser::certificate::X509Certificate::from_der(leaf) else {
-        return false;
-    };
-    let from = cert.validity().not_before.timestamp();
-    let until = cert.validity().not_after.timestamp();
-    until - now < (until - from) / 4
+fn svid_expiring(from: i64, until: i64, now: i64) -> bool {
+    // 0: the snapshot could not read its leaf's validity.
+    until != 0 && until - now < (until - from) / 4
 }
 
 fn now_unix() -> i64 {
