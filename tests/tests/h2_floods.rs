@@ -17,9 +17,12 @@ use zonegate_e2e::*;
 const PING: u8 = 0x6;
 const SETTINGS: u8 = 0x4;
 const HEADERS: u8 = 0x1;
+const RST_STREAM: u8 = 0x3;
 const CONTINUATION: u8 = 0x9;
 const GOAWAY: u8 = 0x7;
 const END_STREAM: u8 = 0x1;
+const END_HEADERS: u8 = 0x4;
+const CANCEL: u32 = 0x8;
 const ENHANCE_YOUR_CALM: u32 = 0xb;
 
 /// One HTTP/2 frame: its 9-byte header (length, type, flags, stream) and payload.
@@ -207,4 +210,96 @@ async fn http2_header_list_past_the_hard_limit_is_refused_and_the_connection_goe
     assert!(client.is_open());
     let ok = client.get("/payments/charge").await;
     assert_eq!(ok.status, StatusCode::OK);
+}
+
+/// The first HEADERS block the gateway sends on `stream`, read from `client` (which must have
+/// asked for it).
+async fn response_head(client: &mut TlsStream<tokio::net::TcpStream>, stream: u32) -> Vec<u8> {
+    let mut bytes = Vec::new();
+    let mut buf = [0u8; 16 * 1024];
+    loop {
+        let n = tokio::time::timeout(Duration::from_secs(5), client.read(&mut buf))
+            .await
+            .unwrap_or_else(|_| panic!("stream {stream} was not answered"))
+            .unwrap();
+        assert!(n > 0, "the gateway closed the connection");
+        bytes.extend_from_slice(&buf[..n]);
+        let mut rest = &bytes[..];
+        while rest.len() >= 9 {
+            let len = usize::from(rest[0]) << 16 | usize::from(rest[1]) << 8 | usize::from(rest[2]);
+            if rest.len() < 9 + len {
+                break;
+            }
+            if rest[3] == HEADERS && u32::from_be_bytes(rest[5..9].try_into().unwrap()) == stream {
+                return rest[9..9 + len].to_vec();
+            }
+            rest = &rest[9 + len..];
+        }
+    }
+}
+
+/// A stream the client resets in the same write as its HEADERS is never forwarded: the
+/// gateway reads the reset before the request could start, so nothing reaches the upstream,
+/// and if the request was handed over at all it is recorded as cancelled with the decision
+/// made, never as an answered or denied request. (A reset that arrives while the upstream is
+/// answering is recorded the same way: plane.rs.) Raw frames, because a client library flushes
+/// HEADERS and RST_STREAM whenever its connection task runs, which may be apart.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn streams_reset_in_the_write_of_their_headers_never_reach_the_upstream() {
+    let (gw, upstream) = gateway().await;
+    // HPACK: :method GET, :scheme https (static 2, 7), then :path and :authority as literals
+    // without indexing on the static names 4 and 1, so each block stands alone.
+    let mut block = vec![0x82, 0x87, 0x04, 16];
+    block.extend_from_slice(b"/payments/charge");
+    block.extend_from_slice(&[0x01, 9]);
+    block.extend_from_slice(b"localhost");
+    // HPACK static index 8 is `:status 200`.
+    const OK: u8 = 0x88;
+
+    // What one such request sends upstream, on a connection of its own.
+    let mut reference = raw_h2(&gw).await;
+    reference
+        .write_all(&frame(HEADERS, END_STREAM | END_HEADERS, 1, &block))
+        .await
+        .unwrap();
+    assert_eq!(response_head(&mut reference, 1).await.first(), Some(&OK));
+    let single = upstream.bytes.load(Ordering::SeqCst);
+    assert!(single > 0);
+
+    let mut client = raw_h2(&gw).await;
+    const RESETS: u32 = 8;
+    let mut write = Vec::new();
+    for i in 0..RESETS {
+        let stream = 2 * i + 1;
+        write.extend(frame(HEADERS, END_STREAM | END_HEADERS, stream, &block));
+        write.extend(frame(RST_STREAM, 0, stream, &CANCEL.to_be_bytes()));
+    }
+    client.write_all(&write).await.unwrap();
+    // A stream that is not reset, on the same connection and after them: once it is answered,
+    // the gateway has read and handled every frame before it.
+    let last = 2 * RESETS + 1;
+    client
+        .write_all(&frame(HEADERS, END_STREAM | END_HEADERS, last, &block))
+        .await
+        .unwrap();
+    assert_eq!(response_head(&mut client, last).await.first(), Some(&OK));
+    // Only that one reached the upstream (a leaked reset would double the bytes).
+    let after = upstream.bytes.load(Ordering::SeqCst) - single;
+    assert!(
+        after > single / 2 && after < single + single / 2,
+        "{after} bytes upstream for the answered stream and {RESETS} resets, {single} for one"
+    );
+    // Both answered requests are on record (the writer may still be on the second), and
+    // whatever was recorded of the resets is a cancellation.
+    gw.events_where(2, |e| e["kind"] == "request" && e["status"] == 200)
+        .await;
+    let events = gw.events(0).await;
+    for e in events
+        .iter()
+        .filter(|e| e["kind"] == "request" && e["status"] != 200)
+    {
+        assert_eq!(e["reason"], "cancelled", "{e}");
+        assert_eq!(e["decision"], "allow", "{e}");
+        assert_eq!(e["status"], 499, "{e}");
+    }
 }
