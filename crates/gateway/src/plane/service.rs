@@ -295,7 +295,12 @@ impl Connection {
             .with_fresh_keys(self.shared.store.load(), request.headers())
             .await;
         let request_id = next_id();
-        let request_id_value = HeaderValue::from_str(&request_id).ok();
+        let request_id_value = HeaderValue::from_str(&request_id).ok().map(|mut id| {
+            // Unique to this request: HTTP/2's header compression would add it to its table
+            // only to evict it unused (HPACK "never indexed").
+            id.set_sensitive(true);
+            id
+        });
         let (mut parts, body) = request.into_parts();
         let raw_target = raw_target(&parts);
         let host = host_of(&parts);
