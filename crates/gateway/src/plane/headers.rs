@@ -89,9 +89,22 @@ pub fn strip_client_identity(headers: &mut HeaderMap, extra: &[String]) {
 /// Removes the hop-by-hop headers: the fixed set, and every header `Connection` names. `TE`
 /// survives only as `trailers` (gRPC needs it); `Upgrade` only when `keep_upgrade`.
 pub fn strip_hop_by_hop(headers: &mut HeaderMap, keep_upgrade: bool) {
-    // Most requests carry none, and most responses only `Connection: keep-alive`: one pass
-    // over the names, then removals by name only of what is there.
-    if !headers.keys().any(is_hop_by_hop) {
+    // Most requests carry none, and most responses only `Connection: keep-alive` (or
+    // `close`), which names no header but itself: one pass over the names, then in that
+    // case one removal.
+    let (mut connection, mut others) = (false, false);
+    for name in headers.keys() {
+        if name == CONNECTION {
+            connection = true;
+        } else if is_hop_by_hop(name) {
+            others = true;
+        }
+    }
+    if !connection && !others {
+        return;
+    }
+    if connection && !others && !keep_upgrade && names_only_itself(headers) {
+        headers.remove(CONNECTION);
         return;
     }
     let mut doomed: Vec<HeaderName> = Vec::new();
@@ -137,6 +150,19 @@ pub fn strip_hop_by_hop(headers: &mut HeaderMap, keep_upgrade: bool) {
     for name in &doomed {
         headers.remove(name);
     }
+}
+
+/// Whether every `Connection` option is `close` or `keep-alive`: with no `Keep-Alive` header
+/// there, removing `Connection` is all there is to do.
+fn names_only_itself(headers: &HeaderMap) -> bool {
+    headers.get_all(CONNECTION).iter().all(|value| {
+        value.as_bytes().split(|&b| b == b',').all(|token| {
+            let token = token.trim_ascii();
+            token.is_empty()
+                || token.eq_ignore_ascii_case(b"close")
+                || token.eq_ignore_ascii_case(b"keep-alive")
+        })
+    })
 }
 
 /// Whether `strip_hop_by_hop` has anything to do about a header of this name (a `TE` of
@@ -205,6 +231,8 @@ pub fn add_verified_identity(
     identity: &[(HeaderName, HeaderValue)],
     request_id: Option<&HeaderValue>,
 ) {
+    // One growth of the map at most, not one per header added.
+    headers.reserve(identity.len() + 1);
     for (name, value) in identity {
         headers.insert(name.clone(), value.clone());
     }

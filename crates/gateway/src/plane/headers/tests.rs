@@ -68,3 +68,59 @@ fn messages_without_hop_by_hop_headers_are_untouched() {
     strip_hop_by_hop(&mut headers, false);
     assert_eq!(headers, before);
 }
+
+/// The usual response's `Connection` (only `keep-alive` or `close`) takes a shorter way; any
+/// other option it names, or a `Keep-Alive` beside it, takes the full one, and both remove
+/// the same headers.
+#[test]
+fn a_connection_naming_only_itself_is_removed_and_any_named_header_with_it() {
+    /// The headers of a message, and the names left after the strip.
+    type Case<'a> = (&'a [(&'a str, &'a str)], &'a [&'a str]);
+    let cases: &[Case] = &[
+        (
+            &[("connection", "keep-alive"), ("x-kept", "1")],
+            &["x-kept"],
+        ),
+        (&[("connection", " Close "), ("x-kept", "1")], &["x-kept"]),
+        (
+            &[("connection", "keep-alive,,close"), ("connection", "")],
+            &[],
+        ),
+        (
+            &[
+                ("connection", "keep-alive"),
+                ("keep-alive", "timeout=5"),
+                ("x-kept", "1"),
+            ],
+            &["x-kept"],
+        ),
+        (
+            &[
+                ("connection", "keep-alive, x-named"),
+                ("x-named", "1"),
+                ("x-kept", "1"),
+            ],
+            &["x-kept"],
+        ),
+        (
+            &[
+                ("connection", "close"),
+                ("connection", "X-Named"),
+                ("x-named", "1"),
+            ],
+            &[],
+        ),
+    ];
+    for (pairs, kept) in cases {
+        let mut headers = HeaderMap::new();
+        for (name, value) in *pairs {
+            headers.append(*name, HeaderValue::from_str(value).unwrap());
+        }
+        strip_hop_by_hop(&mut headers, false);
+        assert_eq!(names(&headers), *kept, "{pairs:?}");
+    }
+    // An upgrade keeps its Connection header, whatever it says.
+    let mut headers = map(&[("connection", "keep-alive")]);
+    strip_hop_by_hop(&mut headers, true);
+    assert_eq!(names(&headers), ["connection"]);
+}
