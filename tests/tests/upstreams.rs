@@ -395,6 +395,25 @@ async fn a_host_name_upstream_follows_its_dns_records_and_outlives_a_dns_failure
     assert!(metrics.contains(&format!(
         "zonegate_upstream_dns_failing{{name=\"{name}\"}} 0"
     )));
+
+    // Pod a is back in the records: from one address (which the pool takes without
+    // choosing) to two, and both take requests again.
+    dns.set(
+        host,
+        &[Ipv4Addr::new(127, 0, 0, 2), Ipv4Addr::new(127, 0, 0, 3)],
+        1,
+    );
+    eventually("the pool takes pod a back", async || {
+        let before = pod_a.bytes.load(Ordering::SeqCst);
+        for _ in 0..4 {
+            assert_eq!(
+                checkout.get("/payments/charge").await.status,
+                StatusCode::OK
+            );
+        }
+        pod_a.bytes.load(Ordering::SeqCst) > before
+    })
+    .await;
 }
 
 /// An answer after which the gateway closes the connection says so (`Connection: close`), so
