@@ -40,7 +40,8 @@
 #              under callgrind, counters zeroed after 500 warm-up requests, then CG_REQUESTS
 #              (4000) over 16 keep-alive connections (their 16 handshakes included); the
 #              functions with the most instructions of their own go to DIR/callgrind-*.txt;
-#              also zonegate-contain (the full path with a never-reached per-identity limit
+#              zonegate-full once more over HTTP/2 (one stream per connection); also
+#              zonegate-contain (the full path with a never-reached per-identity limit
 #              and OpenTelemetry tracing sampled at 1% to an OTLP sink on the load CPU)
 # zonegate-full = mTLS, SVID checks, policy, identity events to a file;
 # zonegate-allowall = the same listener with one allow-everything rule and events off.
@@ -459,26 +460,28 @@ if has_section idle; then
   for t in nginx zonegate-full; do try idle_run "$t"; done
 fi
 
-# cg_run TARGET: instructions per request of zonegate TARGET (full|allowall) under callgrind.
+# cg_run TARGET [h2]: instructions per request of zonegate TARGET (full|allowall|contain) under
+# callgrind, over HTTP/1.1 or (h2) HTTP/2 with one stream per connection.
 cg_run() {
-  local target=$1 n=${CG_REQUESTS:-4000} vpid dump
+  local target=$1 mode=${2:-h1} n=${CG_REQUESTS:-4000} vpid dump label=$1
   local common=("https://localhost:$PROXY_PORT" --ca "$PKI/ca.crt" --identity "$ID_CHECKOUT"
     "${REQ[@]}" -c 16 --quiet)
+  if [[ "$mode" == h2 ]]; then common+=(--h2 --streams 1); label="$target-h2"; fi
   start_backend "$LOAD_CPU"
   (cd "$ZWORK" && RUST_LOG=warn exec valgrind --tool=callgrind --compress-strings=no \
     --compress-pos=no --callgrind-out-file="$ZWORK/callgrind.out.%p" \
-    "$ZG" run --config "$ZCONF/$target.toml" >"$ZWORK/callgrind-$target.log" 2>&1) &
+    "$ZG" run --config "$ZCONF/$target.toml" >"$ZWORK/callgrind-$label.log" 2>&1) &
   vpid=$!
   wait_port "$PROXY_PORT" 120 || { kill "$vpid"; die "zonegate under callgrind did not listen"; }
   "$LT" "${common[@]}" -n 500 >/dev/null
   callgrind_control -z "$vpid" >/dev/null
-  "$LT" "${common[@]}" -n "$n" --json >"$OUTDIR/callgrind-$target.json"
+  "$LT" "${common[@]}" -n "$n" --json >"$OUTDIR/callgrind-$label.json"
   callgrind_control -d "$vpid" >/dev/null
   kill -INT "$vpid" 2>/dev/null || true
   wait "$vpid" 2>/dev/null || true
   stop_backend
   dump=$(ls "$ZWORK"/callgrind.out."$vpid".* 2>/dev/null | grep -v '\.'"$vpid"'$' | head -1)
-  python3 - "$dump" "$n" "$target" <<'PY' | tee "$OUTDIR/callgrind-$target.txt" >&2
+  python3 - "$dump" "$n" "$label" <<'PY' | tee "$OUTDIR/callgrind-$label.txt" >&2
 import collections, sys
 path, n, target = sys.argv[1], int(sys.argv[2]), sys.argv[3]
 own = collections.Counter()
@@ -505,6 +508,7 @@ if has_section callgrind; then
   command -v valgrind >/dev/null || die "the callgrind section needs valgrind (apt install valgrind)"
   log "== callgrind: instructions per request, 16 keep-alive connections =="
   for t in full allowall contain; do try cg_run "$t"; done
+  try cg_run full h2
   [[ -f "$ZWORK/otlp-sink.txt" ]] && log "OTLP sink: $(cat "$ZWORK/otlp-sink.txt")"
 fi
 
