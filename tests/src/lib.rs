@@ -386,6 +386,30 @@ address = "127.0.0.1:0"
     }
 
     /// `POST /reload` on the admin listener, as JSON.
+    /// The generation of the snapshot in force (`/status`).
+    pub async fn generation(&self) -> u64 {
+        let (status, body) = admin_request(self.admin_port, "GET", "/status").await;
+        assert_eq!(status, 200, "{body}");
+        let status: serde_json::Value = serde_json::from_str(&body).expect("status is JSON");
+        status["generation"]
+            .as_u64()
+            .expect("status has a generation")
+    }
+
+    /// Asks for a reload after an edit made at generation `before`, and returns its answer.
+    /// The config watcher follows every file the config names and may apply the edit first;
+    /// the reload then finds nothing new and answers `unchanged` at a newer generation, which
+    /// is returned as `applied` (the edit is in force either way: the body says `by` whom).
+    pub async fn reload_after_edit(&self, before: u64) -> (u16, serde_json::Value) {
+        let (status, mut body) = self.reload().await;
+        let newer = body["generation"].as_u64().is_some_and(|g| g > before);
+        if status == 200 && body["result"] == "unchanged" && newer {
+            body["result"] = "applied".into();
+            body["by"] = "watcher".into();
+        }
+        (status, body)
+    }
+
     pub async fn reload(&self) -> (u16, serde_json::Value) {
         let (status, body) = admin_request(self.admin_port, "POST", "/reload").await;
         (

@@ -287,8 +287,9 @@ async fn bundles_in_the_spiffe_format_and_a_federated_pem_keep_each_domain_to_it
         ],
         "spiffe_sequence": 1
     });
+    let before = gw.generation().await;
     use_bundle("bundle.json", &serde_json::to_vec(&bundle).unwrap());
-    let (status, answer) = gw.reload().await;
+    let (status, answer) = gw.reload_after_edit(before).await;
     assert_eq!(status, 200, "{answer}");
     assert_eq!(answer["result"], "applied", "{answer}");
     let mut checkout = gw.client(CHECKOUT, false).await;
@@ -298,8 +299,9 @@ async fn bundles_in_the_spiffe_format_and_a_federated_pem_keep_each_domain_to_it
     );
 
     let mixed = format!("{}{}", gw.pki.ca.cert_pem(), partner.cert_pem());
+    let before = gw.generation().await;
     use_bundle("federated.pem", mixed.as_bytes());
-    let (status, answer) = gw.reload().await;
+    let (status, answer) = gw.reload_after_edit(before).await;
     assert_eq!(status, 200, "{answer}");
     assert_eq!(answer["result"], "applied", "{answer}");
     assert!(

@@ -633,8 +633,9 @@ async fn revocation_and_key_rotation_apply_to_cached_tokens_on_the_next_request(
         StatusCode::OK
     );
 
+    let before = gw.generation().await;
     gw.replace_file("revoked.toml", &format!("jtis = [{}]\n", claims["jti"]));
-    let (status, body) = gw.reload().await;
+    let (status, body) = gw.reload_after_edit(before).await;
     assert_eq!(
         (status, body["result"].as_str()),
         (200, Some("applied")),
@@ -650,11 +651,12 @@ async fn revocation_and_key_rotation_apply_to_cached_tokens_on_the_next_request(
 
     // The ES256 authority leaves the bundle: tokens it signed stop working at once, cached
     // or not; the RS256 authority's still work.
+    let before = gw.generation().await;
     gw.replace_file(
         "jwt-bundle.json",
         &json!({ "keys": [rsa_key().jwk("jwt-svid")] }).to_string(),
     );
-    let (status, body) = gw.reload().await;
+    let (status, body) = gw.reload_after_edit(before).await;
     assert_eq!(
         (status, body["result"].as_str()),
         (200, Some("applied")),
@@ -670,8 +672,9 @@ async fn revocation_and_key_rotation_apply_to_cached_tokens_on_the_next_request(
     );
 
     // A file that is no key set is refused, and the last good keys keep serving.
+    let before = gw.generation().await;
     gw.replace_file("jwt-bundle.json", "{not json");
-    let (status, body) = gw.reload().await;
+    let (status, body) = gw.reload_after_edit(before).await;
     assert_eq!(status, 422, "{body}");
     assert!(body.to_string().contains("not JSON"), "{body}");
     assert_eq!(
@@ -680,11 +683,12 @@ async fn revocation_and_key_rotation_apply_to_cached_tokens_on_the_next_request(
     );
     // A bundle whose only key is unusable loads and accepts nothing: a key can always be
     // withdrawn, even by a bundle this gateway cannot fully read.
+    let before = gw.generation().await;
     gw.replace_file(
         "jwt-bundle.json",
         r#"{"keys": [{"kty": "oct", "k": "c2VjcmV0", "use": "jwt-svid"}]}"#,
     );
-    let (status, body) = gw.reload().await;
+    let (status, body) = gw.reload_after_edit(before).await;
     assert_eq!(
         (status, body["result"].as_str()),
         (200, Some("applied")),
@@ -818,12 +822,13 @@ async fn spiffe_helpers_jwt_bundle_map_gives_each_issuer_its_own_domains_keys() 
     let entry = |signer: &TokenSigner| {
         STANDARD.encode(json!({ "keys": [signer.jwk("jwt-svid")] }).to_string())
     };
+    let before = gw.generation().await;
     gw.replace_file(
         "jwt-bundle.json",
         &json!({ "example.org": entry(svid_key()), "partner.example": entry(&partner) })
             .to_string(),
     );
-    let (status, body) = gw.reload().await;
+    let (status, body) = gw.reload_after_edit(before).await;
     assert_eq!(
         (status, body["result"].as_str()),
         (200, Some("applied")),
