@@ -8,6 +8,7 @@ use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+use futures::future::Either;
 use hyper::server::conn::{http1, http2};
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
@@ -17,6 +18,7 @@ use tokio::sync::{mpsc, watch};
 use tokio_rustls::TlsAcceptor;
 use tracing::{debug, warn};
 
+use super::gate::Watch;
 use super::head_clock::HeadClock;
 use super::service::{Activity, Connection};
 use super::upstream::H1Cache;
@@ -258,6 +260,15 @@ async fn serve(
         // The certificate is valid through its notAfter second.
         .map(|p| until_unix(p.facts.not_after_unix.saturating_add(1)));
 
+    /// What ends a turn of the connection's loop besides the connection's own end.
+    enum Watched {
+        Close,
+        Expired,
+        Generation(bool),
+        IdleCheck,
+    }
+    let gate = Watch::new();
+
     macro_rules! drive {
         ($conn:expr) => {{
             let conn = $conn;
@@ -270,23 +281,28 @@ async fn serve(
             tokio::pin!(expired);
             loop {
                 let idle_check = tokio::time::sleep(idle_timeout.min(Duration::from_secs(1)));
-                tokio::select! {
-                    result = conn.as_mut() => {
+                let watchers = async {
+                    tokio::select! {
+                        _ = connection.close.notified(), if !closing => Watched::Close,
+                        _ = shutdown.wait_for(|stop| *stop), if !closing => Watched::Close,
+                        _ = &mut expired, if expiry.is_some() && !expired_seen => Watched::Expired,
+                        changed = generations.changed() => Watched::Generation(changed.is_ok()),
+                        _ = idle_check, if !closing => Watched::IdleCheck,
+                    }
+                };
+                match gate.first(conn.as_mut(), watchers).await {
+                    Either::Left(result) => {
                         if let Err(e) = result {
                             debug!(error = %e, %peer_addr, "client connection ended with an error");
                             record_unparsed(&shared, &connection, &e);
                         }
                         break;
                     }
-                    _ = connection.close.notified(), if !closing => {
+                    Either::Right(Watched::Close) => {
                         conn.as_mut().graceful_shutdown();
                         closing = true;
                     }
-                    _ = shutdown.wait_for(|stop| *stop), if !closing => {
-                        conn.as_mut().graceful_shutdown();
-                        closing = true;
-                    }
-                    _ = &mut expired, if expiry.is_some() && !expired_seen => {
+                    Either::Right(Watched::Expired) => {
                         expired_seen = true;
                         if connection.activity.idle_for().is_none() {
                             debug!(%peer_addr, "client certificate expired: ending its streams");
@@ -294,8 +310,8 @@ async fn serve(
                             break;
                         }
                     }
-                    changed = generations.changed() => {
-                        if changed.is_err() {
+                    Either::Right(Watched::Generation(changed)) => {
+                        if !changed {
                             continue;
                         }
                         if connection.activity.idle_for().is_none()
@@ -306,7 +322,7 @@ async fn serve(
                             break;
                         }
                     }
-                    _ = idle_check, if !closing => {
+                    Either::Right(Watched::IdleCheck) => {
                         let head_late = head_timeout.zip(connection.activity.head_age())
                             .is_some_and(|(limit, age)| age >= limit);
                         if head_late {

@@ -4,6 +4,7 @@
 
 pub mod answer;
 pub mod body;
+pub mod gate;
 pub mod head_clock;
 pub mod headers;
 pub mod limits;
