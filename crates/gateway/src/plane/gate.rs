@@ -8,7 +8,7 @@
 //! a waker of their own that marks when one of them fired, and are polled only then.
 
 use std::future::Future;
-use std::pin::{pin, Pin};
+use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::task::{Context, Poll, Wake, Waker};
@@ -53,17 +53,17 @@ impl Watch {
 
     /// Whichever comes first: `conn`'s end or `watchers`' answer. `conn` is polled on every
     /// wake; `watchers` (made anew for each call) once at first, then only when one of the
-    /// wakers they registered fired.
+    /// wakers they registered fired. Both are pinned by the caller, so an idle connection's
+    /// task holds them once, not again in this future.
     pub async fn first<C, W>(
         &self,
         mut conn: Pin<&mut C>,
-        watchers: W,
+        mut watchers: Pin<&mut W>,
     ) -> Either<C::Output, W::Output>
     where
         C: Future,
         W: Future,
     {
-        let mut watchers = pin!(watchers);
         self.gate.fired.store(true, Ordering::Release);
         std::future::poll_fn(|cx| {
             if let Poll::Ready(out) = conn.as_mut().poll(cx) {

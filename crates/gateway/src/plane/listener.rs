@@ -280,17 +280,22 @@ async fn serve(
             let expired = tokio::time::sleep(expiry.unwrap_or(Duration::MAX / 4));
             tokio::pin!(expired);
             loop {
-                let idle_check = tokio::time::sleep(idle_timeout.min(Duration::from_secs(1)));
-                let watchers = async {
-                    tokio::select! {
-                        _ = connection.close.notified(), if !closing => Watched::Close,
-                        _ = shutdown.wait_for(|stop| *stop), if !closing => Watched::Close,
-                        _ = &mut expired, if expiry.is_some() && !expired_seen => Watched::Expired,
-                        changed = generations.changed() => Watched::Generation(changed.is_ok()),
-                        _ = idle_check, if !closing => Watched::IdleCheck,
-                    }
+                let turn = {
+                    let idle_check =
+                        tokio::time::sleep(idle_timeout.min(Duration::from_secs(1)));
+                    let watchers = async {
+                        tokio::select! {
+                            _ = connection.close.notified(), if !closing => Watched::Close,
+                            _ = shutdown.wait_for(|stop| *stop), if !closing => Watched::Close,
+                            _ = &mut expired, if expiry.is_some() && !expired_seen => Watched::Expired,
+                            changed = generations.changed() => Watched::Generation(changed.is_ok()),
+                            _ = idle_check, if !closing => Watched::IdleCheck,
+                        }
+                    };
+                    tokio::pin!(watchers);
+                    gate.first(conn.as_mut(), watchers).await
                 };
-                match gate.first(conn.as_mut(), watchers).await {
+                match turn {
                     Either::Left(result) => {
                         if let Err(e) = result {
                             debug!(error = %e, %peer_addr, "client connection ended with an error");

@@ -38,7 +38,7 @@ async fn watchers_are_polled_only_when_their_waker_fired() {
             }
         }
     });
-    let watchers = {
+    let watchers = pin!({
         let polls = polls.clone();
         let stop = stop.clone();
         async move {
@@ -51,7 +51,7 @@ async fn watchers_are_polled_only_when_their_waker_fired() {
             .await;
             "stopped"
         }
-    };
+    });
     let driver = {
         let conn_wake = conn_wake.clone();
         let stop = stop.clone();
@@ -81,10 +81,10 @@ async fn the_connections_end_is_returned_and_new_watchers_start_polled() {
         7
     });
     let out = watch
-        .first(conn.as_mut(), std::future::pending::<()>())
+        .first(conn.as_mut(), pin!(std::future::pending::<()>()))
         .await;
     assert!(matches!(out, Either::Left(7)));
     let mut never = pin!(std::future::pending::<()>());
-    let out = watch.first(never.as_mut(), async { "at once" }).await;
+    let out = watch.first(never.as_mut(), pin!(async { "at once" })).await;
     assert!(matches!(out, Either::Right("at once")));
 }
