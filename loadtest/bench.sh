@@ -639,7 +639,7 @@ for t in ("zonegate-full", "nginx"):
         b = i["bench"]
         print(f"  idle mTLS connections, {t}: {b['kib_per_connection']} KiB each "
               f"(RSS {b['server_rss_before_mib']} -> {b['server_rss_held_mib']} MiB with "
-              f"{b['established_max']} established; target <= 40 KB); held "
+              f"{b['established_max']} established; target <= 32 KiB); held "
               f"{i.get('held')} of {i.get('connections')} (target: 10,000 held)")
 PY
 log "results: $OUTDIR"
