@@ -384,10 +384,13 @@ async fn serve(
                     .saturating_mul(2)
                     .max(limits.max_headers + 1),
             );
-        // HTTP/1.1 polls the request's future in place, in a slot kept per connection.
+        // hyper keeps a slot for the request's future per HTTP/1.1 connection, allocated
+        // when the connection starts and held while it idles: unboxed, that was the whole
+        // request state (~5 KiB) on every idle connection; boxed, it is a pointer, and the
+        // state is allocated per request.
         let service = service_fn(move |request| {
             let connection = for_service.clone();
-            async move { Ok::<_, Infallible>(connection.handle(request).await) }
+            Box::pin(async move { Ok::<_, Infallible>(connection.handle(request).await) })
         });
         let io = TokioIo::new(HeadClock::new(tls, connection.activity.clone()));
         drive!(builder.serve_connection(io, service).with_upgrades());
