@@ -248,7 +248,18 @@ async fn serve(
         identity_headers: Default::default(),
     });
     drop(snapshot);
-    let for_service = connection.clone();
+    // The request's future is boxed for both protocols. HTTP/1.1: hyper allocates a slot for
+    // it when the connection starts and keeps it while the connection idles; unboxed, that was
+    // the whole request state (~5 KiB) on every idle connection. HTTP/2: hyper spawns a task
+    // per stream, and the spawn moves its future several times (into the task, its cell, its
+    // stage); boxed, the state is written once and the spawn moves a pointer.
+    let service = {
+        let connection = connection.clone();
+        service_fn(move |request| {
+            let connection = connection.clone();
+            Box::pin(async move { Ok::<_, Infallible>(connection.handle(request).await) })
+        })
+    };
     // HTTP/1.1 heads have a deadline of their own (see head_clock); HTTP/2 frames its headers
     // and bounds them by size, and its idle connections carry control frames.
     let head_timeout = (!h2).then_some(limits.request_head_timeout);
@@ -356,13 +367,6 @@ async fn serve(
             .max_pending_accept_reset_streams(MAX_PENDING_RESET_STREAMS)
             .max_local_error_reset_streams(MAX_LOCAL_ERROR_RESETS)
             .keep_alive_interval(None);
-        // hyper spawns a task per HTTP/2 stream, and a spawn moves its future several times
-        // (into the task, its cell, its stage); boxed, the request's state (kilobytes: the
-        // admission, the upstream send) is written once and the spawn moves a pointer.
-        let service = service_fn(move |request| {
-            let connection = for_service.clone();
-            Box::pin(async move { Ok::<_, Infallible>(connection.handle(request).await) })
-        });
         drive!(builder.serve_connection(TokioIo::new(tls), service));
     } else {
         let mut builder = http1::Builder::new();
@@ -384,14 +388,6 @@ async fn serve(
                     .saturating_mul(2)
                     .max(limits.max_headers + 1),
             );
-        // hyper keeps a slot for the request's future per HTTP/1.1 connection, allocated
-        // when the connection starts and held while it idles: unboxed, that was the whole
-        // request state (~5 KiB) on every idle connection; boxed, it is a pointer, and the
-        // state is allocated per request.
-        let service = service_fn(move |request| {
-            let connection = for_service.clone();
-            Box::pin(async move { Ok::<_, Infallible>(connection.handle(request).await) })
-        });
         let io = TokioIo::new(HeadClock::new(tls, connection.activity.clone()));
         drive!(builder.serve_connection(io, service).with_upgrades());
     }
