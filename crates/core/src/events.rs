@@ -13,8 +13,8 @@ mod line;
 pub mod ocsf;
 mod time;
 
-pub use line::socket_addr_text;
-pub use time::{now_rfc3339, rfc3339_seconds};
+pub use line::{socket_addr_text, AddrText};
+pub use time::{now_rfc3339, rfc3339_seconds, Stamp};
 
 /// The schema identifier written in every event.
 pub const SCHEMA: &str = "zonegate.identity/v1";

@@ -143,29 +143,38 @@ fn string(out: &mut Vec<u8>, value: &str) {
 }
 
 /// Whether JSON needs an escape in `bytes`: a control character, `"` or `\\`. Eight bytes at
-/// a time (the usual bit trick for "some byte is less than n / equal to c"); it may answer
-/// yes for a string that needs none, never the reverse, and a yes only costs the slow path.
+/// a time, without a branch per word (the usual bit tricks for "some byte is less than n /
+/// equal to c", exact for n <= 128); a string's last word is read overlapping the one before
+/// it, so no byte-at-a-time tail either.
 fn needs_escape(bytes: &[u8]) -> bool {
     const ONES: u64 = u64::from_ne_bytes([0x01; 8]);
     const HIGHS: u64 = u64::from_ne_bytes([0x80; 8]);
-    let has_zero = |x: u64| x.wrapping_sub(ONES) & !x & HIGHS != 0;
-    let mut chunks = bytes.chunks_exact(8);
-    for chunk in &mut chunks {
+    let flags = |x: u64| {
+        let below_space = x.wrapping_sub(ONES * 0x20) & !x;
+        let quote = x ^ (ONES * u64::from(b'"'));
+        let backslash = x ^ (ONES * u64::from(b'\\'));
+        (below_space
+            | (quote.wrapping_sub(ONES) & !quote)
+            | (backslash.wrapping_sub(ONES) & !backslash))
+            & HIGHS
+    };
+    let word = |chunk: &[u8]| {
         let mut word = [0u8; 8];
         word.copy_from_slice(chunk);
-        let x = u64::from_ne_bytes(word);
-        let below_space = x.wrapping_sub(ONES * 0x20) & !x & HIGHS != 0;
-        if below_space
-            || has_zero(x ^ (ONES * u64::from(b'"')))
-            || has_zero(x ^ (ONES * u64::from(b'\\')))
-        {
-            return true;
-        }
+        u64::from_ne_bytes(word)
+    };
+    if bytes.len() < 8 {
+        return bytes.iter().any(|&b| b < 0x20 || b == b'"' || b == b'\\');
     }
-    chunks
-        .remainder()
-        .iter()
-        .any(|&b| b < 0x20 || b == b'"' || b == b'\\')
+    let mut chunks = bytes.chunks_exact(8);
+    let mut found = 0;
+    for chunk in &mut chunks {
+        found |= flags(word(chunk));
+    }
+    if !chunks.remainder().is_empty() {
+        found |= flags(word(&bytes[bytes.len() - 8..]));
+    }
+    found != 0
 }
 
 /// A socket address as serde writes it (its `Display` form, as a string).
@@ -177,23 +186,48 @@ fn socket_addr(out: &mut Vec<u8>, addr: SocketAddr) {
 
 /// `addr`'s `Display` form, without the formatter machinery for the usual IPv4 address.
 pub fn socket_addr_text(addr: SocketAddr) -> String {
-    let mut out = Vec::with_capacity(21);
-    socket_addr_text_into(&mut out, addr);
-    String::from_utf8(out).unwrap_or_else(|_| addr.to_string())
+    AddrText::new(addr).as_str().to_owned()
 }
 
-fn socket_addr_text_into(out: &mut Vec<u8>, addr: SocketAddr) {
+/// A socket address's `Display` form held on the stack, for an address that is only written
+/// out (the upstream in a request's event): making it allocates nothing.
+#[derive(Clone, Copy, Debug)]
+pub struct AddrText {
+    /// The longest form is 64 bytes: `[` an IPv4-mapped IPv6 address (45) `%` a scope id
+    /// (10) `]:` a port (5).
+    text: [u8; 64],
+    len: usize,
+}
+
+impl AddrText {
+    pub fn new(addr: SocketAddr) -> AddrText {
+        let mut text = [0u8; 64];
+        let mut cursor = &mut text[..];
+        socket_addr_text_into(&mut cursor, addr);
+        let len = 64 - cursor.len();
+        AddrText { text, len }
+    }
+
+    pub fn as_str(&self) -> &str {
+        // Digits, dots, colons, brackets and hex: ASCII, copied whole.
+        std::str::from_utf8(&self.text[..self.len]).unwrap_or_default()
+    }
+}
+
+/// Writes `addr`'s `Display` form to a `Vec` or a slice (a slice too short for it keeps what
+/// fits; [`AddrText`]'s is never too short).
+fn socket_addr_text_into(out: &mut impl Write, addr: SocketAddr) {
     match addr {
         SocketAddr::V4(v4) => {
             let mut digits = itoa::Buffer::new();
             for (i, octet) in v4.ip().octets().iter().enumerate() {
                 if i > 0 {
-                    out.push(b'.');
+                    let _ = out.write_all(b".");
                 }
-                out.extend_from_slice(digits.format(*octet).as_bytes());
+                let _ = out.write_all(digits.format(*octet).as_bytes());
             }
-            out.push(b':');
-            out.extend_from_slice(digits.format(v4.port()).as_bytes());
+            let _ = out.write_all(b":");
+            let _ = out.write_all(digits.format(v4.port()).as_bytes());
         }
         SocketAddr::V6(_) => {
             // Rare here, and its text form has rules of its own (zero compression, scopes).
@@ -218,14 +252,42 @@ mod tests {
                 }
             }
         }
+        // Against the byte-at-a-time definition, on strings mixing every kind of byte (high
+        // bytes too: a borrow out of one must not hide or fake a match in the next).
+        let mut seed = 0x2545_f491_4f6c_dd1d_u64;
+        let alphabet = [
+            0x00, 0x1f, 0x20, b'!', b'"', b'#', b'\\', b']', 0x7f, 0x80, 0xc3, 0xff,
+        ];
+        for _ in 0..20_000 {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            let len = (seed % 40) as usize;
+            let bytes: Vec<u8> = (0..len)
+                .map(|i| {
+                    let pick = (seed >> (i % 60)) as usize;
+                    // Mostly clean bytes, so strings without a match are common.
+                    if pick % 5 == 0 {
+                        alphabet[pick / 5 % alphabet.len()]
+                    } else {
+                        b'a' + (pick % 26) as u8
+                    }
+                })
+                .collect();
+            let slow = bytes.iter().any(|&b| b < 0x20 || b == b'"' || b == b'\\');
+            assert_eq!(super::needs_escape(&bytes), slow, "{bytes:?}");
+        }
         for addr in [
             "0.0.0.0:0",
             "10.1.200.7:9001",
             "255.255.255.255:65535",
             "[::1]:1",
+            "[ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff%4294967295]:65535",
+            "[::ffff:255.255.255.255%4294967295]:65535",
         ] {
             let addr: std::net::SocketAddr = addr.parse().unwrap();
             assert_eq!(super::socket_addr_text(addr), addr.to_string());
+            assert_eq!(super::AddrText::new(addr).as_str(), addr.to_string());
         }
         // Typical values, non-ASCII included, take the fast path.
         for value in [

@@ -30,10 +30,47 @@ fn format_seconds(unix: i64) -> Option<String> {
 
 /// The current time as RFC 3339 UTC with milliseconds.
 pub fn now_rfc3339() -> String {
-    at_millis(Utc::now())
+    Stamp::now().as_str().to_owned()
 }
 
-fn at_millis(now: DateTime<Utc>) -> String {
+/// A time as RFC 3339 UTC with milliseconds, held on the stack: [`now_rfc3339`] for a time
+/// that is only written out (a request's event), so making it allocates nothing.
+#[derive(Clone, Copy, Debug)]
+pub struct Stamp {
+    /// Long enough for any year chrono represents (`+262143-12-31T23:59:59.999Z` is 27).
+    text: [u8; 32],
+    len: usize,
+}
+
+impl Stamp {
+    pub fn now() -> Stamp {
+        at_millis(Utc::now())
+    }
+
+    /// A Unix timestamp (seconds) as RFC 3339 UTC: [`rfc3339_seconds`] on the stack.
+    pub fn seconds(unix: i64) -> Option<Stamp> {
+        LAST.with(|last| {
+            let mut last = last.borrow_mut();
+            if last.0 != unix {
+                *last = (unix, format_seconds(unix));
+            }
+            let text = last.1.as_deref()?.as_bytes();
+            let mut stamp = Stamp {
+                text: [0; 32],
+                len: text.len(),
+            };
+            stamp.text.get_mut(..text.len())?.copy_from_slice(text);
+            Some(stamp)
+        })
+    }
+
+    pub fn as_str(&self) -> &str {
+        // Copied from a `str` whole, and ASCII digits after it.
+        std::str::from_utf8(&self.text[..self.len]).unwrap_or_default()
+    }
+}
+
+fn at_millis(now: DateTime<Utc>) -> Stamp {
     let seconds = now.timestamp();
     let millis = now.timestamp_subsec_millis().min(999);
     NOW.with(|cached| {
@@ -44,14 +81,27 @@ fn at_millis(now: DateTime<Utc>) -> String {
             text.pop(); // the `Z`, put back after the milliseconds
             *cached = (seconds, text);
         }
-        let mut out = String::with_capacity(cached.1.len() + 5);
-        out.push_str(&cached.1);
-        out.push('.');
-        for digit in [millis / 100, millis / 10 % 10, millis % 10] {
-            out.push(char::from(b'0' + digit as u8));
+        let mut stamp = Stamp {
+            text: [0; 32],
+            len: 0,
+        };
+        let head = cached.1.as_bytes();
+        let tail = [
+            b'.',
+            b'0' + (millis / 100) as u8,
+            b'0' + (millis / 10 % 10) as u8,
+            b'0' + (millis % 10) as u8,
+            b'Z',
+        ];
+        stamp.len = head.len() + tail.len();
+        if stamp.len <= stamp.text.len() {
+            stamp.text[..head.len()].copy_from_slice(head);
+            stamp.text[head.len()..stamp.len].copy_from_slice(&tail);
+        } else {
+            // Not a time chrono makes; an empty stamp rather than a cut one.
+            stamp.len = 0;
         }
-        out.push('Z');
-        out
+        stamp
     })
 }
 
@@ -70,11 +120,21 @@ mod tests {
             (1_764_410_229, 5_000_000),
             (0, 0),
             (4_102_444_799, 999_000_000),
+            // The widest years chrono makes, both signs.
+            (DateTime::<Utc>::MAX_UTC.timestamp(), 999_000_000),
+            (DateTime::<Utc>::MIN_UTC.timestamp(), 0),
         ] {
             let t = DateTime::from_timestamp(secs, nanos).unwrap();
-            assert_eq!(at_millis(t), t.to_rfc3339_opts(SecondsFormat::Millis, true));
+            assert_eq!(
+                at_millis(t).as_str(),
+                t.to_rfc3339_opts(SecondsFormat::Millis, true)
+            );
             assert_eq!(rfc3339_seconds(secs), format_seconds(secs));
             assert_eq!(rfc3339_seconds(secs), format_seconds(secs));
+            assert_eq!(
+                Stamp::seconds(secs).map(|s| s.as_str().to_owned()),
+                format_seconds(secs)
+            );
         }
     }
 }

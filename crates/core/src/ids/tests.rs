@@ -5,6 +5,10 @@ fn ids_are_unique_and_fixed_width() {
     assert_ne!(a, b);
     assert_eq!(a.len(), 32);
     assert!(a.bytes().all(|c| c.is_ascii_hexdigit()));
+    let c = super::Id::next();
+    assert_eq!(c.as_str().len(), 32);
+    assert_ne!(c.as_str(), b);
+    assert_eq!(c.as_str()[..16], a[..16], "one prefix per process");
 }
 
 #[test]

@@ -7,11 +7,9 @@ use std::time::Duration;
 use http::Version;
 
 use crate::admission::{Admission, Refusal, Refused};
-use crate::events::{
-    now_rfc3339, rfc3339_seconds, socket_addr_text, IdentityEvent, KIND_REQUEST, SCHEMA,
-};
+use crate::events::{AddrText, IdentityEvent, Stamp, KIND_REQUEST, SCHEMA};
 use crate::identity::Identity;
-use crate::ids::next_id;
+use crate::ids::Id;
 use crate::policy::Verdict;
 use crate::reload::Snapshot;
 use crate::traces::RequestSpan;
@@ -76,11 +74,37 @@ pub fn is_event_worthy(
     would_be_evented(admission, exchange) || ending.refused.is_some()
 }
 
+/// The texts only an event holds (its time, its id, the upstream's address), made on the
+/// caller's stack so that the event borrows them and nothing is allocated for them.
+pub struct EventTexts {
+    time: Stamp,
+    event_id: Id,
+    upstream: Option<AddrText>,
+    cert_not_after: Option<Stamp>,
+    token_expiry: Option<Stamp>,
+}
+
+impl EventTexts {
+    pub fn new(admission: &Admission<'_>, ending: &Ending<'_>) -> EventTexts {
+        let identity = admission.identity.as_ref();
+        let svid = identity.and_then(|i| i.svid.as_deref());
+        let token = identity.and_then(|i| i.token.as_deref());
+        EventTexts {
+            time: Stamp::now(),
+            event_id: Id::next(),
+            upstream: ending.upstream.map(AddrText::new),
+            cert_not_after: svid.and_then(|s| Stamp::seconds(s.not_after_unix)),
+            token_expiry: token.and_then(|t| Stamp::seconds(t.expires_at)),
+        }
+    }
+}
+
 pub fn identity_event<'e>(
     snapshot: &'e Snapshot,
     admission: &'e Admission<'_>,
     exchange: &'e Exchange<'_>,
     ending: &'e Ending<'_>,
+    texts: &'e EventTexts,
 ) -> IdentityEvent<'e> {
     let config = &snapshot.config;
     let (decision_name, reason) = ending.outcome(admission);
@@ -92,8 +116,8 @@ pub fn identity_event<'e>(
     IdentityEvent {
         schema: SCHEMA,
         kind: KIND_REQUEST,
-        time: now_rfc3339().into(),
-        event_id: next_id().into(),
+        time: texts.time.as_str().into(),
+        event_id: texts.event_id.as_str().into(),
         request_id: exchange.request_id.into(),
         decision: decision_name,
         reason,
@@ -109,16 +133,17 @@ pub fn identity_event<'e>(
         source_zone: admission.source_zone.as_deref().map(Cow::from),
         peer_addr: Some(exchange.peer_addr),
         cert_serial: svid.map(|s| s.serial_hex.as_str().into()),
-        cert_not_after: svid.and_then(|s| rfc3339_seconds(s.not_after_unix).map(Cow::from)),
+        cert_not_after: texts.cert_not_after.as_ref().map(|s| s.as_str().into()),
         token_issuer: token.map(|t| Cow::from(&*t.issuer.name)),
         token_subject: token.map(|t| t.subject.as_str().into()),
         token_jti: token.and_then(|t| t.jti.as_deref().map(Cow::from)),
-        token_expiry: token.and_then(|t| rfc3339_seconds(t.expires_at).map(Cow::from)),
+        token_expiry: texts.token_expiry.as_ref().map(|s| s.as_str().into()),
         destination_zone: config.zone.as_str().into(),
         route: admission.route.map(|r| Cow::from(&*r.name)),
-        upstream: ending
+        upstream: texts
             .upstream
-            .map(|a| Cow::from(socket_addr_text(a)))
+            .as_ref()
+            .map(|a| Cow::from(a.as_str()))
             .or_else(|| admission.route.map(|r| r.upstream.as_str().into())),
         method: exchange.method.into(),
         host: exchange.host.map(Cow::from),

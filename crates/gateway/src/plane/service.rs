@@ -789,14 +789,16 @@ impl Connection {
         let evented = events.is_enabled() && record::is_event_worthy(admission, exchange, ending);
         if evented || exchange.span.is_some() {
             // Made here, from what the request already holds: the event borrows it all.
-            let event = record::identity_event(snapshot, admission, exchange, ending);
+            let texts = record::EventTexts::new(admission, ending);
+            let event = record::identity_event(snapshot, admission, exchange, ending, &texts);
             if let (Some(span), Some(traces)) = (exchange.span, &self.shared.traces) {
                 span.finish(&event, traces);
             }
             if evented {
-                let mut line = Vec::new();
-                event.write_line(events.format(), &mut line);
-                events.emit_line(line, event.severity());
+                let format = events.format();
+                events.emit_with(event.severity(), event.kind, |out| {
+                    event.write_line(format, out)
+                });
             }
         }
         evented

@@ -117,7 +117,7 @@ fn every_write_ends_at_a_line_boundary() {
     // Far more than one batch, so the writer must split: it may only split between lines.
     let detail = "x".repeat(500);
     let n = 2_000;
-    // Half as records the writer encodes, half as lines the request path encoded.
+    // Half as records, half as lines the request path encodes itself.
     for i in 0..n {
         if i % 2 == 0 {
             sink.emit(IdentityEvent {
@@ -129,9 +129,9 @@ fn every_write_ends_at_a_line_boundary() {
                 detail: Some(detail.as_str().into()),
                 ..event(i)
             };
-            let mut line = Vec::new();
-            borrowed.write_json_line(&mut line);
-            sink.emit_line(line, borrowed.severity());
+            sink.emit_with(borrowed.severity(), borrowed.kind, |out| {
+                borrowed.write_json_line(out)
+            });
         }
     }
     let last = format!("\"r{}\"", n - 1);
@@ -261,13 +261,46 @@ fn a_failed_write_is_counted_and_reported_with_its_cause() {
     assert!(text.contains("\"r3\""));
 }
 
+/// A backlog grows the shared buffer; once it is written the buffers shrink back, so the
+/// memory a burst took is not held for good.
 #[test]
-fn a_queue_slot_stays_a_few_words() {
-    // A backlog holds one slot per event: at the largest capacity, each byte of a slot is
-    // 64 KiB of memory while the queue is full.
-    assert!(
-        std::mem::size_of::<Queued>() <= 32,
-        "a queued event takes {} bytes",
-        std::mem::size_of::<Queued>()
-    );
+fn buffers_shrink_after_a_backlog() {
+    let gate = Gate::default();
+    let sink = EventSink::with_writer(Box::new(gate.clone()), 100_000);
+    sink.emit(event(0));
+    gate.wait_until_waiting();
+    // While the writer is held at the gate, ~2 MB of records wait in the shared buffer.
+    let detail = "x".repeat(1000);
+    for n in 1..2_000 {
+        sink.emit(IdentityEvent {
+            detail: Some(detail.clone().into()),
+            ..event(n)
+        });
+    }
+    let queue = sink.intake.as_ref().unwrap().queue.clone();
+    assert!(queue.lock().lines.bytes.capacity() > 2_000_000);
+    gate.open();
+    assert!(sink.flush(Duration::from_secs(10)));
+    assert_eq!(sink.stats().written.load(Ordering::Relaxed), 2_000);
+    // The buffer the writer took came back cleared and shrunk, and is the one in use now or
+    // its spare; either way none holds more than what is kept between bursts.
+    sink.emit(event(2_000));
+    assert!(sink.flush(Duration::from_secs(10)));
+    assert!(queue.lock().lines.bytes.capacity() <= KEPT_BYTES);
+}
+
+/// When the last handle goes, what was queued is still written.
+#[test]
+fn records_queued_before_the_last_handle_goes_are_written() {
+    let gate = Gate::default();
+    gate.open();
+    let sink = EventSink::with_writer(Box::new(gate.clone()), 100);
+    let clone = sink.clone();
+    for n in 0..10 {
+        clone.emit(event(n));
+    }
+    drop(clone);
+    drop(sink);
+    let text = wait_for(&gate, "\"r9\"");
+    assert_eq!(text.lines().count(), 10, "{text}");
 }
