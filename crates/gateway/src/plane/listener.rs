@@ -246,6 +246,7 @@ async fn serve(
         close: tokio::sync::Notify::new(),
         activity: Arc::new(Activity::new()),
         identity_headers: Default::default(),
+        event_source: Default::default(),
     });
     drop(snapshot);
     // The request's future is boxed for both protocols. HTTP/1.1: hyper allocates a slot for

@@ -27,6 +27,7 @@ use crate::admission::{
     self, Admission, Authenticator, Bearer, Compiled, PeerSvid, Refusal, Refused, RequestHead,
 };
 use crate::config::{Route, UnderscoreAction};
+use crate::events::{EventFormat, IdentityEvent};
 use crate::identity::{Identity, SvidFacts, VerifiedToken};
 use crate::ids::next_id;
 use crate::reload::{Snapshot, KEY_FETCH_TIMEOUT};
@@ -45,6 +46,16 @@ pub struct Connection {
     /// The identity headers of requests proved by the certificate alone, made once per
     /// snapshot (the gateway's own ID and the zone map come from it).
     pub identity_headers: Mutex<Option<CachedIdentityHeaders>>,
+    /// The source fields of the identity events of requests proved by the certificate alone
+    /// (`IdentityEvent::write_source_fields`), made once per snapshot for the same reason.
+    pub event_source: Mutex<Option<CachedEventSource>>,
+}
+
+/// `IdentityEvent::write_source_fields` for the connection's certificate, and the generation
+/// of the snapshot they were made from.
+pub struct CachedEventSource {
+    generation: u64,
+    fields: Arc<[u8]>,
 }
 
 /// `headers::identity_headers` for the connection's certificate, and the generation of the
@@ -692,13 +703,7 @@ impl Connection {
             )
             .into()
         };
-        let connection_svid = self.peer.as_ref().map(|p| &p.facts);
-        let by_certificate_alone = identity.token.is_none()
-            && identity
-                .svid
-                .as_ref()
-                .is_some_and(|svid| connection_svid.is_some_and(|c| Arc::ptr_eq(c, svid)));
-        if !by_certificate_alone {
+        if !self.by_certificate_alone(identity) {
             return make();
         }
         // A poisoned lock only means another request panicked while holding it: the cache
@@ -716,6 +721,58 @@ impl Connection {
                     headers: headers.clone(),
                 });
                 headers
+            }
+        }
+    }
+
+    /// Whether the connection's own certificate alone proved `identity` (no token took part):
+    /// then whatever follows from the identity and the snapshot is the same for every such
+    /// request on the connection, and made once per snapshot.
+    fn by_certificate_alone(&self, identity: &Identity) -> bool {
+        let connection_svid = self.peer.as_ref().map(|p| &p.facts);
+        identity.token.is_none()
+            && identity
+                .svid
+                .as_ref()
+                .is_some_and(|svid| connection_svid.is_some_and(|c| Arc::ptr_eq(c, svid)))
+    }
+
+    /// The source fields of `event` in the zonegate format, from the connection's cache when
+    /// the certificate alone proved the request's identity; `None` otherwise (the event then
+    /// writes them itself).
+    fn event_source(
+        &self,
+        snapshot: &Snapshot,
+        admission: &Admission<'_>,
+        event: &IdentityEvent<'_>,
+    ) -> Option<Arc<[u8]>> {
+        if !self.by_certificate_alone(admission.identity.as_ref()?) {
+            return None;
+        }
+        let mut cached = self
+            .event_source
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        match &*cached {
+            Some(c) if c.generation == snapshot.generation => {
+                // What makes the cache sound: every test that writes an event checks it.
+                #[cfg(debug_assertions)]
+                {
+                    let mut fresh = Vec::new();
+                    event.write_source_fields(&mut fresh);
+                    debug_assert_eq!(*c.fields, *fresh, "a cached event source went stale");
+                }
+                Some(c.fields.clone())
+            }
+            _ => {
+                let mut fields = Vec::with_capacity(512);
+                event.write_source_fields(&mut fields);
+                let fields: Arc<[u8]> = fields.into();
+                *cached = Some(CachedEventSource {
+                    generation: snapshot.generation,
+                    fields: fields.clone(),
+                });
+                Some(fields)
             }
         }
     }
@@ -796,8 +853,13 @@ impl Connection {
             }
             if evented {
                 let format = events.format();
-                events.emit_with(event.severity(), event.kind, |out| {
-                    event.write_line(format, out)
+                let source = match format {
+                    EventFormat::Zonegate => self.event_source(snapshot, admission, &event),
+                    EventFormat::Ocsf => None,
+                };
+                events.emit_with(event.severity(), event.kind, |out| match &source {
+                    Some(fields) => event.write_json_line_with(out, Some(fields)),
+                    None => event.write_line(format, out),
                 });
             }
         }
