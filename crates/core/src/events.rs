@@ -14,7 +14,7 @@ pub mod ocsf;
 mod time;
 
 pub use line::{socket_addr_text, AddrText};
-pub use time::{now_rfc3339, rfc3339_seconds, Stamp};
+pub use time::{now_rfc3339, rfc3339_seconds, Clock, SecondsText};
 
 /// The schema identifier written in every event.
 pub const SCHEMA: &str = "zonegate.identity/v1";

@@ -126,6 +126,7 @@ impl IdentityEvent<'_> {
 /// A string the code spells (a `&'static str`: a kind, decision, reason or version name),
 /// which holds nothing to escape (they are snake_case or `HTTP/1.1`-like): copied without
 /// looking. A debug build checks each one written, so every test that writes events does.
+#[inline(always)]
 fn constant(out: &mut Vec<u8>, value: &'static str) {
     debug_assert!(!needs_escape(value.as_bytes()), "{value:?}");
     out.push(b'"');
@@ -133,6 +134,7 @@ fn constant(out: &mut Vec<u8>, value: &'static str) {
     out.push(b'"');
 }
 
+#[inline(always)]
 fn optional_constant(out: &mut Vec<u8>, value: Option<&'static str>) {
     match value {
         Some(v) => constant(out, v),
@@ -140,6 +142,7 @@ fn optional_constant(out: &mut Vec<u8>, value: Option<&'static str>) {
     }
 }
 
+#[inline(always)]
 fn optional(out: &mut Vec<u8>, value: Option<&str>) {
     match value {
         Some(v) => string(out, v),
@@ -149,6 +152,7 @@ fn optional(out: &mut Vec<u8>, value: Option<&str>) {
 
 /// A JSON string. Most values need no escape and are copied whole; any other goes through
 /// serde_json, so escapes are spelled exactly as elsewhere in the stream.
+#[inline(always)]
 fn string(out: &mut Vec<u8>, value: &str) {
     if needs_escape(value.as_bytes()) {
         if serde_json::to_writer(&mut *out, value).is_err() {
@@ -166,6 +170,7 @@ fn string(out: &mut Vec<u8>, value: &str) {
 /// a time, without a branch per word (the usual bit tricks for "some byte is less than n /
 /// equal to c", exact for n <= 128); a string's last word is read overlapping the one before
 /// it, so no byte-at-a-time tail either.
+#[inline(always)]
 fn needs_escape(bytes: &[u8]) -> bool {
     const ONES: u64 = u64::from_ne_bytes([0x01; 8]);
     const HIGHS: u64 = u64::from_ne_bytes([0x80; 8]);
@@ -206,48 +211,48 @@ fn socket_addr(out: &mut Vec<u8>, addr: SocketAddr) {
 
 /// `addr`'s `Display` form, without the formatter machinery for the usual IPv4 address.
 pub fn socket_addr_text(addr: SocketAddr) -> String {
-    AddrText::new(addr).as_str().to_owned()
+    let mut out = Vec::with_capacity(21);
+    socket_addr_text_into(&mut out, addr);
+    String::from_utf8(out).unwrap_or_else(|_| addr.to_string())
 }
 
-/// A socket address's `Display` form held on the stack, for an address that is only written
-/// out (the upstream in a request's event): making it allocates nothing.
-#[derive(Clone, Copy, Debug)]
+/// A socket address's `Display` form, in a buffer kept from one call to the next: a pool of
+/// one upstream address (the usual Kubernetes Service) is asked for the same one on every
+/// request, so its text is made once.
+#[derive(Debug, Default)]
 pub struct AddrText {
-    /// The longest form is 64 bytes: `[` an IPv4-mapped IPv6 address (45) `%` a scope id
-    /// (10) `]:` a port (5).
-    text: [u8; 64],
-    len: usize,
+    addr: Option<SocketAddr>,
+    text: String,
 }
 
 impl AddrText {
-    pub fn new(addr: SocketAddr) -> AddrText {
-        let mut text = [0u8; 64];
-        let mut cursor = &mut text[..];
-        socket_addr_text_into(&mut cursor, addr);
-        let len = 64 - cursor.len();
-        AddrText { text, len }
+    pub fn set(&mut self, addr: SocketAddr) -> &str {
+        if self.addr != Some(addr) {
+            self.addr = Some(addr);
+            self.text = socket_addr_text(addr);
+        }
+        &self.text
     }
 
+    /// What the last `set` said.
     pub fn as_str(&self) -> &str {
-        // Digits, dots, colons, brackets and hex: ASCII, copied whole.
-        std::str::from_utf8(&self.text[..self.len]).unwrap_or_default()
+        &self.text
     }
 }
 
-/// Writes `addr`'s `Display` form to a `Vec` or a slice (a slice too short for it keeps what
-/// fits; [`AddrText`]'s is never too short).
-fn socket_addr_text_into(out: &mut impl Write, addr: SocketAddr) {
+/// Writes `addr`'s `Display` form.
+fn socket_addr_text_into(out: &mut Vec<u8>, addr: SocketAddr) {
     match addr {
         SocketAddr::V4(v4) => {
             let mut digits = itoa::Buffer::new();
             for (i, octet) in v4.ip().octets().iter().enumerate() {
                 if i > 0 {
-                    let _ = out.write_all(b".");
+                    out.push(b'.');
                 }
-                let _ = out.write_all(digits.format(*octet).as_bytes());
+                out.extend_from_slice(digits.format(*octet).as_bytes());
             }
-            let _ = out.write_all(b":");
-            let _ = out.write_all(digits.format(v4.port()).as_bytes());
+            out.push(b':');
+            out.extend_from_slice(digits.format(v4.port()).as_bytes());
         }
         SocketAddr::V6(_) => {
             // Rare here, and its text form has rules of its own (zero compression, scopes).
@@ -297,6 +302,7 @@ mod tests {
             let slow = bytes.iter().any(|&b| b < 0x20 || b == b'"' || b == b'\\');
             assert_eq!(super::needs_escape(&bytes), slow, "{bytes:?}");
         }
+        let mut kept = super::AddrText::default();
         for addr in [
             "0.0.0.0:0",
             "10.1.200.7:9001",
@@ -307,7 +313,9 @@ mod tests {
         ] {
             let addr: std::net::SocketAddr = addr.parse().unwrap();
             assert_eq!(super::socket_addr_text(addr), addr.to_string());
-            assert_eq!(super::AddrText::new(addr).as_str(), addr.to_string());
+            // Made, then kept.
+            assert_eq!(kept.set(addr), addr.to_string());
+            assert_eq!(kept.set(addr), addr.to_string());
         }
         // Typical values, non-ASCII included, take the fast path.
         for value in [

@@ -1,27 +1,21 @@
 //! Event timestamps. Every identity event carries the current time and most carry a
 //! certificate's expiry; formatting either with chrono costs more than the rest of the event,
-//! so each thread keeps the last second it formatted and reuses it.
+//! so the text of the last second is kept and reused.
 
 use std::cell::RefCell;
+use std::time::{SystemTime, UNIX_EPOCH};
 
 use chrono::{DateTime, SecondsFormat, Utc};
 
 thread_local! {
-    /// The last whole second `now_rfc3339` formatted, without its `Z`.
-    static NOW: RefCell<(i64, String)> = const { RefCell::new((i64::MIN, String::new())) };
-    /// The last Unix time `rfc3339_seconds` formatted, and its text.
-    static LAST: RefCell<(i64, Option<String>)> = const { RefCell::new((i64::MIN, None)) };
+    /// `now_rfc3339`'s clock and `rfc3339_seconds`' last text, per thread.
+    static NOW: RefCell<Clock> = RefCell::new(Clock::default());
+    static LAST: RefCell<SecondsText> = RefCell::new(SecondsText::default());
 }
 
 /// Formats a Unix timestamp (seconds) as RFC 3339 UTC.
 pub fn rfc3339_seconds(unix: i64) -> Option<String> {
-    LAST.with(|last| {
-        let mut last = last.borrow_mut();
-        if last.0 != unix {
-            *last = (unix, format_seconds(unix));
-        }
-        last.1.clone()
-    })
+    LAST.with_borrow_mut(|last| last.set(unix).map(str::to_owned))
 }
 
 fn format_seconds(unix: i64) -> Option<String> {
@@ -30,79 +24,97 @@ fn format_seconds(unix: i64) -> Option<String> {
 
 /// The current time as RFC 3339 UTC with milliseconds.
 pub fn now_rfc3339() -> String {
-    Stamp::now().as_str().to_owned()
+    NOW.with_borrow_mut(|clock| clock.now().to_owned())
 }
 
-/// A time as RFC 3339 UTC with milliseconds, held on the stack: [`now_rfc3339`] for a time
-/// that is only written out (a request's event), so making it allocates nothing.
-#[derive(Clone, Copy, Debug)]
-pub struct Stamp {
-    /// Long enough for any year chrono represents (`+262143-12-31T23:59:59.999Z` is 27).
-    text: [u8; 32],
-    len: usize,
+/// The current time as RFC 3339 UTC with milliseconds, in a buffer kept from one call to the
+/// next: within a second only the milliseconds are written again, so a request's event
+/// neither allocates nor formats a date for its time.
+#[derive(Debug)]
+pub struct Clock {
+    /// The second `text` holds, and where its milliseconds start.
+    second: i64,
+    head: usize,
+    text: String,
 }
 
-impl Stamp {
-    pub fn now() -> Stamp {
-        at_millis(Utc::now())
+impl Default for Clock {
+    fn default() -> Clock {
+        Clock {
+            second: i64::MIN,
+            head: 0,
+            text: String::new(),
+        }
     }
+}
 
-    /// A Unix timestamp (seconds) as RFC 3339 UTC: [`rfc3339_seconds`] on the stack.
-    pub fn seconds(unix: i64) -> Option<Stamp> {
-        LAST.with(|last| {
-            let mut last = last.borrow_mut();
-            if last.0 != unix {
-                *last = (unix, format_seconds(unix));
+impl Clock {
+    /// Reads the system clock.
+    pub fn now(&mut self) -> &str {
+        // The system clock without chrono's calendar arithmetic, which only a new second needs.
+        match SystemTime::now().duration_since(UNIX_EPOCH) {
+            Ok(since) => self.at(since.as_secs() as i64, since.subsec_millis()),
+            Err(_) => {
+                let now = Utc::now();
+                self.at(now.timestamp(), now.timestamp_subsec_millis())
             }
-            let text = last.1.as_deref()?.as_bytes();
-            let mut stamp = Stamp {
-                text: [0; 32],
-                len: text.len(),
-            };
-            stamp.text.get_mut(..text.len())?.copy_from_slice(text);
-            Some(stamp)
-        })
+        }
     }
 
+    /// What the last reading said.
     pub fn as_str(&self) -> &str {
-        // Copied from a `str` whole, and ASCII digits after it.
-        std::str::from_utf8(&self.text[..self.len]).unwrap_or_default()
+        &self.text
+    }
+
+    /// `seconds` since the epoch and `millis` past them.
+    fn at(&mut self, seconds: i64, millis: u32) -> &str {
+        if seconds != self.second {
+            self.text = format_seconds(seconds).unwrap_or_default();
+            self.text.pop(); // the `Z`, put back after the milliseconds
+            self.head = self.text.len();
+            self.second = seconds;
+        }
+        let millis = millis.min(999);
+        self.text.truncate(self.head);
+        self.text.push('.');
+        for digit in [millis / 100, millis / 10 % 10, millis % 10] {
+            self.text.push(char::from(b'0' + digit as u8));
+        }
+        self.text.push('Z');
+        &self.text
     }
 }
 
-fn at_millis(now: DateTime<Utc>) -> Stamp {
-    let seconds = now.timestamp();
-    let millis = now.timestamp_subsec_millis().min(999);
-    NOW.with(|cached| {
-        let mut cached = cached.borrow_mut();
-        if cached.0 != seconds {
-            let mut text = format_seconds(seconds)
-                .unwrap_or_else(|| now.to_rfc3339_opts(SecondsFormat::Secs, true));
-            text.pop(); // the `Z`, put back after the milliseconds
-            *cached = (seconds, text);
+/// A Unix timestamp (seconds) as RFC 3339 UTC, in a buffer kept from one call to the next: a
+/// connection's requests ask for the same certificate expiry again and again.
+#[derive(Debug)]
+pub struct SecondsText {
+    unix: i64,
+    text: Option<String>,
+}
+
+impl Default for SecondsText {
+    fn default() -> SecondsText {
+        SecondsText {
+            unix: i64::MIN,
+            text: None,
         }
-        let mut stamp = Stamp {
-            text: [0; 32],
-            len: 0,
-        };
-        let head = cached.1.as_bytes();
-        let tail = [
-            b'.',
-            b'0' + (millis / 100) as u8,
-            b'0' + (millis / 10 % 10) as u8,
-            b'0' + (millis % 10) as u8,
-            b'Z',
-        ];
-        stamp.len = head.len() + tail.len();
-        if stamp.len <= stamp.text.len() {
-            stamp.text[..head.len()].copy_from_slice(head);
-            stamp.text[head.len()..stamp.len].copy_from_slice(&tail);
-        } else {
-            // Not a time chrono makes; an empty stamp rather than a cut one.
-            stamp.len = 0;
+    }
+}
+
+impl SecondsText {
+    pub fn set(&mut self, unix: i64) -> Option<&str> {
+        if unix != self.unix {
+            self.unix = unix;
+            self.text = format_seconds(unix);
         }
-        stamp
-    })
+        self.text.as_deref()
+    }
+
+    /// What the last `set` said.
+    pub fn as_str(&self) -> Option<&str> {
+        self.text.as_deref()
+    }
 }
 
 #[cfg(test)]
@@ -111,7 +123,9 @@ mod tests {
 
     #[test]
     fn cached_formatting_matches_chrono() {
-        // Across second boundaries, in both directions, and at the edges of a second.
+        // Across second boundaries, in both directions, and at the edges of a second, on one
+        // clock.
+        let mut clock = Clock::default();
         for (secs, nanos) in [
             (1_764_410_229, 762_000_000),
             (1_764_410_229, 0),
@@ -126,15 +140,20 @@ mod tests {
         ] {
             let t = DateTime::from_timestamp(secs, nanos).unwrap();
             assert_eq!(
-                at_millis(t).as_str(),
+                clock.at(t.timestamp(), t.timestamp_subsec_millis()),
                 t.to_rfc3339_opts(SecondsFormat::Millis, true)
             );
-            assert_eq!(rfc3339_seconds(secs), format_seconds(secs));
-            assert_eq!(rfc3339_seconds(secs), format_seconds(secs));
+            // Again within the second: only the milliseconds change.
+            let later = DateTime::from_timestamp(secs, nanos / 2).unwrap();
             assert_eq!(
-                Stamp::seconds(secs).map(|s| s.as_str().to_owned()),
-                format_seconds(secs)
+                clock.at(later.timestamp(), later.timestamp_subsec_millis()),
+                later.to_rfc3339_opts(SecondsFormat::Millis, true)
             );
+            assert_eq!(rfc3339_seconds(secs), format_seconds(secs));
+            assert_eq!(rfc3339_seconds(secs), format_seconds(secs));
+            let mut kept = SecondsText::default();
+            assert_eq!(kept.set(secs).map(str::to_owned), format_seconds(secs));
+            assert_eq!(kept.set(secs).map(str::to_owned), format_seconds(secs));
         }
     }
 }

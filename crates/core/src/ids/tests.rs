@@ -21,7 +21,13 @@ fn hex_matches_the_formatter() {
         0xdead_beef,
         u64::MAX,
         0x0123_4567_89ab_cdef,
-    ] {
+        0x9a9a_9a9a_a9a9_a9a9,
+    ]
+    .into_iter()
+    // Every digit in every place, and every single bit.
+    .chain((0..16u64).map(|n| n * 0x1111_1111_1111_1111))
+    .chain((0..64).map(|bit| 1u64 << bit))
+    {
         let mut out = [0u8; 16];
         super::put_hex(&mut out, value);
         assert_eq!(std::str::from_utf8(&out).unwrap(), format!("{value:016x}"));

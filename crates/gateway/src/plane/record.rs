@@ -1,13 +1,14 @@
 //! What one request leaves behind: its identity event and its metrics.
 
 use std::borrow::Cow;
+use std::cell::RefCell;
 use std::net::SocketAddr;
 use std::time::Duration;
 
 use http::Version;
 
 use crate::admission::{Admission, Refusal, Refused};
-use crate::events::{AddrText, IdentityEvent, Stamp, KIND_REQUEST, SCHEMA};
+use crate::events::{AddrText, Clock, IdentityEvent, SecondsText, KIND_REQUEST, SCHEMA};
 use crate::identity::Identity;
 use crate::ids::Id;
 use crate::policy::Verdict;
@@ -74,28 +75,71 @@ pub fn is_event_worthy(
     would_be_evented(admission, exchange) || ending.refused.is_some()
 }
 
-/// The texts only an event holds (its time, its id, the upstream's address), made on the
-/// caller's stack so that the event borrows them and nothing is allocated for them.
+/// The texts only an event holds (its time, its id, the upstream's address, the credentials'
+/// expiry), kept per thread and set again for each event: within a second the time changes
+/// only in its milliseconds, and the upstream and the expiry are usually the last event's, so
+/// for most events nothing is allocated or formatted for them.
+#[derive(Default)]
 pub struct EventTexts {
-    time: Stamp,
-    event_id: Id,
-    upstream: Option<AddrText>,
-    cert_not_after: Option<Stamp>,
-    token_expiry: Option<Stamp>,
+    clock: Clock,
+    event_id: Option<Id>,
+    /// Each kept text, and whether this event has it.
+    upstream: (AddrText, bool),
+    cert_not_after: (SecondsText, bool),
+    token_expiry: (SecondsText, bool),
+}
+
+thread_local! {
+    static TEXTS: RefCell<EventTexts> = RefCell::new(EventTexts::default());
 }
 
 impl EventTexts {
-    pub fn new(admission: &Admission<'_>, ending: &Ending<'_>) -> EventTexts {
+    /// Runs `f` with this thread's texts, set for the event of `admission` and `ending`.
+    pub fn with<R>(
+        admission: &Admission<'_>,
+        ending: &Ending<'_>,
+        f: impl FnOnce(&EventTexts) -> R,
+    ) -> R {
+        TEXTS.with_borrow_mut(|texts| {
+            texts.set(admission, ending);
+            f(texts)
+        })
+    }
+
+    fn set(&mut self, admission: &Admission<'_>, ending: &Ending<'_>) {
         let identity = admission.identity.as_ref();
         let svid = identity.and_then(|i| i.svid.as_deref());
         let token = identity.and_then(|i| i.token.as_deref());
-        EventTexts {
-            time: Stamp::now(),
-            event_id: Id::next(),
-            upstream: ending.upstream.map(AddrText::new),
-            cert_not_after: svid.and_then(|s| Stamp::seconds(s.not_after_unix)),
-            token_expiry: token.and_then(|t| Stamp::seconds(t.expires_at)),
-        }
+        self.clock.now();
+        self.event_id = Some(Id::next());
+        self.upstream.1 = ending
+            .upstream
+            .map(|addr| self.upstream.0.set(addr))
+            .is_some();
+        self.cert_not_after.1 = svid
+            .and_then(|s| self.cert_not_after.0.set(s.not_after_unix))
+            .is_some();
+        self.token_expiry.1 = token
+            .and_then(|t| self.token_expiry.0.set(t.expires_at))
+            .is_some();
+    }
+
+    fn upstream(&self) -> Option<&str> {
+        self.upstream.1.then(|| self.upstream.0.as_str())
+    }
+
+    fn cert_not_after(&self) -> Option<&str> {
+        self.cert_not_after
+            .1
+            .then(|| self.cert_not_after.0.as_str())
+            .flatten()
+    }
+
+    fn token_expiry(&self) -> Option<&str> {
+        self.token_expiry
+            .1
+            .then(|| self.token_expiry.0.as_str())
+            .flatten()
     }
 }
 
@@ -116,8 +160,8 @@ pub fn identity_event<'e>(
     IdentityEvent {
         schema: SCHEMA,
         kind: KIND_REQUEST,
-        time: texts.time.as_str().into(),
-        event_id: texts.event_id.as_str().into(),
+        time: texts.clock.as_str().into(),
+        event_id: texts.event_id.as_ref().map_or("", Id::as_str).into(),
         request_id: exchange.request_id.into(),
         decision: decision_name,
         reason,
@@ -133,17 +177,16 @@ pub fn identity_event<'e>(
         source_zone: admission.source_zone.as_deref().map(Cow::from),
         peer_addr: Some(exchange.peer_addr),
         cert_serial: svid.map(|s| s.serial_hex.as_str().into()),
-        cert_not_after: texts.cert_not_after.as_ref().map(|s| s.as_str().into()),
+        cert_not_after: texts.cert_not_after().map(Cow::from),
         token_issuer: token.map(|t| Cow::from(&*t.issuer.name)),
         token_subject: token.map(|t| t.subject.as_str().into()),
         token_jti: token.and_then(|t| t.jti.as_deref().map(Cow::from)),
-        token_expiry: texts.token_expiry.as_ref().map(|s| s.as_str().into()),
+        token_expiry: texts.token_expiry().map(Cow::from),
         destination_zone: config.zone.as_str().into(),
         route: admission.route.map(|r| Cow::from(&*r.name)),
         upstream: texts
-            .upstream
-            .as_ref()
-            .map(|a| Cow::from(a.as_str()))
+            .upstream()
+            .map(Cow::from)
             .or_else(|| admission.route.map(|r| r.upstream.as_str().into())),
         method: exchange.method.into(),
         host: exchange.host.map(Cow::from),

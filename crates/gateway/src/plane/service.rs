@@ -846,22 +846,23 @@ impl Connection {
         let evented = events.is_enabled() && record::is_event_worthy(admission, exchange, ending);
         if evented || exchange.span.is_some() {
             // Made here, from what the request already holds: the event borrows it all.
-            let texts = record::EventTexts::new(admission, ending);
-            let event = record::identity_event(snapshot, admission, exchange, ending, &texts);
-            if let (Some(span), Some(traces)) = (exchange.span, &self.shared.traces) {
-                span.finish(&event, traces);
-            }
-            if evented {
-                let format = events.format();
-                let source = match format {
-                    EventFormat::Zonegate => self.event_source(snapshot, admission, &event),
-                    EventFormat::Ocsf => None,
-                };
-                events.emit_with(event.severity(), event.kind, |out| match &source {
-                    Some(fields) => event.write_json_line_with(out, Some(fields)),
-                    None => event.write_line(format, out),
-                });
-            }
+            record::EventTexts::with(admission, ending, |texts| {
+                let event = record::identity_event(snapshot, admission, exchange, ending, texts);
+                if let (Some(span), Some(traces)) = (exchange.span, &self.shared.traces) {
+                    span.finish(&event, traces);
+                }
+                if evented {
+                    let format = events.format();
+                    let source = match format {
+                        EventFormat::Zonegate => self.event_source(snapshot, admission, &event),
+                        EventFormat::Ocsf => None,
+                    };
+                    events.emit_with(event.severity(), event.kind, |out| match &source {
+                        Some(fields) => event.write_json_line_with(out, Some(fields)),
+                        None => event.write_line(format, out),
+                    });
+                }
+            });
         }
         evented
     }
