@@ -444,9 +444,13 @@ impl Writer {
         let mut last_path_check = Instant::now();
         loop {
             let closed = self.queue.closed.load(Ordering::Acquire);
-            if !closed && self.queue.lock().is_idle() {
-                // Woken by the first record of a burst (or a control), or once a second.
-                std::thread::park_timeout(Duration::from_secs(1));
+            if !closed {
+                if self.queue.lock().is_idle() {
+                    // Woken by the first record of a burst (or a control), or once a second.
+                    std::thread::park_timeout(Duration::from_secs(1));
+                }
+                // Whenever there is something to write, let the burst gather first: under a
+                // steady load that is one write every LINGER, not one per record or two.
                 if !self.queue.lock().is_idle() {
                     std::thread::sleep(LINGER);
                 }
