@@ -152,6 +152,7 @@ enum Output {
     Stream(Box<dyn Write + Send>),
     Syslog(Syslog),
 }
+
 impl Output {
     fn open(path: &Path) -> io::Result<Output> {
         let file = open_append(path)?;

@@ -45,24 +45,40 @@ pub struct Connection {
     pub activity: Arc<Activity>,
     /// The identity headers of requests proved by the certificate alone, made once per
     /// snapshot (the gateway's own ID and the zone map come from it).
-    pub identity_headers: Mutex<Option<CachedIdentityHeaders>>,
+    pub identity_headers: PerSnapshot<Arc<[(HeaderName, HeaderValue)]>>,
     /// The source fields of the identity events of requests proved by the certificate alone
     /// (`IdentityEvent::write_source_fields`), made once per snapshot for the same reason.
-    pub event_source: Mutex<Option<CachedEventSource>>,
+    pub event_source: PerSnapshot<Arc<[u8]>>,
 }
 
-/// `IdentityEvent::write_source_fields` for the connection's certificate, and the generation
-/// of the snapshot they were made from.
-pub struct CachedEventSource {
-    generation: u64,
-    fields: Arc<[u8]>,
+/// A value a connection makes from its certificate and the snapshot in force, kept with the
+/// generation of the snapshot it was made from.
+pub struct PerSnapshot<T>(Mutex<Option<(u64, T)>>);
+
+impl<T> Default for PerSnapshot<T> {
+    fn default() -> Self {
+        PerSnapshot(Mutex::new(None))
+    }
 }
 
-/// `headers::identity_headers` for the connection's certificate, and the generation of the
-/// snapshot they were made from.
-pub struct CachedIdentityHeaders {
-    generation: u64,
-    headers: Arc<[(HeaderName, HeaderValue)]>,
+impl<T: Clone> PerSnapshot<T> {
+    /// The value made for `generation`, made now by `make` if the one kept is older.
+    fn get_or_make(&self, generation: u64, make: impl FnOnce() -> T) -> T {
+        // A poisoned lock only means another request panicked while holding it: the cache
+        // holds whole values either way.
+        let mut kept = self
+            .0
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        match &*kept {
+            Some((made_for, value)) if *made_for == generation => value.clone(),
+            _ => {
+                let value = make();
+                *kept = Some((generation, value.clone()));
+                value
+            }
+        }
+    }
 }
 
 /// In-flight requests and the time of the last one, for the idle timeout; and why the
@@ -706,23 +722,7 @@ impl Connection {
         if !self.by_certificate_alone(identity) {
             return make();
         }
-        // A poisoned lock only means another request panicked while holding it: the cache
-        // holds whole values either way.
-        let mut cached = self
-            .identity_headers
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
-        match &*cached {
-            Some(c) if c.generation == snapshot.generation => c.headers.clone(),
-            _ => {
-                let headers = make();
-                *cached = Some(CachedIdentityHeaders {
-                    generation: snapshot.generation,
-                    headers: headers.clone(),
-                });
-                headers
-            }
-        }
+        self.identity_headers.get_or_make(snapshot.generation, make)
     }
 
     /// Whether the connection's own certificate alone proved `identity` (no token took part):
@@ -749,32 +749,19 @@ impl Connection {
         if !self.by_certificate_alone(admission.identity.as_ref()?) {
             return None;
         }
-        let mut cached = self
-            .event_source
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
-        match &*cached {
-            Some(c) if c.generation == snapshot.generation => {
-                // What makes the cache sound: every test that writes an event checks it.
-                #[cfg(debug_assertions)]
-                {
-                    let mut fresh = Vec::new();
-                    event.write_source_fields(&mut fresh);
-                    debug_assert_eq!(*c.fields, *fresh, "a cached event source went stale");
-                }
-                Some(c.fields.clone())
-            }
-            _ => {
-                let mut fields = Vec::with_capacity(512);
-                event.write_source_fields(&mut fields);
-                let fields: Arc<[u8]> = fields.into();
-                *cached = Some(CachedEventSource {
-                    generation: snapshot.generation,
-                    fields: fields.clone(),
-                });
-                Some(fields)
-            }
+        let fields = self.event_source.get_or_make(snapshot.generation, || {
+            let mut fields = Vec::with_capacity(512);
+            event.write_source_fields(&mut fields);
+            fields.into()
+        });
+        // What makes the cache sound: every test that writes an event checks it.
+        #[cfg(debug_assertions)]
+        {
+            let mut fresh = Vec::new();
+            event.write_source_fields(&mut fresh);
+            debug_assert_eq!(*fields, *fresh, "a cached event source went stale");
         }
+        Some(fields)
     }
 
     fn refuse(
