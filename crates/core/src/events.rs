@@ -4,7 +4,6 @@
 //! The schema is versioned (`schema` field) and documented in docs/events.md; fields are only
 //! ever added within a version.
 
-use std::borrow::Cow;
 use std::net::SocketAddr;
 
 use serde::Serialize;
@@ -13,7 +12,7 @@ mod line;
 pub mod ocsf;
 mod time;
 
-pub use line::{socket_addr_text, AddrText};
+pub use line::{socket_addr_text, AddrText, Plain};
 pub use time::{now_rfc3339, rfc3339_seconds, Clock, SecondsText};
 
 /// The schema identifier written in every event.
@@ -28,7 +27,9 @@ pub const KIND_HANDSHAKE_REFUSED: &str = "handshake_refused";
 /// One request's identity event. Absent facts are `null`, never guessed.
 ///
 /// Its strings are borrowed where the request already holds them: the gateway writes an event
-/// per cross-zone request, and builds it from the admission without copying them.
+/// per cross-zone request, and builds it from the admission without copying them. Its time and
+/// ids are [`Plain`] (the gateway makes them from characters JSON never escapes), so the line
+/// copies them without looking.
 /// [`IdentityEvent::write_json_line`] encodes it exactly as serde does, faster.
 #[derive(Clone, Debug, Default, Serialize)]
 pub struct IdentityEvent<'a> {
@@ -36,44 +37,44 @@ pub struct IdentityEvent<'a> {
     /// Always `request` for identity events (other record kinds share the stream).
     pub kind: &'static str,
     /// RFC 3339 UTC with milliseconds.
-    pub time: Cow<'a, str>,
-    pub event_id: Cow<'a, str>,
-    pub request_id: Cow<'a, str>,
+    pub time: Plain<'a>,
+    pub event_id: Plain<'a>,
+    pub request_id: Plain<'a>,
     /// `allow` or `deny`: what the gateway enforced.
     pub decision: &'static str,
     /// A stable reason category (see docs/events.md).
     pub reason: &'static str,
     /// Free-text detail for operators (never sent to the client).
-    pub detail: Option<Cow<'a, str>>,
+    pub detail: Option<&'a str>,
     /// The rule that decided; `null` for the default deny or when no policy ran.
-    pub rule_id: Option<Cow<'a, str>>,
+    pub rule_id: Option<&'a str>,
     /// The audit rule that would have changed the decision, and to what.
-    pub audit_rule_id: Option<Cow<'a, str>>,
+    pub audit_rule_id: Option<&'a str>,
     pub audit_decision: Option<&'static str>,
     pub cross_zone: bool,
     pub credential: Option<&'static str>,
-    pub source_spiffe_id: Option<Cow<'a, str>>,
-    pub source_zone: Option<Cow<'a, str>>,
+    pub source_spiffe_id: Option<&'a str>,
+    pub source_zone: Option<&'a str>,
     pub peer_addr: Option<SocketAddr>,
-    pub cert_serial: Option<Cow<'a, str>>,
+    pub cert_serial: Option<&'a str>,
     /// RFC 3339 UTC.
-    pub cert_not_after: Option<Cow<'a, str>>,
+    pub cert_not_after: Option<&'a str>,
     /// The configured name of the token's issuer, when a token authenticated the request.
-    pub token_issuer: Option<Cow<'a, str>>,
-    pub token_subject: Option<Cow<'a, str>>,
-    pub token_jti: Option<Cow<'a, str>>,
+    pub token_issuer: Option<&'a str>,
+    pub token_subject: Option<&'a str>,
+    pub token_jti: Option<&'a str>,
     /// RFC 3339 UTC.
-    pub token_expiry: Option<Cow<'a, str>>,
-    pub destination_zone: Cow<'a, str>,
-    pub route: Option<Cow<'a, str>>,
+    pub token_expiry: Option<&'a str>,
+    pub destination_zone: &'a str,
+    pub route: Option<&'a str>,
     /// The upstream address that answered, else the route's pool name.
-    pub upstream: Option<Cow<'a, str>>,
-    pub method: Cow<'a, str>,
-    pub host: Option<Cow<'a, str>>,
+    pub upstream: Option<&'a str>,
+    pub method: &'a str,
+    pub host: Option<&'a str>,
     /// The normalised path (what policy saw and the upstream received); for a path that could
     /// not be normalised, `null`, with `raw_path` set instead.
-    pub path: Option<Cow<'a, str>>,
-    pub raw_path: Option<Cow<'a, str>>,
+    pub path: Option<&'a str>,
+    pub raw_path: Option<&'a str>,
     pub http_version: &'static str,
     pub status: u16,
     pub duration_ms: f64,

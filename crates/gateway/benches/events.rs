@@ -9,7 +9,7 @@ use std::hint::black_box;
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 
-use zonegate_gateway::events::{now_rfc3339, IdentityEvent, Record, KIND_REQUEST, SCHEMA};
+use zonegate_gateway::events::{now_rfc3339, IdentityEvent, Plain, Record, KIND_REQUEST, SCHEMA};
 
 /// A cross-zone request that was allowed: every usual field set. Built with
 /// `..Default::default()` so that fields added later do not break the benchmark.
@@ -17,25 +17,25 @@ fn allowed() -> IdentityEvent<'static> {
     IdentityEvent {
         schema: SCHEMA,
         kind: KIND_REQUEST,
-        time: now_rfc3339().into(),
-        event_id: "8f2c5a0e4b1d49c7a3e2f10b6d7c8e90".into(),
-        request_id: "8f2c5a0e4b1d49c7a3e2f10b6d7c8e91".into(),
+        time: Plain::new(now_rfc3339().leak()).unwrap(),
+        event_id: Plain::new("8f2c5a0e4b1d49c7a3e2f10b6d7c8e90").unwrap(),
+        request_id: Plain::new("8f2c5a0e4b1d49c7a3e2f10b6d7c8e91").unwrap(),
         decision: "allow",
         reason: "allowed",
-        rule_id: Some("checkout-charges".into()),
+        rule_id: Some("checkout-charges"),
         cross_zone: true,
         credential: Some("x509-svid"),
-        source_spiffe_id: Some("spiffe://example.org/ns/shop/sa/checkout".into()),
-        source_zone: Some("shop".into()),
+        source_spiffe_id: Some("spiffe://example.org/ns/shop/sa/checkout"),
+        source_zone: Some("shop"),
         peer_addr: Some("127.0.0.1:51234".parse().unwrap()),
-        cert_serial: Some("3a1f6c0d2e9b47a18c5d3e2f1a0b9c8d".into()),
-        cert_not_after: Some("2026-12-23T10:00:00Z".into()),
-        destination_zone: "payments".into(),
-        route: Some("payments-api".into()),
-        upstream: Some("127.0.0.1:9001".into()),
-        method: "POST".into(),
-        host: Some("payments.internal".into()),
-        path: Some("/payments/charge".into()),
+        cert_serial: Some("3a1f6c0d2e9b47a18c5d3e2f1a0b9c8d"),
+        cert_not_after: Some("2026-12-23T10:00:00Z"),
+        destination_zone: "payments",
+        route: Some("payments-api"),
+        upstream: Some("127.0.0.1:9001"),
+        method: "POST",
+        host: Some("payments.internal"),
+        path: Some("/payments/charge"),
         http_version: "HTTP/1.1",
         status: 200,
         duration_ms: 0.84,
@@ -50,9 +50,9 @@ fn refused() -> IdentityEvent<'static> {
         decision: "deny",
         reason: "bad_path",
         rule_id: None,
-        detail: Some("encoded `/` (%2F) in the path".into()),
+        detail: Some("encoded `/` (%2F) in the path"),
         path: None,
-        raw_path: Some("/payments/public/..%2F..%2Fadmin?\"q\"=<x>\\".into()),
+        raw_path: Some("/payments/public/..%2F..%2Fadmin?\"q\"=<x>\\"),
         status: 400,
         ..allowed()
     }

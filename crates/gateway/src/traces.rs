@@ -167,7 +167,7 @@ impl RequestSpan {
         else {
             return;
         };
-        if let Some(route) = event.route.as_deref() {
+        if let Some(route) = event.route {
             // `{method} {target}`, the target being the route (a low-cardinality name).
             span.update_name(format!("{} {route}", event.method));
         }
@@ -234,18 +234,18 @@ fn attributes(e: &IdentityEvent<'_>) -> Vec<KeyValue> {
         KeyValue::new("zonegate.policy_generation", e.policy_generation as i64),
     ];
     let optional = [
-        ("url.path", e.path.as_deref()),
-        ("server.address", e.host.as_deref()),
-        ("http.route", e.route.as_deref()),
-        ("zonegate.route", e.route.as_deref()),
-        ("zonegate.rule", e.rule_id.as_deref()),
-        ("zonegate.audit_rule", e.audit_rule_id.as_deref()),
+        ("url.path", e.path),
+        ("server.address", e.host),
+        ("http.route", e.route),
+        ("zonegate.route", e.route),
+        ("zonegate.rule", e.rule_id),
+        ("zonegate.audit_rule", e.audit_rule_id),
         ("zonegate.audit_decision", e.audit_decision),
         ("zonegate.credential", e.credential),
-        ("zonegate.source.spiffe_id", e.source_spiffe_id.as_deref()),
-        ("zonegate.source.zone", e.source_zone.as_deref()),
-        ("zonegate.token.issuer", e.token_issuer.as_deref()),
-        ("zonegate.upstream", e.upstream.as_deref()),
+        ("zonegate.source.spiffe_id", e.source_spiffe_id),
+        ("zonegate.source.zone", e.source_zone),
+        ("zonegate.token.issuer", e.token_issuer),
+        ("zonegate.upstream", e.upstream),
     ];
     for (key, value) in optional {
         if let Some(value) = value {

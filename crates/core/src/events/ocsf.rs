@@ -203,7 +203,7 @@ fn http_version(version: &str) -> &str {
 }
 
 fn request(e: &IdentityEvent<'_>) -> Value {
-    let (activity_id, activity_name) = http_activity(&e.method);
+    let (activity_id, activity_name) = http_activity(e.method);
     let denied = e.decision == "deny";
     let disposition = match (denied, e.status) {
         (false, status) if status >= 500 => DISPOSITION_ERROR,
@@ -216,14 +216,14 @@ fn request(e: &IdentityEvent<'_>) -> Value {
         authorizations.push(json!({
             "decision": e.decision,
             "policy": {
-                "uid": e.rule_id.as_deref(),
-                "name": e.rule_id.as_deref().unwrap_or("default deny"),
+                "uid": e.rule_id,
+                "name": e.rule_id.unwrap_or("default deny"),
                 "version": e.policy_generation.to_string(),
                 "is_applied": true,
             },
         }));
     }
-    if let Some(audit) = e.audit_rule_id.as_deref() {
+    if let Some(audit) = e.audit_rule_id {
         authorizations.push(json!({
             "decision": e.audit_decision,
             "policy": {
@@ -234,7 +234,7 @@ fn request(e: &IdentityEvent<'_>) -> Value {
             },
         }));
     }
-    let credential_uid = e.cert_serial.as_deref().or(e.token_jti.as_deref());
+    let credential_uid = e.cert_serial.or(e.token_jti);
     let peer = e.peer_addr.map(super::socket_addr_text);
     let rest = json!({
         "action_id": if denied { ACTION_DENIED } else { ACTION_ALLOWED },
@@ -244,23 +244,23 @@ fn request(e: &IdentityEvent<'_>) -> Value {
         "status_id": if e.status < 400 { STATUS_SUCCESS } else { STATUS_FAILURE },
         "status": if e.status < 400 { "Success" } else { "Failure" },
         "status_code": e.status.to_string(),
-        "status_detail": e.detail.as_deref(),
-        "message": format!("{} {} {} ({})", e.decision, e.method, e.path.as_deref().or(e.raw_path.as_deref()).unwrap_or("-"), e.reason),
+        "status_detail": e.detail,
+        "message": format!("{} {} {} ({})", e.decision, e.method, e.path.or(e.raw_path).unwrap_or("-"), e.reason),
         "duration": e.duration_ms.round() as i64,
-        "actor": { "user": workload(e.source_spiffe_id.as_deref(), credential_uid) },
-        "src_endpoint": merge(endpoint(peer.as_deref()), json!({ "zone": e.source_zone.as_deref() })),
+        "actor": { "user": workload(e.source_spiffe_id, credential_uid) },
+        "src_endpoint": merge(endpoint(peer.as_deref()), json!({ "zone": e.source_zone })),
         "dst_endpoint": {
             "zone": e.destination_zone,
-            "svc_name": e.route.as_deref(),
-            "hostname": e.host.as_deref(),
+            "svc_name": e.route,
+            "hostname": e.host,
         },
         "http_request": {
             "uid": e.request_id,
             "http_method": e.method,
             "version": http_version(e.http_version),
             "url": {
-                "path": e.path.as_deref().or(e.raw_path.as_deref()),
-                "hostname": e.host.as_deref(),
+                "path": e.path.or(e.raw_path),
+                "hostname": e.host,
             },
         },
         "http_response": { "code": e.status },
@@ -268,8 +268,8 @@ fn request(e: &IdentityEvent<'_>) -> Value {
         "authorizations": authorizations,
         "tls": {
             "certificate": {
-                "serial_number": e.cert_serial.as_deref(),
-                "expiration_time": e.cert_not_after.as_deref().map(epoch_millis),
+                "serial_number": e.cert_serial,
+                "expiration_time": e.cert_not_after.map(epoch_millis),
             },
         },
         "unmapped": {
@@ -278,12 +278,12 @@ fn request(e: &IdentityEvent<'_>) -> Value {
             "reason": e.reason,
             "cross_zone": e.cross_zone,
             "credential": e.credential,
-            "token_issuer": e.token_issuer.as_deref(),
-            "token_subject": e.token_subject.as_deref(),
-            "token_jti": e.token_jti.as_deref(),
-            "token_expiry": e.token_expiry.as_deref(),
-            "upstream": e.upstream.as_deref(),
-            "raw_path": e.raw_path.as_deref(),
+            "token_issuer": e.token_issuer,
+            "token_subject": e.token_subject,
+            "token_jti": e.token_jti,
+            "token_expiry": e.token_expiry,
+            "upstream": e.upstream,
+            "raw_path": e.raw_path,
             "policy_generation": e.policy_generation,
         },
     });

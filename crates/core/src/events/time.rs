@@ -7,10 +7,12 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use chrono::{DateTime, SecondsFormat, Utc};
 
+use super::Plain;
+
 thread_local! {
     /// `now_rfc3339`'s clock and `rfc3339_seconds`' last text, per thread.
-    static NOW: RefCell<Clock> = RefCell::new(Clock::default());
-    static LAST: RefCell<SecondsText> = RefCell::new(SecondsText::default());
+    static NOW: RefCell<Clock> = const { RefCell::new(Clock::new()) };
+    static LAST: RefCell<SecondsText> = const { RefCell::new(SecondsText::new()) };
 }
 
 /// Formats a Unix timestamp (seconds) as RFC 3339 UTC.
@@ -40,15 +42,20 @@ pub struct Clock {
 
 impl Default for Clock {
     fn default() -> Clock {
+        Clock::new()
+    }
+}
+
+impl Clock {
+    /// A clock that has not been read (const: a thread's clock needs no lazy set-up).
+    pub const fn new() -> Clock {
         Clock {
             second: i64::MIN,
             head: 0,
             text: String::new(),
         }
     }
-}
 
-impl Clock {
     /// Reads the system clock.
     pub fn now(&mut self) -> &str {
         // The system clock without chrono's calendar arithmetic, which only a new second needs.
@@ -64,6 +71,12 @@ impl Clock {
     /// What the last reading said.
     pub fn as_str(&self) -> &str {
         &self.text
+    }
+
+    /// What the last reading said, as an event writes it: an RFC 3339 time is digits, `-`,
+    /// `+`, `:`, `T`, `.` and `Z`, nothing to escape.
+    pub fn as_plain(&self) -> Plain<'_> {
+        Plain::made(&self.text)
     }
 
     /// `seconds` since the epoch and `millis` past them.
@@ -95,14 +108,18 @@ pub struct SecondsText {
 
 impl Default for SecondsText {
     fn default() -> SecondsText {
+        SecondsText::new()
+    }
+}
+
+impl SecondsText {
+    pub const fn new() -> SecondsText {
         SecondsText {
             unix: i64::MIN,
             text: None,
         }
     }
-}
 
-impl SecondsText {
     pub fn set(&mut self, unix: i64) -> Option<&str> {
         if unix != self.unix {
             self.unix = unix;

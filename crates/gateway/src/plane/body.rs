@@ -18,7 +18,7 @@ use super::service::{Activity, InFlight};
 use super::upstream::Lease;
 use super::Shared;
 use crate::events::{now_rfc3339, RequestEndEvent, KIND_REQUEST_END, SCHEMA};
-use crate::ids::next_id;
+use crate::ids::{next_id, Id};
 
 /// A response that streams this long gets an event when it ends, beside the one written when
 /// it was decided; a shorter one only if it did not end normally.
@@ -140,7 +140,7 @@ impl std::error::Error for TokenExpired {}
 pub struct StreamEnd {
     pub shared: Arc<Shared>,
     pub activity: Arc<Activity>,
-    pub request_id: String,
+    pub request_id: Id,
     pub route: Option<Arc<str>>,
     pub status: u16,
     pub started: Instant,
@@ -172,7 +172,7 @@ impl Drop for StreamEnd {
             kind: KIND_REQUEST_END,
             time: now_rfc3339(),
             event_id: next_id(),
-            request_id: std::mem::take(&mut self.request_id),
+            request_id: self.request_id.as_str().to_owned(),
             route: self.route.as_deref().map(str::to_string),
             status: self.status,
             end,

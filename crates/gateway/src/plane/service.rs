@@ -29,7 +29,7 @@ use crate::admission::{
 use crate::config::{Route, UnderscoreAction};
 use crate::events::{EventFormat, IdentityEvent};
 use crate::identity::{Identity, SvidFacts, VerifiedToken};
-use crate::ids::next_id;
+use crate::ids::Id;
 use crate::reload::{Snapshot, KEY_FETCH_TIMEOUT};
 use crate::traces::RequestSpan;
 
@@ -240,7 +240,7 @@ impl Drop for Unanswered<'_, '_> {
             return;
         }
         debug!(
-            request_id = self.exchange.request_id,
+            request_id = self.exchange.request_id.as_str(),
             "request cancelled by the client before its answer"
         );
         let refused = Refused::new(
@@ -321,13 +321,15 @@ impl Connection {
         let snapshot = self
             .with_fresh_keys(self.shared.store.load(), request.headers())
             .await;
-        let request_id = next_id();
-        let request_id_value = HeaderValue::from_str(&request_id).ok().map(|mut id| {
-            // Unique to this request: HTTP/2's header compression would add it to its table
-            // only to evict it unused (HPACK "never indexed").
-            id.set_sensitive(true);
-            id
-        });
+        let request_id = Id::next();
+        let request_id_value = HeaderValue::from_str(request_id.as_str())
+            .ok()
+            .map(|mut id| {
+                // Unique to this request: HTTP/2's header compression would add it to its table
+                // only to evict it unused (HPACK "never indexed").
+                id.set_sensitive(true);
+                id
+            });
         let (mut parts, body) = request.into_parts();
         let raw_target = raw_target(&parts);
         let host = host_of(&parts);
@@ -517,8 +519,13 @@ impl Connection {
                         "request body over the route's limit".to_string(),
                     ),
                 };
-                let response =
-                    answer::response(refused.refusal, &request_id, false, exchange.version, true);
+                let response = answer::response(
+                    refused.refusal,
+                    request_id.as_str(),
+                    false,
+                    exchange.version,
+                    true,
+                );
                 self.finish(
                     &snapshot,
                     &admission,
@@ -781,7 +788,7 @@ impl Connection {
         let challenge = !snapshot.config.token_issuers.is_empty();
         let mut response = answer::response(
             refusal,
-            exchange.request_id,
+            exchange.request_id.as_str(),
             challenge,
             exchange.version,
             closes,

@@ -64,12 +64,12 @@ fn a_denied_request_is_http_activity_with_its_identity_rule_and_endpoints() {
     assert_eq!(v["disposition_id"], 2, "403 is blocked");
     assert_eq!(v["status_id"], 2);
     assert_eq!(v["severity_id"], 3);
-    let millis = chrono::DateTime::parse_from_rfc3339(&event.time)
+    let millis = chrono::DateTime::parse_from_rfc3339(event.time.as_str())
         .unwrap()
         .timestamp_millis();
     assert_eq!(v["time"], millis);
-    assert_eq!(v["metadata"]["uid"], *event.event_id);
-    assert_eq!(v["metadata"]["correlation_uid"], *event.request_id);
+    assert_eq!(v["metadata"]["uid"], event.event_id.as_str());
+    assert_eq!(v["metadata"]["correlation_uid"], event.request_id.as_str());
     let user = &v["actor"]["user"];
     assert_eq!(user["uid"], "spiffe://example.org/ns/shop/sa/checkout");
     assert_eq!(user["domain"], "example.org");
@@ -91,7 +91,7 @@ fn a_denied_request_is_http_activity_with_its_identity_rule_and_endpoints() {
     assert_eq!(rules[1]["policy"]["uid"], "audit-\u{0}");
     assert_eq!(rules[1]["decision"], "allow");
     assert_eq!(rules[1]["policy"]["is_applied"], false);
-    assert_eq!(v["status_detail"], *event.detail.as_deref().unwrap());
+    assert_eq!(v["status_detail"], *event.detail.unwrap());
     assert_eq!(v["unmapped"]["reason"], "policy_denied");
     assert_eq!(v["unmapped"]["token_jti"], "j\"ti");
     assert_eq!(v["unmapped"]["policy_generation"], u64::MAX);
@@ -107,10 +107,10 @@ fn allowed_failed_default_denied_and_unauthenticated_requests_map_as_documented(
         decision: "allow",
         reason: "allowed",
         status: 200,
-        rule_id: Some("shop-reads".into()),
+        rule_id: Some("shop-reads"),
         audit_rule_id: None,
         audit_decision: None,
-        method: "PATCH".into(),
+        method: "PATCH",
         ..full()
     };
     let v = ocsf(&allowed);
@@ -273,7 +273,7 @@ fn every_other_record_kind_has_its_class() {
 fn strings_from_clients_stay_strings() {
     let event = IdentityEvent {
         path: None,
-        raw_path: Some("/\"},\"class_uid\":1,{\"a\":\"<script>".into()),
+        raw_path: Some("/\"},\"class_uid\":1,{\"a\":\"<script>"),
         ..full()
     };
     let v = ocsf(&event);

@@ -2,7 +2,7 @@ use std::sync::{Arc, Condvar, Mutex};
 use std::time::Instant;
 
 use super::*;
-use crate::events::IdentityEvent;
+use crate::events::{IdentityEvent, Plain};
 
 /// A writer that blocks until released, then records each write it was given.
 #[derive(Clone, Default)]
@@ -52,7 +52,8 @@ impl Write for Gate {
 fn event(n: usize) -> IdentityEvent<'static> {
     IdentityEvent {
         schema: SCHEMA,
-        request_id: format!("r{n}").into(),
+        // Leaked: an event borrows its texts, and these few bytes live as long as the test.
+        request_id: Plain::new(format!("r{n}").leak()).unwrap(),
         ..IdentityEvent::default()
     }
 }
@@ -115,18 +116,19 @@ fn every_write_ends_at_a_line_boundary() {
     gate.open();
     let sink = EventSink::with_writer(Box::new(gate.clone()), 100_000);
     // Far more than one batch, so the writer must split: it may only split between lines.
-    let detail = "x".repeat(500);
+    // Leaked, once: a record borrows its texts for as long as the sink may hold it.
+    let detail: &'static str = "x".repeat(500).leak();
     let n = 2_000;
     // Half as records, half as lines the request path encodes itself.
     for i in 0..n {
         if i % 2 == 0 {
             sink.emit(IdentityEvent {
-                detail: Some(detail.clone().into()),
+                detail: Some(detail),
                 ..event(i)
             });
         } else {
             let borrowed = IdentityEvent {
-                detail: Some(detail.as_str().into()),
+                detail: Some(detail),
                 ..event(i)
             };
             sink.emit_with(borrowed.severity(), borrowed.kind, |out| {
@@ -270,10 +272,10 @@ fn buffers_shrink_after_a_backlog() {
     sink.emit(event(0));
     gate.wait_until_waiting();
     // While the writer is held at the gate, ~2 MB of records wait in the shared buffer.
-    let detail = "x".repeat(1000);
+    let detail: &'static str = "x".repeat(1000).leak();
     for n in 1..2_000 {
         sink.emit(IdentityEvent {
-            detail: Some(detail.clone().into()),
+            detail: Some(detail),
             ..event(n)
         });
     }
