@@ -477,19 +477,17 @@ impl Connection {
                 };
                 // The request stays in flight while its body streams: a long-lived stream is
                 // neither idle nor beyond its credential's reach.
-                let end = evented.then(|| {
-                    Box::new(StreamEnd {
-                        shared: self.shared.clone(),
-                        activity: self.activity.clone(),
-                        request_id,
-                        route: Some(route.name.clone()),
-                        status: status.as_u16(),
-                        started,
-                        bytes: 0,
-                        complete: response.body().is_end_stream(),
-                        upstream_error: false,
-                        cut: None,
-                    })
+                let end = evented.then(|| StreamEnd {
+                    shared: self.shared.clone(),
+                    activity: self.activity.clone(),
+                    request_id,
+                    route: Some(route.name.clone()),
+                    status: status.as_u16(),
+                    started,
+                    bytes: 0,
+                    complete: response.body().is_end_stream(),
+                    upstream_error: false,
+                    cut: None,
                 });
                 // A token's admission lasts as long as the token: a response still streaming
                 // when it expires is cut (the certificate's expiry ends the connection).
