@@ -284,31 +284,37 @@ impl UpstreamPool {
         };
         let mut sender = match shared {
             Some(sender) => sender,
-            None => {
-                let io = match self.connect(addr).await {
-                    Ok(io) => io,
-                    Err(why) => return Err(Failure::Connect(Box::new(request), why)),
-                };
-                let (sender, conn) = http2::Builder::new(TokioExecutor::new())
-                    .timer(TokioTimer::new())
-                    .handshake(TokioIo::new(io))
-                    .await
-                    .map_err(|e| Failure::Broken(e.to_string()))?;
-                tokio::spawn(async move {
-                    if let Err(e) = conn.await {
-                        debug!(error = %e, "upstream HTTP/2 connection ended");
-                    }
-                });
-                let mut conns = self.h2.lock().unwrap_or_else(|p| p.into_inner());
-                conns.push((addr, sender.clone()));
-                sender
-            }
+            // Boxed, as `send_h1_fresh` is: inlined, the connection's opening (TCP, TLS, the
+            // HTTP/2 handshake: ~2 KiB of future) was moved with every request's future.
+            None => match Box::pin(self.open_h2(addr)).await {
+                Ok(sender) => sender,
+                Err(Opening::Connect(why)) => return Err(Failure::Connect(Box::new(request), why)),
+                Err(Opening::Handshake(why)) => return Err(Failure::Broken(why)),
+            },
         };
         match tokio::time::timeout(self.config.read_timeout, sender.send_request(request)).await {
             Err(_) => Err(Failure::Timeout),
             Ok(Err(e)) => Err(Failure::sending(e)),
             Ok(Ok(response)) => Ok(response),
         }
+    }
+
+    /// Opens an HTTP/2 connection to `addr` and keeps its sender for the pool's requests.
+    async fn open_h2(&self, addr: SocketAddr) -> Result<http2::SendRequest<RequestBody>, Opening> {
+        let io = self.connect(addr).await.map_err(Opening::Connect)?;
+        let (sender, conn) = http2::Builder::new(TokioExecutor::new())
+            .timer(TokioTimer::new())
+            .handshake(TokioIo::new(io))
+            .await
+            .map_err(|e| Opening::Handshake(e.to_string()))?;
+        tokio::spawn(async move {
+            if let Err(e) = conn.await {
+                debug!(error = %e, "upstream HTTP/2 connection ended");
+            }
+        });
+        let mut conns = self.h2.lock().unwrap_or_else(|p| p.into_inner());
+        conns.push((addr, sender.clone()));
+        Ok(sender)
     }
 
     /// Opens a connection to `addr`: TCP, then TLS when the pool says so, within the connect
@@ -422,6 +428,14 @@ impl ServiceDiscovery for Members {
             .collect();
         Ok((backends, std::collections::HashMap::new()))
     }
+}
+
+/// Why a new upstream connection could not be used: the request was not sent on it either way.
+enum Opening {
+    /// TCP or TLS failed (the request may go to another address).
+    Connect(String),
+    /// The HTTP/2 handshake failed.
+    Handshake(String),
 }
 
 enum Failure {
