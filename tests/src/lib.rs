@@ -17,6 +17,11 @@ use hyper_util::rt::{TokioExecutor, TokioIo};
 use rustls::pki_types::ServerName;
 use tokio_rustls::TlsConnector;
 
+/// The gateway's own allocator (`zonegate_gateway::alloc`), as the binary has it: every e2e
+/// test runs the gateway's workers on its cache.
+#[global_allocator]
+static ALLOCATOR: zonegate_gateway::alloc::ThreadCache = zonegate_gateway::alloc::ThreadCache;
+
 pub mod dns;
 pub mod issuer;
 pub mod otlp;

@@ -16,6 +16,10 @@ use zonegate_devkit::{devpki, devtoken, echo};
 use zonegate_gateway::{events, reload, server};
 use zonegate_policy_tools as intel;
 
+/// glibc's allocator with a per-thread cache in front of it, for the workers' bursts.
+#[global_allocator]
+static ALLOCATOR: zonegate_gateway::alloc::ThreadCache = zonegate_gateway::alloc::ThreadCache;
+
 #[derive(Parser)]
 #[command(
     name = "zonegate",

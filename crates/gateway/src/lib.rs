@@ -5,6 +5,7 @@
 #![deny(unsafe_code)]
 
 pub mod admin;
+pub mod alloc;
 pub mod events;
 mod fd;
 mod outbound;

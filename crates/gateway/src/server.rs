@@ -368,6 +368,8 @@ struct Worker {
 
 impl Worker {
     fn run(self) {
+        // A worker allocates and frees in bursts, one per readiness pass: see `alloc`.
+        let _cache = crate::alloc::cache_this_thread();
         let runtime = match tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
