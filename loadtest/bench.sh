@@ -8,7 +8,7 @@
 #   -d SEC    measured seconds per run                                          [5]
 #   -r N      repetitions of the oha throughput runs (medians are reported)     [1]
 #   -c N      connections of the throughput runs                                [64]
-#   -s LIST   sections, comma-separated: oha,latency,handshake,mix,idle,callgrind
+#   -s LIST   sections, comma-separated: oha,latency,handshake,mix,idle,cpu,callgrind
 #             [oha,latency,handshake,mix]
 #   -o DIR    results directory                          [target/bench/<date-time>]
 #   -B        do not build; use target/release/{zonegate,zonegate-loadtest} as they are
@@ -35,6 +35,12 @@
 #   idle       (not in the default set: ~2 min) zonegate-loadtest --hold: IDLE_CONNS mTLS
 #              connections opened, held idle IDLE_HOLD s, then checked: nginx, zonegate-full;
 #              the server's RSS before and while holding gives the memory per idle connection
+#   cpu        (not in the default set; ~2 min, strace for the syscall counts) where a server's
+#              time goes: zonegate-loadtest, closed loop, keep-alive, -c connections, HTTP/1.1
+#              and HTTP/2: nginx, haproxy, zonegate-full; the server's user and system CPU
+#              time per request (from /proc, over a run of -d s after a warm-up run; the run's
+#              own connection handshakes included), then a second run under `strace -f -c`
+#              for its system calls per request (strace slows the server; the counts hold)
 #   callgrind  (not in the default set; needs valgrind) instructions per request, the figure
 #              that does not move with the box's noise: zonegate-full and zonegate-allowall
 #              under callgrind, counters zeroed after 500 warm-up requests, then CG_REQUESTS
@@ -460,6 +466,79 @@ if has_section idle; then
   for t in nginx zonegate-full; do try idle_run "$t"; done
 fi
 
+cpu_ticks_of() { # "user system" clock ticks, summed over a process tree
+  local u=0 y=0 p a b
+  for p in $(tree_pids "$1"); do
+    read -r a b < <(awk '{print $14, $15}' "/proc/$p/stat" 2>/dev/null) || continue
+    u=$((u + a)); y=$((y + b))
+  done
+  echo "$u $y"
+}
+
+# cpu_run TARGET MODE: user and system CPU time per request of TARGET's server (MODE h1|h2),
+# closed loop over CONNS keep-alive connections; then its system calls per request, under
+# strace. Report: OUTDIR/cpu-TARGET-MODE.json.
+cpu_run() {
+  local target=$1 mode=$2 spid c0 c1 out="$OUTDIR/cpu-$1-$2.json" pids p
+  local load=(taskset -c "$LOAD_CPU" timeout -k 5 $((DURATION + 60)) "$LT" "https://localhost:$PROXY_PORT"
+    --ca "$PKI/ca.crt" --identity "$ID_CHECKOUT" "${REQ[@]}" -c "$CONNS" --warmup 0s --json --quiet)
+  [[ "$mode" == h2 ]] && load+=(--h2 --streams 1)
+  start_backend "$(backend_cpu_for "$target")"
+  case $target in
+    zonegate-*) CUSTOM_CMD="$(zg_cmd "${target#zonegate-}")" start_proxy custom ;;
+    *) start_proxy "$target" ;;
+  esac
+  spid=$(server_pid "$target")
+  "${load[@]}" -d "${WARMUP}s" >/dev/null 2>"$ZWORK/lt.err" || log "warm-up: $(tail -c 300 "$ZWORK/lt.err")"
+  c0=$(cpu_ticks_of "$spid")
+  "${load[@]}" -d "${DURATION}s" >"$ZWORK/cpu-run.json" 2>"$ZWORK/lt.err" || log "cpu-$target-$mode: $(tail -c 300 "$ZWORK/lt.err")"
+  c1=$(cpu_ticks_of "$spid")
+  rm -f "$ZWORK"/strace.*
+  pids=()
+  if command -v strace >/dev/null; then
+    for p in $(tree_pids "$spid"); do
+      strace -f -c -qq -o "$ZWORK/strace.$p" -p "$p" 2>/dev/null & pids+=($!)
+    done
+    sleep 1 # attached
+    "${load[@]}" -d "${DURATION}s" >"$ZWORK/cpu-strace.json" 2>"$ZWORK/lt.err" || log "strace run: $(tail -c 300 "$ZWORK/lt.err")"
+    for p in "${pids[@]}"; do kill -INT "$p" 2>/dev/null; done
+    for p in "${pids[@]}"; do wait "$p" 2>/dev/null; done
+  fi
+  stop_proxy
+  stop_backend
+  python3 - "$ZWORK" "$out" "$target" "$mode" "$c0" "$c1" "$HZ" <<'PY'
+import glob, json, sys
+work, dst, target, mode, c0, c1, hz = sys.argv[1:]
+(u0, s0), (u1, s1), hz = map(int, c0.split()), map(int, c1.split()), int(hz)
+def load(p):
+    try:
+        return json.load(open(p))
+    except (OSError, ValueError):
+        return {}
+run, traced = load(f"{work}/cpu-run.json"), load(f"{work}/cpu-strace.json")
+n = run.get("responses") or 0
+calls = {}
+for p in glob.glob(f"{work}/strace.*"):
+    for line in open(p):
+        f = line.split()
+        # % time, seconds, usecs/call, calls, [errors,] syscall; the total line has no name
+        if len(f) >= 5 and f[0][0].isdigit() and f[-1] != "total":
+            calls[f[-1]] = calls.get(f[-1], 0) + int(f[3])
+tn = traced.get("responses") or 0
+r = {"target": target, "mode": mode, "rps": run.get("rps"), "responses": n,
+     "status": run.get("status"), "errors": run.get("error_kinds"),
+     "user_us_per_req": round((u1 - u0) / hz * 1e6 / n, 1) if n else None,
+     "sys_us_per_req": round((s1 - s0) / hz * 1e6 / n, 1) if n else None,
+     "syscalls_per_req": {k: round(v / tn, 2) for k, v in sorted(calls.items(), key=lambda kv: -kv[1])
+                          if v / max(tn, 1) >= 0.01} if tn else None}
+json.dump(r, open(dst, "w"), indent=1)
+top = ", ".join(f"{k} {v}" for k, v in list((r["syscalls_per_req"] or {}).items())[:6])
+print(f"  cpu-{target}-{mode:<3} {r['rps'] or 0:>8.0f} req/s  user {r['user_us_per_req']} us  "
+      f"system {r['sys_us_per_req']} us per request; syscalls per request: {top or 'n/a'}",
+      file=sys.stderr)
+PY
+}
+
 # cg_run TARGET [h2]: instructions per request of zonegate TARGET (full|allowall|contain) under
 # callgrind, over HTTP/1.1 or (h2) HTTP/2 with one stream per connection.
 cg_run() {
@@ -503,6 +582,13 @@ for name, cost in own.most_common(25):
     print(f"    {cost / total * 100:5.1f}%  {cost / n:>8,.0f}/req  {name[:110]}")
 PY
 }
+
+if has_section cpu; then
+  log "== where the server's time goes: user and system CPU per request, $CONNS connections =="
+  for t in nginx haproxy zonegate-full; do
+    for m in h1 h2; do try cpu_run "$t" "$m"; done
+  done
+fi
 
 if has_section callgrind; then
   command -v valgrind >/dev/null || die "the callgrind section needs valgrind (apt install valgrind)"
@@ -577,6 +663,27 @@ if labels:
               f"{num(b.get('server_cpu_pct'), '{:.0f}'):>8} {num(b.get('server_peak_rss_mib'), '{:.1f}'):>7}  {extra}")
     print()
 
+cpu = {}
+for p in sorted(glob.glob(os.path.join(out, "cpu-*.json"))):
+    try:
+        with open(p) as f:
+            r = json.load(f)
+        cpu[(r["target"], r["mode"])] = r
+    except (OSError, ValueError, KeyError):
+        pass
+if cpu:
+    print("Where the server's time goes (closed loop, keep-alive; CPU time per request from /proc;")
+    print("system calls per request counted in a second run under strace)")
+    print(f"  {'target':<16} {'mode':<4} {'req/s':>8} {'user us':>8} {'sys us':>8} {'total us':>8}  syscalls per request")
+    for (t, m), r in cpu.items():
+        u, y = r.get("user_us_per_req"), r.get("sys_us_per_req")
+        calls = r.get("syscalls_per_req") or {}
+        top = ", ".join(f"{k} {v}" for k, v in list(calls.items())[:6])
+        print(f"  {t:<16} {m:<4} {num(r.get('rps')):>8} {num(u, '{:.1f}'):>8} {num(y, '{:.1f}'):>8} "
+              f"{num(u + y if u is not None and y is not None else None, '{:.1f}'):>8}  "
+              f"{sum(calls.values()):.1f}: {top}")
+    print()
+
 print("Against the targets (preliminary: short runs on a shared 2-CPU VM; noisy)")
 def per_core(target, mode):
     vals = [float(r["rps"]) * 100 / max(float(r["srv_cpu_pct"]), 1)
@@ -619,6 +726,16 @@ if d and z:
         nl = n.get("latency_us") or {}
         print(f"    (nginx over direct-http: p50 +{nl.get('p50', 0) - dl.get('p50', 0):.0f} us, "
               f"p99 +{nl.get('p99', 0) - dl.get('p99', 0):.0f} us)")
+for mode in ("h1", "h2"):
+    def total(t):
+        r = cpu.get((t, mode)) or {}
+        u, y = r.get("user_us_per_req"), r.get("sys_us_per_req")
+        return u + y if u is not None and y is not None else None
+    z, peers = total("zonegate-full"), [v for v in (total("nginx"), total("haproxy")) if v]
+    if z and peers:
+        best = min(peers)
+        print(f"  CPU time per request, {mode}: zonegate-full {z:.1f} us, best peer {best:.1f} us: "
+              f"{best / z:.2f}x per server core (cpu section)")
 hz, hn = lt("handshake-zonegate-full"), lt("handshake-nginx")
 if hz and hn:
     print(f"  full mTLS handshakes/s, zonegate-full / nginx: {ratio(hz.get('rps'), hn.get('rps'))} "
