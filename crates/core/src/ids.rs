@@ -45,9 +45,14 @@ impl Id {
         std::str::from_utf8(&self.0).unwrap_or_default()
     }
 
+    /// The id's hex digits, unchecked.
+    pub fn as_bytes(&self) -> &[u8] {
+        &self.0
+    }
+
     /// The id as an event writes it: hex digits hold nothing to escape.
     pub fn as_plain(&self) -> Plain<'_> {
-        Plain::made(self.as_str())
+        Plain::made(&self.0)
     }
 }
 

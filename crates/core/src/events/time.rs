@@ -76,7 +76,7 @@ impl Clock {
     /// What the last reading said, as an event writes it: an RFC 3339 time is digits, `-`,
     /// `+`, `:`, `T`, `.` and `Z`, nothing to escape.
     pub fn as_plain(&self) -> Plain<'_> {
-        Plain::made(&self.text)
+        Plain::made(self.text.as_bytes())
     }
 
     /// `seconds` since the epoch and `millis` past them.

@@ -322,7 +322,7 @@ impl Connection {
             .with_fresh_keys(self.shared.store.load(), request.headers())
             .await;
         let request_id = Id::next();
-        let request_id_value = HeaderValue::from_str(request_id.as_str())
+        let request_id_value = HeaderValue::from_bytes(request_id.as_bytes())
             .ok()
             .map(|mut id| {
                 // Unique to this request: HTTP/2's header compression would add it to its table
