@@ -43,8 +43,9 @@
 #              for its system calls per request (strace slows the server; the counts hold)
 #   callgrind  (not in the default set; needs valgrind) instructions per request, the figure
 #              that does not move with the box's noise: zonegate-full and zonegate-allowall
-#              under callgrind, counters zeroed after 500 warm-up requests, then CG_REQUESTS
-#              (4000) over 16 keep-alive connections (their 16 handshakes included); the
+#              under callgrind, in steady keep-alive traffic: two runs over 16 new connections,
+#              of CG_WARM (2000) and CG_WARM + CG_REQUESTS (4000) requests, whose difference
+#              cancels the handshakes and set-up out (reported apart, per connection); the
 #              functions with the most instructions of their own go to DIR/callgrind-*.txt;
 #              zonegate-full once more over HTTP/2 (one stream per connection); also
 #              zonegate-contain (the full path with a never-reached per-identity limit
@@ -540,9 +541,12 @@ PY
 }
 
 # cg_run TARGET [h2]: instructions per request of zonegate TARGET (full|allowall|contain) under
-# callgrind, over HTTP/1.1 or (h2) HTTP/2 with one stream per connection.
+# callgrind, over HTTP/1.1 or (h2) HTTP/2 with one stream per connection. Two measured runs of
+# 16 fresh connections, CG_WARM (2000) requests and CG_WARM + CG_REQUESTS (4000): their
+# difference is CG_REQUESTS requests of steady keep-alive traffic, handshakes and connection
+# set-up cancelled out, as in the throughput runs (thousands of requests per connection).
 cg_run() {
-  local target=$1 mode=${2:-h1} n=${CG_REQUESTS:-4000} vpid dump label=$1
+  local target=$1 mode=${2:-h1} n=${CG_REQUESTS:-4000} warm=${CG_WARM:-2000} vpid label=$1
   local common=("https://localhost:$PROXY_PORT" --ca "$PKI/ca.crt" --identity "$ID_CHECKOUT"
     "${REQ[@]}" -c 16 --quiet)
   if [[ "$mode" == h2 ]]; then common+=(--h2 --streams 1); label="$target-h2"; fi
@@ -554,41 +558,42 @@ cg_run() {
   wait_port "$PROXY_PORT" 120 || { kill "$vpid"; die "zonegate under callgrind did not listen"; }
   "$LT" "${common[@]}" -n 500 >/dev/null
   callgrind_control -z "$vpid" >/dev/null
-  "$LT" "${common[@]}" -n "$n" --json >"$OUTDIR/callgrind-$label.json"
-  callgrind_control -d "$vpid" >/dev/null
+  "$LT" "${common[@]}" -n "$warm" >/dev/null
+  callgrind_control -d "$vpid" >/dev/null # part 1
+  callgrind_control -z "$vpid" >/dev/null
+  "$LT" "${common[@]}" -n $((warm + n)) --json >"$OUTDIR/callgrind-$label.json"
+  callgrind_control -d "$vpid" >/dev/null # part 2
   kill -INT "$vpid" 2>/dev/null || true
   wait "$vpid" 2>/dev/null || true
   stop_backend
-  dump=$(ls "$ZWORK"/callgrind.out."$vpid".* 2>/dev/null | grep -v '\.'"$vpid"'$' | head -1)
-  python3 - "$dump" "$n" "$label" <<'PY' | tee "$OUTDIR/callgrind-$label.txt" >&2
+  python3 - "$ZWORK/callgrind.out.$vpid.1" "$ZWORK/callgrind.out.$vpid.2" "$warm" "$n" "$label" <<'PY' | tee "$OUTDIR/callgrind-$label.txt" >&2
 import collections, sys
-path, n, target = sys.argv[1], int(sys.argv[2]), sys.argv[3]
-own = collections.Counter()
-fn, call = None, False
-for line in open(path, errors="replace"):
-    if line.startswith("fn="):
-        fn = line[3:].strip()
-    elif line.startswith("calls="):
-        call = True
-    elif line[:1].isdigit() or line[:1] in "+-*":
-        parts = line.split()
-        if len(parts) >= 2:
-            if not call:
-                own[fn] += int(parts[1])
-            call = False
-total = sum(own.values())
-print(f"  zonegate-{target:<10} {total / n:>10,.0f} instructions per request ({n} requests)")
-for name, cost in own.most_common(25):
+short, long, warm, n, target = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4]), sys.argv[5]
+def own(path):
+    cost = collections.Counter()
+    fn, call = None, False
+    for line in open(path, errors="replace"):
+        if line.startswith("fn="):
+            fn = line[3:].strip()
+        elif line.startswith("calls="):
+            call = True
+        elif line[:1].isdigit() or line[:1] in "+-*":
+            parts = line.split()
+            if len(parts) >= 2:
+                if not call:
+                    cost[fn] += int(parts[1])
+                call = False
+    return cost
+a, b = own(short), own(long)
+steady = collections.Counter({k: b[k] - a[k] for k in b.keys() | a.keys()})
+total = sum(steady.values())
+setup = (sum(a.values()) - total / n * warm) / 16
+print(f"  zonegate-{target:<10} {total / n:>10,.0f} instructions per request, steady state "
+      f"({n} requests; each connection's set-up and handshake: {setup:,.0f})")
+for name, cost in steady.most_common(25):
     print(f"    {cost / total * 100:5.1f}%  {cost / n:>8,.0f}/req  {name[:110]}")
 PY
 }
-
-if has_section cpu; then
-  log "== where the server's time goes: user and system CPU per request, $CONNS connections =="
-  for t in nginx haproxy zonegate-full; do
-    for m in h1 h2; do try cpu_run "$t" "$m"; done
-  done
-fi
 
 if has_section callgrind; then
   command -v valgrind >/dev/null || die "the callgrind section needs valgrind (apt install valgrind)"
@@ -736,6 +741,16 @@ for mode in ("h1", "h2"):
         best = min(peers)
         print(f"  CPU time per request, {mode}: zonegate-full {z:.1f} us, best peer {best:.1f} us: "
               f"{best / z:.2f}x per server core (cpu section)")
+def cg(label):
+    try:
+        with open(os.path.join(out, f"callgrind-{label}.txt")) as f:
+            return float(f.readline().split()[1].replace(",", ""))
+    except (OSError, ValueError, IndexError):
+        return None
+cf, ca = cg("full"), cg("allowall")
+if cf and ca:
+    print(f"  identity path, instructions per request in steady state (callgrind): full {cf:,.0f}, "
+          f"allow-all {ca:,.0f}: +{(cf / ca - 1) * 100:.1f}% (target <= 5%)")
 hz, hn = lt("handshake-zonegate-full"), lt("handshake-nginx")
 if hz and hn:
     print(f"  full mTLS handshakes/s, zonegate-full / nginx: {ratio(hz.get('rps'), hn.get('rps'))} "
