@@ -62,36 +62,54 @@ fn cached_class(layout: &Layout) -> Option<usize> {
         .then(|| class_of(layout.size()))
 }
 
+/// One size class's free list on one thread.
+struct Slot {
+    head: Cell<*mut u8>,
+    /// Blocks the list may still take.
+    room: Cell<u32>,
+    /// The class's size, beside its list so that keeping count costs no arithmetic.
+    size: usize,
+}
+
 /// One thread's free lists. No destructor, so the thread-local needs no registration (which
 /// could allocate) and is usable until the thread ends.
 struct Lists {
-    on: Cell<bool>,
-    heads: [Cell<*mut u8>; CLASSES],
-    counts: [Cell<u16>; CLASSES],
-    bytes: Cell<usize>,
+    slots: [Slot; CLASSES],
+    /// Bytes the lists may still take: zero on a thread that does not cache.
+    budget: Cell<usize>,
 }
 
 impl Lists {
     const fn new() -> Self {
+        let mut slots = [const {
+            Slot {
+                head: Cell::new(ptr::null_mut()),
+                room: Cell::new(PER_CLASS as u32),
+                size: 0,
+            }
+        }; CLASSES];
+        let mut class = 0;
+        while class < CLASSES {
+            slots[class].size = class_size(class);
+            class += 1;
+        }
         Lists {
-            on: Cell::new(false),
-            heads: [const { Cell::new(ptr::null_mut()) }; CLASSES],
-            counts: [const { Cell::new(0) }; CLASSES],
-            bytes: Cell::new(0),
+            slots,
+            budget: Cell::new(0),
         }
     }
 
     fn pop(&self, class: usize) -> Option<*mut u8> {
-        let (head, count) = (self.heads.get(class)?, self.counts.get(class)?);
-        let block = head.get();
+        let slot = self.slots.get(class)?;
+        let block = slot.head.get();
         if block.is_null() {
             return None;
         }
         // SAFETY: a non-null head is a block this thread pushed (see `push`): at least 16
         // bytes, 16-aligned, owned by the list, its first word the next block.
-        head.set(unsafe { block.cast::<*mut u8>().read() });
-        count.set(count.get() - 1);
-        self.bytes.set(self.bytes.get() - class_size(class));
+        slot.head.set(unsafe { block.cast::<*mut u8>().read() });
+        slot.room.set(slot.room.get() + 1);
+        self.budget.set(self.budget.get() + slot.size);
         Some(block)
     }
 
@@ -102,22 +120,22 @@ impl Lists {
     /// `block` is a live block of `class_size(class)` bytes from `System`, 16-aligned, that
     /// the caller gives up.
     unsafe fn push(&self, class: usize, block: *mut u8) -> bool {
-        let (Some(head), Some(count)) = (self.heads.get(class), self.counts.get(class)) else {
+        let Some(slot) = self.slots.get(class) else {
             return false;
         };
-        let bytes = self.bytes.get() + class_size(class);
-        if !self.on.get() || usize::from(count.get()) >= PER_CLASS || bytes > PER_THREAD_BYTES {
+        let (room, budget) = (slot.room.get(), self.budget.get());
+        if room == 0 || budget < slot.size {
             return false;
         }
         // SAFETY: the block is ours now and at least a word long and aligned for one.
-        unsafe { block.cast::<*mut u8>().write(head.get()) };
-        head.set(block);
-        count.set(count.get() + 1);
-        self.bytes.set(bytes);
+        unsafe { block.cast::<*mut u8>().write(slot.head.get()) };
+        slot.head.set(block);
+        slot.room.set(room - 1);
+        self.budget.set(budget - slot.size);
         true
     }
 
-    /// Returns every cached block to glibc.
+    /// Returns every cached block to glibc, and keeps no more.
     fn drain(&self) {
         for class in 0..CLASSES {
             while let Some(block) = self.pop(class) {
@@ -126,6 +144,7 @@ impl Lists {
                 unsafe { System.dealloc(block, class_layout(class)) };
             }
         }
+        self.budget.set(0);
     }
 }
 
@@ -213,7 +232,7 @@ unsafe impl GlobalAlloc for ThreadCache {
 /// Turns the cache on for this thread until the guard is dropped, which returns the thread's
 /// cached blocks to glibc.
 pub fn cache_this_thread() -> CacheGuard {
-    let _ = LISTS.try_with(|lists| lists.on.set(true));
+    let _ = LISTS.try_with(|lists| lists.budget.set(PER_THREAD_BYTES));
     CacheGuard {
         _not_send: std::marker::PhantomData,
     }
@@ -226,10 +245,7 @@ pub struct CacheGuard {
 
 impl Drop for CacheGuard {
     fn drop(&mut self) {
-        let _ = LISTS.try_with(|lists| {
-            lists.on.set(false);
-            lists.drain();
-        });
+        let _ = LISTS.try_with(Lists::drain);
     }
 }
 
@@ -237,8 +253,10 @@ impl Drop for CacheGuard {
 pub fn cached_here() -> (usize, usize) {
     LISTS
         .try_with(|lists| {
-            let blocks = lists.counts.iter().map(|c| usize::from(c.get())).sum();
-            (blocks, lists.bytes.get())
+            lists.slots.iter().fold((0, 0), |(blocks, bytes), slot| {
+                let kept = PER_CLASS - slot.room.get() as usize;
+                (blocks + kept, bytes + kept * slot.size)
+            })
         })
         .unwrap_or((0, 0))
 }
