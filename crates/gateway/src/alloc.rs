@@ -3,8 +3,8 @@
 //! A worker serves many connections at once, so the request path allocates in bursts: one
 //! readiness pass starts dozens of requests (each with a ~4 KiB future, header maps, buffers)
 //! and a later pass frees them all. glibc's per-thread cache holds seven blocks of a size, and
-//! none over 1,032 bytes, so most of a burst went to its shared bins (`_int_malloc`,
-//! `_int_free`: ~6 % of a request's instructions). Proxies keep their own pools for this
+//! none over 1,032 bytes, so most of a burst went to its shared bins (`malloc` and `free`
+//! with them: ~11 % of a request's instructions). Proxies keep their own pools for this
 //! (HAProxy's per-thread pools, nginx's per-request arenas); this is the smallest such layer:
 //!
 //! - Sizes up to [`LARGEST`] with an alignment glibc gives anyway are rounded up to a size
@@ -230,7 +230,7 @@ unsafe impl GlobalAlloc for ThreadCache {
 }
 
 /// Turns the cache on for this thread until the guard is dropped, which returns the thread's
-/// cached blocks to glibc.
+/// cached blocks to glibc. Once per thread: a second guard would reset the byte budget.
 pub fn cache_this_thread() -> CacheGuard {
     let _ = LISTS.try_with(|lists| lists.budget.set(PER_THREAD_BYTES));
     CacheGuard {

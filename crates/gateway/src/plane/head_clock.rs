@@ -1,11 +1,12 @@
 //! The request-head deadline of an HTTP/1.1 connection.
 //!
-//! hyper bounds the wait for a request head with one timer that also runs while the connection
-//! is idle, so it can only be as long as the idle timeout. A slow-loris client, which keeps a
-//! head coming a byte at a time, is bounded here instead: the connection's reads note when the
-//! first byte of a head arrived (a byte read while no request is in flight), the service notes
-//! when the head was complete (a request began), and the connection's owner closes it when a
-//! head has been arriving for longer than `[connections] request_head_timeout_s`.
+//! hyper's own head timer is off: it also ran while the connection was idle, so it could only
+//! be as long as the idle timeout, and it cost a timer per request. A slow-loris client, which
+//! keeps a head coming a byte at a time, is bounded here instead: the connection's reads note
+//! when the first byte of a head arrived (a byte read while no request is in flight), the
+//! service notes when the head was complete (a request began), and the connection's owner
+//! closes it when a head has been arriving for longer than
+//! `[connections] request_head_timeout_s`.
 
 use std::io;
 use std::pin::Pin;
