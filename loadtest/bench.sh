@@ -595,6 +595,13 @@ for name, cost in steady.most_common(25):
 PY
 }
 
+if has_section cpu; then
+  log "== where the server's time goes: user and system CPU per request, $CONNS connections =="
+  for t in nginx haproxy zonegate-full; do
+    for m in h1 h2; do try cpu_run "$t" "$m"; done
+  done
+fi
+
 if has_section callgrind; then
   command -v valgrind >/dev/null || die "the callgrind section needs valgrind (apt install valgrind)"
   log "== callgrind: instructions per request, 16 keep-alive connections =="
