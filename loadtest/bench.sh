@@ -44,7 +44,7 @@
 #   callgrind  (not in the default set; needs valgrind) instructions per request, the figure
 #              that does not move with the box's noise: zonegate-full and zonegate-allowall
 #              under callgrind, in steady keep-alive traffic: two runs over 16 new connections,
-#              of CG_WARM (2000) and CG_WARM + CG_REQUESTS (4000) requests, whose difference
+#              one of CG_WARM (2000) requests, one of CG_WARM + CG_REQUESTS (4000): the difference
 #              cancels the handshakes and set-up out (reported apart, per connection); the
 #              functions with the most instructions of their own go to DIR/callgrind-*.txt;
 #              zonegate-full once more over HTTP/2 (one stream per connection); also
@@ -542,7 +542,7 @@ PY
 
 # cg_run TARGET [h2]: instructions per request of zonegate TARGET (full|allowall|contain) under
 # callgrind, over HTTP/1.1 or (h2) HTTP/2 with one stream per connection. Two measured runs of
-# 16 fresh connections, CG_WARM (2000) requests and CG_WARM + CG_REQUESTS (4000): their
+# 16 fresh connections, of CG_WARM (2000) requests and of CG_WARM + CG_REQUESTS (4000): their
 # difference is CG_REQUESTS requests of steady keep-alive traffic, handshakes and connection
 # set-up cancelled out, as in the throughput runs (thousands of requests per connection).
 cg_run() {
