@@ -7,12 +7,12 @@
 //! with them: ~11 % of a request's instructions). Proxies keep their own pools for this
 //! (HAProxy's per-thread pools, nginx's per-request arenas); this is the smallest such layer:
 //!
-//! - Sizes up to [`LARGEST`] with an alignment glibc gives anyway are rounded up to a size
+//! - Sizes up to `LARGEST` with an alignment glibc gives anyway are rounded up to a size
 //!   class (16-byte steps to 256, then eight classes per doubling: at most 12.5 % more), on
 //!   every thread. So any block with such a layout holds its whole class, wherever it was
 //!   allocated.
 //! - A thread that opted in ([`cache_this_thread`], the workers) keeps the blocks it frees in a
-//!   list per class, up to [`PER_CLASS`] blocks and [`PER_THREAD_BYTES`] in all, and hands
+//!   list per class, up to `PER_CLASS` blocks and `PER_THREAD_BYTES` in all, and hands
 //!   them out again before asking glibc. Past the caps, and on every other thread, blocks go
 //!   straight back to glibc. The guard of [`cache_this_thread`] returns the thread's blocks
 //!   when the thread is done.
@@ -25,14 +25,14 @@ use std::cell::Cell;
 use std::ptr;
 
 /// The largest size served from the cache.
-pub const LARGEST: usize = 16 * 1024;
+const LARGEST: usize = 16 * 1024;
 /// Blocks kept per size class and thread.
-pub const PER_CLASS: usize = 128;
+const PER_CLASS: usize = 128;
 /// Bytes kept in all classes of one thread.
-pub const PER_THREAD_BYTES: usize = 1024 * 1024;
+const PER_THREAD_BYTES: usize = 1024 * 1024;
 /// The largest alignment served from the cache: glibc's `malloc` gives 16 to every block.
 const ALIGN: usize = 16;
-/// 16 classes of 16-byte steps up to 256, then 8 per doubling up to [`LARGEST`].
+/// 16 classes of 16-byte steps up to 256, then 8 per doubling up to `LARGEST`.
 const CLASSES: usize = 16 + 8 * 6;
 
 /// The size class of `size` (1..=LARGEST): the smallest class that holds it.
@@ -56,6 +56,20 @@ const fn class_size(class: usize) -> usize {
     }
 }
 
+/// Every class's layout, made at compile time: a class that could not be one fails the build.
+const LAYOUTS: [Layout; CLASSES] = {
+    let mut layouts = [Layout::new::<u8>(); CLASSES];
+    let mut class = 0;
+    while class < CLASSES {
+        layouts[class] = match Layout::from_size_align(class_size(class), ALIGN) {
+            Ok(layout) => layout,
+            Err(_) => panic!("a class size is a non-zero multiple of the alignment"),
+        };
+        class += 1;
+    }
+    layouts
+};
+
 /// The class of a layout that the cache serves, or `None` for one it leaves to glibc.
 fn cached_class(layout: &Layout) -> Option<usize> {
     (layout.size() <= LARGEST && layout.align() <= ALIGN && layout.size() > 0)
@@ -67,8 +81,6 @@ struct Slot {
     head: Cell<*mut u8>,
     /// Blocks the list may still take.
     room: Cell<u32>,
-    /// The class's size, beside its list so that keeping count costs no arithmetic.
-    size: usize,
 }
 
 /// One thread's free lists. No destructor, so the thread-local needs no registration (which
@@ -81,26 +93,19 @@ struct Lists {
 
 impl Lists {
     const fn new() -> Self {
-        let mut slots = [const {
-            Slot {
-                head: Cell::new(ptr::null_mut()),
-                room: Cell::new(PER_CLASS as u32),
-                size: 0,
-            }
-        }; CLASSES];
-        let mut class = 0;
-        while class < CLASSES {
-            slots[class].size = class_size(class);
-            class += 1;
-        }
         Lists {
-            slots,
+            slots: [const {
+                Slot {
+                    head: Cell::new(ptr::null_mut()),
+                    room: Cell::new(PER_CLASS as u32),
+                }
+            }; CLASSES],
             budget: Cell::new(0),
         }
     }
 
     fn pop(&self, class: usize) -> Option<*mut u8> {
-        let slot = self.slots.get(class)?;
+        let (slot, layout) = (self.slots.get(class)?, LAYOUTS.get(class)?);
         let block = slot.head.get();
         if block.is_null() {
             return None;
@@ -109,7 +114,7 @@ impl Lists {
         // bytes, 16-aligned, owned by the list, its first word the next block.
         slot.head.set(unsafe { block.cast::<*mut u8>().read() });
         slot.room.set(slot.room.get() + 1);
-        self.budget.set(self.budget.get() + slot.size);
+        self.budget.set(self.budget.get() + layout.size());
         Some(block)
     }
 
@@ -120,18 +125,18 @@ impl Lists {
     /// `block` is a live block of `class_size(class)` bytes from `System`, 16-aligned, that
     /// the caller gives up.
     unsafe fn push(&self, class: usize, block: *mut u8) -> bool {
-        let Some(slot) = self.slots.get(class) else {
+        let (Some(slot), Some(layout)) = (self.slots.get(class), LAYOUTS.get(class)) else {
             return false;
         };
-        let (room, budget) = (slot.room.get(), self.budget.get());
-        if room == 0 || budget < slot.size {
+        let (room, budget, size) = (slot.room.get(), self.budget.get(), layout.size());
+        if room == 0 || budget < size {
             return false;
         }
         // SAFETY: the block is ours now and at least a word long and aligned for one.
         unsafe { block.cast::<*mut u8>().write(slot.head.get()) };
         slot.head.set(block);
         slot.room.set(room - 1);
-        self.budget.set(budget - slot.size);
+        self.budget.set(budget - size);
         true
     }
 
@@ -152,9 +157,9 @@ thread_local! {
     static LISTS: Lists = const { Lists::new() };
 }
 
+/// The layout of `class`, which `class_of` made (always below `CLASSES`).
 fn class_layout(class: usize) -> Layout {
-    // A class size is a non-zero multiple of 16, far below isize::MAX.
-    Layout::from_size_align(class_size(class), ALIGN).unwrap_or(Layout::new::<[u128; 1]>())
+    LAYOUTS[class]
 }
 
 /// The global allocator: glibc's, with the per-thread cache above in front of it.
@@ -250,13 +255,18 @@ impl Drop for CacheGuard {
 }
 
 /// Blocks and bytes this thread holds in its cache.
-pub fn cached_here() -> (usize, usize) {
+#[cfg(test)]
+fn cached_here() -> (usize, usize) {
     LISTS
         .try_with(|lists| {
-            lists.slots.iter().fold((0, 0), |(blocks, bytes), slot| {
-                let kept = PER_CLASS - slot.room.get() as usize;
-                (blocks + kept, bytes + kept * slot.size)
-            })
+            lists
+                .slots
+                .iter()
+                .zip(&LAYOUTS)
+                .fold((0, 0), |(blocks, bytes), (slot, layout)| {
+                    let kept = PER_CLASS - slot.room.get() as usize;
+                    (blocks + kept, bytes + kept * layout.size())
+                })
         })
         .unwrap_or((0, 0))
 }

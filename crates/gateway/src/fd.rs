@@ -1,8 +1,8 @@
 //! Listening sockets handed over by an old process during a zero-downtime upgrade.
 //!
 //! One of zonegate's two modules with unsafe code (the other is `alloc`, the allocator): a file
-//! descriptor number received over the upgrade socket becomes a listener. Pingora's table records the number so that the next upgrade can pass it
-//! on; the listener made here owns it.
+//! descriptor number received over the upgrade socket becomes a listener. Pingora's table
+//! records the number so that the next upgrade can pass it on; the listener made here owns it.
 #![allow(unsafe_code)]
 
 use std::os::fd::{FromRawFd, RawFd};
